@@ -1,0 +1,290 @@
+"""What TensorBoard, ``curves.csv`` and the summary are told about each trial (driver side).
+
+The tuner forwards Ray Tune's trial events here; nothing in this module imports Ray. All
+writing happens in the driver process, so one writer owns every file (this also holds on a
+cluster, where trials run on other machines).
+
+A trial ends in one of three states, decided by :func:`final_state`:
+
+* ``COMPLETE`` — it trained its full budget (``max_epochs``);
+* ``PRUNED`` — the scheduler (ASHA) stopped it early;
+* ``FAIL`` — it raised, or reported an ``error`` (NaN loss, out of memory).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .trainable import FINAL_METRICS, METRICS, RESERVED_KEYS
+
+COMPLETE, PRUNED, FAIL, RUNNING = "COMPLETE", "PRUNED", "FAIL", "RUNNING"
+STATES = (COMPLETE, PRUNED, FAIL, RUNNING)
+CURVE_COLUMNS = ("trial_id", "trial_number", "run", "epoch", *[m for m in METRICS if m != "epoch"],
+                 *FINAL_METRICS, "state")
+_SHORT_NAMES = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "ls",
+                "batch_size": "bs", "optimizer": "opt", "dropout": "do", "momentum": "mom"}
+
+
+def final_state(last_result: dict[str, Any] | None, max_epochs: int, errored: bool = False) -> str:
+    """COMPLETE when the trial reached ``max_epochs``; PRUNED when stopped before; FAIL on error."""
+    if errored or (last_result and last_result.get("error")):
+        return FAIL
+    if not last_result or "epoch" not in last_result:
+        return PRUNED  # stopped before its first epoch ended
+    return COMPLETE if int(last_result["epoch"]) >= max_epochs else PRUNED
+
+
+def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's config without bookkeeping keys."""
+    return {k: v for k, v in config.items() if k not in RESERVED_KEYS}
+
+
+def _short_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.2g}"
+    return str(v)
+
+
+def run_name(number: int, config: dict[str, Any], max_len: int = 80) -> str:
+    """TensorBoard run name of a trial: its Optuna number and a short config, e.g.
+    ``007_lr=0.0032,wd=1e-05,width=32``."""
+    parts = [f"{_SHORT_NAMES.get(k, k)}={_short_value(v)}" for k, v in sorted(hyperparameters(config).items())]
+    text = ",".join(parts)
+    text = text if len(text) <= max_len else text[: max_len - 1] + "…"
+    return f"{number:03d}_{text}".replace("/", "-")
+
+
+def _hparam_value(v: Any) -> bool | float | str:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    return str(v)
+
+
+@dataclass
+class TrialRecord:
+    """What the driver knows of one trial."""
+
+    trial_id: str
+    number: int
+    config: dict[str, Any]
+    run: str
+    state: str = RUNNING
+    epochs: int = 0
+    last: dict[str, Any] = field(default_factory=dict)
+    best_val: float | None = None
+    reason: str | None = None
+    checkpoint: str | None = None
+    retries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, "number": self.number, "run": self.run,
+                "state": self.state, "epochs": self.epochs, "config": hyperparameters(self.config),
+                "val_acc": self.last.get("val/acc"), "best_val_acc": self.best_val,
+                "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
+                "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries}
+
+
+class TensorBoardRuns:
+    """One TensorBoard run per trial: scalars per epoch, HParams from the trial's start."""
+
+    def __init__(self, root: Path, metric: str) -> None:
+        self.root, self.metric = root, metric
+        self._writers: dict[str, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "metric": self.metric, "_writers": {}}
+
+    def _writer(self, run: str):
+        if run not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[run] = SummaryWriter(log_dir=str(self.root / run), flush_secs=5)
+        return self._writers[run]
+
+    def start(self, run: str, hparams: dict[str, Any], number: int) -> None:
+        """Write the HParams plugin's experiment and session-start records (torch's protos)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        values = {k: _hparam_value(v) for k, v in hyperparameters(hparams).items()}
+        values["trial_number"] = float(number)
+        metrics = {tag: 0.0 for tag in dict.fromkeys((self.metric, "val/acc", "val/loss", "test/acc"))}
+        experiment, session_start, _ = hparams_summaries(values, metrics)
+        writer = self._writer(run).file_writer
+        writer.add_summary(experiment)
+        writer.add_summary(session_start)
+        writer.flush()
+
+    def epoch(self, run: str, result: dict[str, Any]) -> None:
+        writer = self._writer(run)
+        step = int(result["epoch"])
+        for key in (*METRICS, *FINAL_METRICS):
+            value = result.get(key)
+            if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                writer.add_scalar(key, value, step)
+        writer.flush()
+
+    def end(self, run: str, state: str, reason: str | None, epochs: int) -> None:
+        writer = self._writer(run)
+        text = state if not reason else f"{state}: {reason}"
+        writer.add_text("trial/state", text, epochs)
+        writer.add_scalar("trial/epochs", epochs, epochs)
+        writer.file_writer.add_summary(_session_end_summary(state))
+        writer.close()
+        self._writers.pop(run, None)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+
+def _session_end_summary(state: str):
+    """The HParams plugin's session-end record: SUCCESS for COMPLETE/PRUNED, FAILURE for FAIL."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams.api_pb2 import Status
+    from tensorboard.plugins.hparams.metadata import (
+        PLUGIN_DATA_VERSION,
+        PLUGIN_NAME,
+        SESSION_END_INFO_TAG,
+    )
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+    status = {COMPLETE: "STATUS_SUCCESS", PRUNED: "STATUS_SUCCESS", FAIL: "STATUS_FAILURE"}
+    info = SessionEndInfo(status=Status.Value(status.get(state, "STATUS_UNKNOWN")),
+                          end_time_secs=time.time())
+    content = HParamsPluginData(session_end_info=info, version=PLUGIN_DATA_VERSION)
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name=PLUGIN_NAME, content=content.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=meta)])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Bookkeeper:
+    """Receives trial events in the driver and keeps TensorBoard, curves.csv and records."""
+
+    def __init__(self, experiment_dir: str | Path, metric: str, mode: str, max_epochs: int) -> None:
+        self.dir = Path(experiment_dir)
+        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
+        self.tensorboard = TensorBoardRuns(self.dir / "tensorboard", metric)
+        self.trials: dict[str, TrialRecord] = {}
+        self.curves: dict[tuple[str, int], dict[str, Any]] = {}
+
+    @property
+    def curves_path(self) -> Path:
+        return self.dir / "curves.csv"
+
+    @property
+    def trials_path(self) -> Path:
+        return self.dir / "trials.json"
+
+    def load_existing(self) -> None:
+        """On resume: keep the trials and curve rows an earlier run of this experiment wrote."""
+        if self.trials_path.exists():
+            for item in json.loads(self.trials_path.read_text()):
+                record = TrialRecord(**item)
+                if record.state != RUNNING:
+                    self.trials[record.trial_id] = record
+        if self.curves_path.exists():
+            with self.curves_path.open(newline="") as f:
+                for row in csv.DictReader(f):
+                    self.curves[(row["trial_id"], int(row["epoch"]))] = row
+
+    def trial_started(self, trial_id: str, number: int, config: dict[str, Any]) -> TrialRecord:
+        record = self.trials.get(trial_id)
+        if record is None:
+            record = TrialRecord(trial_id, number, dict(config),
+                                 config.get("trial_run") or run_name(number, config))
+            self.trials[trial_id] = record
+            self.tensorboard.start(record.run, config, number)
+        return record
+
+    def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        record = self.trials[trial_id]
+        if "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        record.epochs = max(record.epochs, epoch) if not result.get("error") else record.epochs
+        record.last = dict(result)
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            better = (record.best_val is None or
+                      (value > record.best_val if self.mode == "max" else value < record.best_val))
+            record.best_val = value if better else record.best_val
+        if result.get("error"):
+            return
+        self.tensorboard.epoch(record.run, result)
+        row = {"trial_id": trial_id, "trial_number": record.number, "run": record.run,
+               "epoch": epoch, "state": RUNNING}
+        row.update({k: result.get(k) for k in CURVE_COLUMNS if k in result and k != "epoch"})
+        self.curves[(trial_id, epoch)] = row  # a retried epoch replaces the earlier row
+
+    def trial_retried(self, trial_id: str) -> None:
+        if trial_id in self.trials:
+            self.trials[trial_id].retries += 1
+
+    def trial_ended(self, trial_id: str, state: str, reason: str | None = None,
+                    checkpoint: str | None = None) -> TrialRecord:
+        record = self.trials[trial_id]
+        record.state, record.reason, record.checkpoint = state, reason, checkpoint
+        for (tid, _), row in self.curves.items():
+            if tid == trial_id:
+                row["state"] = state
+        self.tensorboard.end(record.run, state, reason, record.epochs)
+        self.write_curves()
+        self.write_trials()
+        return record
+
+    def write_trials(self) -> None:
+        """trials.json: every trial's record (the state a resumed experiment starts from)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        records = sorted(self.trials.values(), key=lambda t: t.number)
+        fields_ = TrialRecord.__dataclass_fields__
+        _atomic_write(self.trials_path, json.dumps(
+            [{k: getattr(t, k) for k in fields_} for t in records], indent=1, default=str))
+
+    def write_curves(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        rows = sorted(self.curves.values(), key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
+        from io import StringIO
+
+        buf = StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        _atomic_write(self.curves_path, buf.getvalue())
+
+    def best(self) -> TrialRecord | None:
+        """The best COMPLETE trial by its final metric (the study's best), else None."""
+        done = [t for t in self.trials.values() if t.state == COMPLETE
+                and isinstance(t.last.get(self.metric), (int, float))]
+        if not done:
+            return None
+        key = (lambda t: t.last[self.metric])
+        return max(done, key=key) if self.mode == "max" else min(done, key=key)
+
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in (COMPLETE, PRUNED, FAIL)}
+        for t in self.trials.values():
+            counts[t.state] = counts.get(t.state, 0) + 1
+        return {k: v for k, v in counts.items() if v or k != RUNNING}
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")

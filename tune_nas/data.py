@@ -1,0 +1,310 @@
+"""Data sets as decoded uint8 arrays, split into train/val/test once and cached.
+
+Every data set becomes an :class:`ArraySplits`: ``uint8`` images in ``N×C×H×W`` and ``int64``
+labels for a train, a validation and a test split. Decoding happens once (in the launcher,
+before Ray starts); trials receive the arrays through Ray's object store, which shares them
+between all trials of a node without copying.
+
+Data sets:
+
+* ``digits`` — scikit-learn's 1,797 handwritten digits (8×8, grey), shipped with the package:
+  the offline default.
+* ``mnist``, ``fashion_mnist``, ``cifar10`` — torchvision's classes under ``--data-dir``;
+  downloaded when online, a clear error naming the directory when offline and absent.
+* ``imagefolder:PATH`` — a directory or ``.tar.gz`` holding ``train/<class>/*`` and
+  ``test/<class>/*`` (optional ``val/<class>/*``; otherwise a seeded split of train).
+  Decoded in parallel once and cached as ``.npy`` files next to the data (or in
+  ``$TUNE_NAS_CACHE`` / ``~/.cache/tune_nas`` when that directory is read-only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm")
+SPLIT_SEED = 0  # the split never depends on the search seed: trials stay comparable
+VAL_FRACTION = 0.1
+
+
+class DataError(ValueError):
+    """A data set that cannot be used, with a message that names it and says why."""
+
+
+@dataclass(frozen=True)
+class ArraySplits:
+    """Decoded images (uint8, N×C×H×W) and labels (int64) of the three splits."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+            if x.dtype != np.uint8 or x.ndim != 4:
+                raise DataError(f"{self.name}: {split} images must be uint8 N×C×H×W, got "
+                                f"{x.dtype} with shape {x.shape}")
+            if len(x) != len(y):
+                raise DataError(f"{self.name}: {split} has {len(x)} images but {len(y)} labels")
+        if not self.mean:
+            mean, std = channel_stats(self.train_x)
+            object.__setattr__(self, "mean", mean)
+            object.__setattr__(self, "std", std)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[2])
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.train_x)} train / {len(self.val_x)} val / "
+                f"{len(self.test_x)} test, {self.in_channels}×{self.image_size}×"
+                f"{self.image_size}, {self.num_classes} classes")
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images, on the 0..1 scale."""
+    sample = images[:: max(1, len(images) // 10_000)].astype(np.float64) / 255.0
+    mean = sample.mean(axis=(0, 2, 3))
+    std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out): ``fraction`` of every class held out, seeded."""
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        rng.shuffle(idx)
+        n_held = int(round(len(idx) * fraction))
+        held.append(idx[:n_held])
+        kept.append(idx[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def _with_val_split(name: str, train_x, train_y, test_x, test_y, classes) -> ArraySplits:
+    kept, held = stratified_split(train_y, VAL_FRACTION, SPLIT_SEED)
+    return ArraySplits(name, train_x[kept], train_y[kept], train_x[held], train_y[held],
+                       test_x, test_y, tuple(classes))
+
+
+def load_digits_splits() -> ArraySplits:
+    """scikit-learn's digits: 8×8 grey, 0..16 scaled to 0..255; 20 % test, then 10 % val."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    train_idx, test_idx = stratified_split(labels, 0.2, SPLIT_SEED)
+    return _with_val_split("digits", images[train_idx], labels[train_idx],
+                           images[test_idx], labels[test_idx], [str(c) for c in range(10)])
+
+
+_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySplits:
+    """MNIST / FashionMNIST / CIFAR10 from ``data_dir``; downloads only when absent."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, _TORCHVISION[name])
+    root = Path(data_dir).expanduser()
+
+    def split(train: bool):
+        try:
+            return cls(str(root), train=train, download=False)
+        except RuntimeError:
+            pass
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            return cls(str(root), train=train, download=True)
+        except Exception as exc:  # offline, read-only, corrupt
+            raise DataError(
+                f"--data-dir {root}: {name} is not there and could not be downloaded "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                f"rule: put the {cls.__name__} files under that directory or run once online"
+            ) from None
+
+    def arrays(ds):
+        x = np.asarray(ds.data)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
+
+    train, test = split(True), split(False)
+    (train_x, train_y), (test_x, test_y) = arrays(train), arrays(test)
+    return _with_val_split(name, train_x, train_y, test_x, test_y, list(train.classes))
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _decode(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        if img.mode not in ("L", "RGB"):
+            img = img.convert("RGB")
+        return np.asarray(img)
+
+
+def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
+    members: dict[str, list[tuple[str, str, Path]]] = {}
+    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for f in sorted(class_dir.iterdir()):
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    members.setdefault(split_dir.name, []).append((class_dir.name, f.name, f))
+    return members
+
+
+def _find_split_root(names: list[str]) -> str:
+    """The prefix under which ``train/`` lives (``""``, ``cifar10/``, ...)."""
+    for n in sorted(names, key=len):
+        parts = n.split("/")
+        if "train" in parts:
+            return "/".join(parts[: parts.index("train")])
+    return ""
+
+
+def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]]:
+    """{split: (images, class names)} decoded from a directory or a tar.gz, in sorted order."""
+    raw: dict[str, list[tuple[str, str, bytes]]] = {}
+    if path.is_dir():
+        root = path
+        if not (root / "train").is_dir():
+            subdirs = [p for p in root.iterdir() if (p / "train").is_dir()]
+            if len(subdirs) == 1:
+                root = subdirs[0]
+        for split, items in _folder_members(root).items():
+            raw[split] = [(c, n, f.read_bytes()) for c, n, f in items]
+    else:
+        with tarfile.open(path, "r:*") as tar:
+            files = [m for m in tar.getmembers() if m.isfile()]
+            prefix = _find_split_root([m.name for m in files])
+            for m in files:
+                rel = m.name[len(prefix):].lstrip("/").split("/") if prefix else m.name.split("/")
+                if len(rel) != 3 or Path(rel[2]).suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                split, cls, fname = rel
+                raw.setdefault(split, []).append((cls, fname, tar.extractfile(m).read()))
+    out = {}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for split, items in raw.items():
+            items.sort(key=lambda t: (t[0], t[1]))
+            images = list(pool.map(_decode, [b for _, _, b in items], chunksize=256))
+            out[split] = (images, [c for c, _, _ in items])
+    return out
+
+
+def _stack(images: list[np.ndarray], source: Path, split: str) -> np.ndarray:
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DataError(f"imagefolder:{source}: {split}/ holds images of several sizes "
+                        f"{sorted(shapes)[:3]}; rule: all images must share one size")
+    x = np.stack(images)
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    if x.shape[2] != x.shape[3]:
+        raise DataError(f"imagefolder:{source}: images are {x.shape[2]}×{x.shape[3]}; "
+                        "rule: images must be square")
+    return np.ascontiguousarray(x)
+
+
+def _cache_dir(source: Path) -> Path:
+    stat = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    beside = source.parent / f".{source.name.split('.')[0]}.tune_nas-cache-{key}"
+    if os.access(source.parent, os.W_OK):
+        return beside
+    base = Path(os.environ.get("TUNE_NAS_CACHE", Path.home() / ".cache" / "tune_nas"))
+    return base / f"{source.name.split('.')[0]}-{key}"
+
+
+_ARRAY_NAMES = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+
+
+def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
+    """An ImageFolder tree (directory or tar.gz), decoded once and cached as .npy files."""
+    source = Path(path).expanduser()
+    name = f"imagefolder:{path}"
+    if not source.exists():
+        raise DataError(f"{name}: no such directory or file; rule: imagefolder:PATH needs an "
+                        "existing directory or .tar.gz with train/<class>/ and test/<class>/")
+    cache = _cache_dir(source)
+    if (cache / "classes.txt").exists():
+        arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
+        classes = (cache / "classes.txt").read_text().split("\n")
+        return ArraySplits(name, **arrays, classes=tuple(classes))
+    tree = _read_image_tree(source)
+    if "train" not in tree or "test" not in tree:
+        raise DataError(f"{name}: found splits {sorted(tree) or 'none'}; rule: the folder must "
+                        "hold train/<class>/<image> and test/<class>/<image>")
+    classes = sorted(set(tree["train"][1]))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def xy(split):
+        images, names = tree[split]
+        unknown = sorted(set(names) - set(classes))
+        if unknown:
+            raise DataError(f"{name}: {split}/ has classes {unknown} that train/ lacks; rule: "
+                            "every class must appear in train/")
+        return _stack(images, source, split), np.array([index[c] for c in names], np.int64)
+
+    train_x, train_y = xy("train")
+    test_x, test_y = xy("test")
+    if "val" in tree:
+        val_x, val_y = xy("val")
+        splits = ArraySplits(name, train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes))
+    else:
+        splits = _with_val_split(name, train_x, train_y, test_x, test_y, classes)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        for k in _ARRAY_NAMES:
+            np.save(cache / f"{k}.npy", getattr(splits, k))
+        (cache / "classes.txt").write_text("\n".join(classes))
+    except OSError:
+        pass  # a cache we cannot write only costs time next run
+    return splits
+
+
+def load_splits(dataset: str, data_dir: str | os.PathLike = "data") -> ArraySplits:
+    """Load ``dataset`` (one of :data:`DATASETS`), raising :class:`DataError` on bad input."""
+    if dataset == "digits":
+        return load_digits_splits()
+    if dataset in _TORCHVISION:
+        return load_torchvision_splits(dataset, data_dir)
+    if dataset.startswith("imagefolder:"):
+        return load_imagefolder_splits(dataset.split(":", 1)[1])
+    raise DataError(f"--dataset {dataset!r}: unknown data set; rule: one of {', '.join(DATASETS)}")
+
+
+def check_dataset_name(dataset: str) -> None:
+    """Raise :class:`DataError` unless ``dataset`` names a known data set (no I/O)."""
+    if dataset in ("digits", *_TORCHVISION) or (
+        dataset.startswith("imagefolder:") and len(dataset) > len("imagefolder:")
+    ):
+        return
+    raise DataError(f"--dataset {dataset!r}: unknown data set; rule: one of {', '.join(DATASETS)}")

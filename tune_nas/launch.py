@@ -1,0 +1,288 @@
+"""``python -m tune_nas.launch``: run (or resume) a search, then say where everything is.
+
+With no arguments it runs the embedded default: 16 trials of a small CNN on scikit-learn's
+digits, offline, sampled by Optuna's TPE and stopped early by ASHA. Every problem with the
+input (space file, flags, data) is reported in one line with exit code 2 before Ray starts
+and before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .data import DataError, load_splits
+from .spaces import SpaceError, load_space
+
+EXIT_BAD_INPUT = 2
+EXPERIMENT_FILE = "experiment.json"
+SPACE_COPY = "space.py"
+SUMMARY_FILE = "summary.json"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be > 0")
+        return value
+    return parse
+
+
+def _nonneg_float(flag: str, positive: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < 0 or (positive and value == 0) or value != value:
+            rule = "> 0" if positive else ">= 0"
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be {rule}")
+        return value
+    return parse
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: --seed must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tune_nas.launch", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--space", default=None,
+                   help="space file (path) or preset name in search_spaces/ (default: default)")
+    p.add_argument("--dataset", default=None, help="digits, mnist, fashion_mnist, cifar10 or "
+                   "imagefolder:PATH (a directory or .tar.gz with train/ and test/); "
+                   "overrides the space file")
+    p.add_argument("--data-dir", default=None,
+                   help="where torchvision data sets live / are downloaded to")
+    p.add_argument("--model", default=None, help="model name in the registry (small_cnn, resnet50, ...)")
+    p.add_argument("--num-samples", type=_positive_int("--num-samples"), default=None,
+                   help="number of trials")
+    p.add_argument("--max-epochs", type=_positive_int("--max-epochs"), default=None,
+                   help="epochs of a trial that is never stopped (ASHA's max_t)")
+    p.add_argument("--grace-period", type=_positive_int("--grace-period"), default=None,
+                   help="ASHA: epochs before the first stopping decision")
+    p.add_argument("--gpus-per-trial", type=_nonneg_float("--gpus-per-trial"), default=None,
+                   help="GPUs per trial; a fraction packs several trials on one GPU")
+    p.add_argument("--cpus-per-trial", type=_nonneg_float("--cpus-per-trial", positive=True),
+                   default=None, help="CPUs per trial (also its torch threads)")
+    p.add_argument("--max-concurrent-trials", type=_nonneg_int, default=None,
+                   help="at most this many trials at once (0: as many as resources allow)")
+    p.add_argument("--seed", type=_nonneg_int, default=None,
+                   help="seed of the sampler and of every trial's initialisation")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address ('auto' for the cluster this node belongs to); "
+                   "default: start Ray locally")
+    p.add_argument("--name", default=None,
+                   help="experiment name (default: <space>-<timestamp>)")
+    p.add_argument("--trials-dir", default="trials", help="where experiments are written")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the experiment --name where it stopped (same study, same "
+                   "settings; finished trials are kept)")
+    return p
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"tune_nas.launch: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"dataset": args.dataset, "data_dir": args.data_dir, "model": args.model,
+            "num_samples": args.num_samples, "max_epochs": args.max_epochs,
+            "grace_period": args.grace_period, "gpus_per_trial": args.gpus_per_trial,
+            "cpus_per_trial": args.cpus_per_trial,
+            "max_concurrent_trials": args.max_concurrent_trials, "seed": args.seed}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("ray", "optuna", "torch", "lightning", "torchvision"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def prepare(args: argparse.Namespace):
+    """Validate everything a run needs; raises SystemExit(2) with one line on bad input."""
+    trials_dir = Path(args.trials_dir).expanduser().resolve()
+    if args.resume:
+        if not args.name:
+            _fail("--resume needs --name NAME: rule: name the experiment to continue")
+        experiment_dir = trials_dir / args.name
+        saved = experiment_dir / EXPERIMENT_FILE
+        if not saved.is_file():
+            _fail(f"--resume --name {args.name}: no experiment at {experiment_dir}; rule: "
+                  f"resume an experiment that {EXPERIMENT_FILE} marks as started")
+        try:
+            resolved = json.loads(saved.read_text())
+            space = load_space(str(experiment_dir / SPACE_COPY)).with_overrides(
+                **resolved["overrides"])
+        except (OSError, ValueError, KeyError) as exc:
+            _fail(f"{saved}: cannot be read back ({exc}); rule: resume needs the files the "
+                  "first run wrote")
+        name = args.name
+    else:
+        try:
+            space = load_space(args.space).with_overrides(**_overrides(args))
+        except SpaceError as exc:
+            _fail(str(exc))
+        name = args.name or f"{space.path.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+        if "/" in name or name in (".", ".."):
+            _fail(f"--name {name!r}: rule: a plain directory name")
+        experiment_dir = trials_dir / name
+        if experiment_dir.exists():
+            _fail(f"--name {name}: {experiment_dir} already exists; rule: use --resume to "
+                  "continue it, or a new name")
+    try:
+        splits = load_splits(space.spec.dataset, space.spec.data_dir)
+    except DataError as exc:
+        _fail(str(exc))
+    _check_model_builds(space, splits)
+    return space, splits, name, experiment_dir
+
+
+def _check_model_builds(space, splits) -> None:
+    """Build the model once for a sampled config, so a bad architecture fails here."""
+    from .models import create_model
+    from .trainable import split_config
+
+    try:
+        _, arch = split_config(space.sample())
+        create_model(space.spec.model, splits.num_classes, splits.in_channels,
+                     splits.image_size, **arch)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        _fail(f"{space.path}: model {space.spec.model!r} cannot be built for "
+              f"{splits.describe()}: {exc}")
+
+
+def write_experiment_files(space, name: str, experiment_dir: Path, args) -> None:
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(space.path, experiment_dir / SPACE_COPY)
+    from dataclasses import asdict
+
+    resolved = {"name": name, "space_file": str(space.path), "space_kind": space.kind,
+                "spec": asdict(space.spec),
+                "overrides": {k: v for k, v in _overrides(args).items() if v is not None},
+                "param_space": {k: repr(v) for k, v in space.param_space.items()},
+                "created": datetime.now().isoformat(timespec="seconds")}
+    (experiment_dir / EXPERIMENT_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
+
+
+def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float,
+                  splits) -> dict[str, Any]:
+    from .bookkeeping import hyperparameters
+
+    keeper = outcome.bookkeeper
+    best = keeper.best()
+    best_dict = None
+    if best is not None:
+        best_dict = {"number": best.number, "trial_id": best.trial_id, "run": best.run,
+                     "config": hyperparameters(best.config), "epochs": best.epochs,
+                     "val_acc": best.last.get("val/acc"), "test_acc": best.last.get("test/acc"),
+                     "params": best.last.get("model/params"), "checkpoint": best.checkpoint}
+    return {
+        "experiment": name, "space_file": str(space.path), "dataset": splits.describe(),
+        "model": space.spec.model, "metric": space.spec.metric, "mode": space.spec.mode,
+        "max_epochs": space.spec.max_epochs, "num_samples": space.spec.num_samples,
+        "counts": keeper.counts(), "best": best_dict, "wall_time_s": round(wall_s, 2),
+        "study": {"name": outcome.study_name, "storage": outcome.storage_url},
+        "versions": _versions(),
+        "trials": [t.as_dict() for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
+    }
+
+
+def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
+    from .console import short_config
+
+    print()
+    counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+    print(f"Experiment {summary['experiment']}: {sum(summary['counts'].values())} trials "
+          f"({counts}) in {summary['wall_time_s']:.1f} s")
+    best = summary["best"]
+    if best:
+        print(f"Best trial {best['number']} ({best['epochs']} epochs, {best['params']} params): "
+              f"val acc {best['val_acc']:.4f}, test acc {best['test_acc']:.4f}")
+        print(f"  config: {short_config(best['config'])}")
+    else:
+        print("No trial completed its full budget; see trials.json for what happened.")
+    rel = _display_path(experiment_dir)
+    print(f"Everything is in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, "
+          "tensorboard/, checkpoints)")
+    print(f"  TensorBoard:      tensorboard --logdir {rel}/tensorboard --host 127.0.0.1")
+    print(f"  Optuna dashboard: optuna-dashboard sqlite:///{rel}/optuna.db --host 127.0.0.1")
+    print(f"  Study summary:    python -m tune_nas.study {rel}")
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    space, splits, name, experiment_dir = prepare(args)
+
+    from . import tuner
+    from .console import ProgressPrinter
+
+    started = time.monotonic()
+    spec = space.spec
+    print(f"tune_nas: {'resuming' if args.resume else 'starting'} {name}: {spec.num_samples} "
+          f"trials of {spec.model} on {splits.describe()}; ≤{spec.max_epochs} epochs each, "
+          f"{spec.scheduler.upper()} on {spec.metric} ({spec.mode})", flush=True)
+    try:
+        tuner.init_ray(args.address)
+        tuner.check_resources(spec)
+    except tuner.ResourceError as exc:
+        tuner.shutdown()
+        _fail(str(exc))
+    if not args.resume:
+        write_experiment_files(space, name, experiment_dir, args)
+    printer = ProgressPrinter(spec.metric)
+    try:
+        outcome = tuner.run_search(space, splits, experiment_dir, name, printer, resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Continue with: python -m tune_nas.launch --name {name} "
+              f"--trials-dir {_display_path(experiment_dir.parent)} --resume", file=sys.stderr)
+        return 130
+    finally:
+        tuner.shutdown()
+    from .bookkeeping import write_json
+
+    summary = build_summary(outcome, space, name, experiment_dir, time.monotonic() - started, splits)
+    write_json(experiment_dir / SUMMARY_FILE, summary)
+    print_report(summary, experiment_dir)
+    finished = summary["counts"].get("COMPLETE", 0) + summary["counts"].get("PRUNED", 0)
+    return 0 if finished else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""One LightningModule for every model: loss, optimizer, schedule, metrics on the device.
+
+The training hyperparameters a search space may set are the fields of
+:class:`TrainingConfig`; everything else in a trial's config goes to the model factory.
+Metrics are accumulated with torchmetrics on the device and read once per epoch, so no step
+forces a host synchronisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training hyperparameters (all may be searched). Validated on construction."""
+
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    batch_size: int = 64
+    crop_pad: int = 0
+    flip: bool = False
+    precision: Literal["auto", "32", "bf16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    # searchable-architecture models (those with ``arch_parameters()``), e.g. the superkernel
+    arch_lr: float = 1e-2
+    arch_warmup_epochs: int = 0
+    cost_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        rules = [
+            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
+            ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
+            ("precision", str(self.precision) in PRECISIONS, f"one of {PRECISIONS}"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "> 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("momentum", 0 <= self.momentum < 1, "0 <= momentum < 1"),
+            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "0 <= label_smoothing < 1"),
+            ("batch_size", int(self.batch_size) == self.batch_size and self.batch_size > 0,
+             "a positive integer"),
+            ("crop_pad", int(self.crop_pad) == self.crop_pad and self.crop_pad >= 0,
+             "an integer >= 0"),
+            ("arch_lr", self.arch_lr >= 0, ">= 0"),
+            ("arch_warmup_epochs", self.arch_warmup_epochs >= 0, ">= 0"),
+            ("cost_weight", self.cost_weight >= 0, ">= 0"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r}: rule: {rule}")
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+        object.__setattr__(self, "crop_pad", int(self.crop_pad))
+        object.__setattr__(self, "precision", str(self.precision))
+
+    @classmethod
+    def keys(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def split(cls, config: dict[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
+        """(training config, the remaining keys: the model's architecture arguments)."""
+        keys = cls.keys()
+        training = cls(**{k: v for k, v in config.items() if k in keys})
+        return training, {k: v for k, v in config.items() if k not in keys}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Lightning's precision flag: bf16 autocast on GPUs that support it when ``auto``."""
+    if precision == "bf16":
+        return "bf16-mixed"
+    if precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class TrialModule(pl.LightningModule):
+    """Cross-entropy training of any ``model`` with metrics accumulated on the device.
+
+    Models with architecture parameters (``arch_parameters()``, e.g. superkernel thresholds)
+    get them in an optimizer group of their own (``arch_lr``, no weight decay, frozen for the
+    first ``arch_warmup_epochs``), and ``cost_weight × model.expected_cost()`` joins the loss.
+    """
+
+    def __init__(self, model: nn.Module, training: TrainingConfig, num_classes: int,
+                 steps_per_epoch: int, max_epochs: int) -> None:
+        super().__init__()
+        self.model = model
+        self.training_config = training
+        self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
+        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self._searchable = callable(getattr(model, "arch_parameters", None))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.training_config.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self.model(x)
+        loss = self._loss(logits, y)
+        self.train_loss.update(loss.detach(), weight=len(y))
+        self.train_acc.update(logits.detach(), y)
+        if self._searchable and self.training_config.cost_weight > 0:
+            loss = loss + self.training_config.cost_weight * self.model.expected_cost()
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.val_loss.update(self._loss(logits, y), weight=len(y))
+        self.val_acc.update(logits, y)
+
+    def on_train_epoch_start(self) -> None:
+        if self._searchable:
+            frozen = self.current_epoch < self.training_config.arch_warmup_epochs
+            for p in self.model.arch_parameters():
+                p.requires_grad_(not frozen)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """The epoch's train/val loss and accuracy and the learning rate; resets the meters."""
+        values = torch.stack([self.train_loss.compute(), self.train_acc.compute(),
+                              self.val_loss.compute(), self.val_acc.compute()]).tolist()
+        for metric in (self.train_loss, self.train_acc, self.val_loss, self.val_acc):
+            metric.reset()
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else float("nan")
+        return {"train/loss": values[0], "train/acc": values[1], "val/loss": values[2],
+                "val/acc": values[3], "lr": float(lr)}
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode."""
+        was_training = self.training
+        self.eval()
+        loss, acc = MeanMetric().to(self.device), MulticlassAccuracy(
+            self.val_acc.num_classes, average="micro").to(self.device)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.trainer is not None and "bf16" in str(self.trainer.precision)
+                    else torch.autocast(self.device.type, enabled=False))
+        with autocast:
+            for x, y in batches:
+                logits = self.model(x.to(self.device))
+                y = y.to(self.device)
+                loss.update(self._loss(logits.float(), y), weight=len(y))
+                acc.update(logits, y)
+        self.train(was_training)
+        return {"loss": float(loss.compute()), "acc": float(acc.compute())}
+
+    def configure_optimizers(self):
+        cfg = self.training_config
+        arch = {id(p) for p in self.model.arch_parameters()} if self._searchable else set()
+        decay, no_decay, arch_params = [], [], []
+        for p in self.model.parameters():
+            if id(p) in arch:
+                arch_params.append(p)
+            elif p.ndim <= 1:
+                no_decay.append(p)  # biases and norm scales are not decayed
+            else:
+                decay.append(p)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if arch_params:
+            groups.append({"params": arch_params, "weight_decay": 0.0, "lr": cfg.arch_lr})
+        groups = [g for g in groups if g["params"]]
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                                  nesterov=cfg.nesterov and cfg.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        total = self.steps_per_epoch * self.max_epochs
+        if cfg.schedule == "onecycle":
+            max_lrs = [g.get("lr", cfg.lr) for g in groups]
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total)
+        else:
+            warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: _lr_factor(step, warmup, total, cfg.schedule))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

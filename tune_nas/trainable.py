@@ -1,0 +1,193 @@
+"""What runs inside a trial: data on the device, a model from the registry, one Lightning fit.
+
+:func:`run_trial` knows nothing of Ray: it reports through a :class:`Reporter` (the tuner
+passes one that calls ``ray.tune.report``), so it can be run and tested on its own. Every
+epoch ends in exactly one report holding the metrics named in :data:`METRICS`; the last
+epoch's report also holds the test metrics. A trial whose loss turns NaN, or that runs out of
+memory, reports the reason under ``error`` and ends; it is not retried, since it would fail
+again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from .batches import Augment, TensorBatches, to_device_tensor
+from .data import ArraySplits
+from .lit_module import TrainingConfig, TrialModule, resolve_precision
+from .models import create_model
+
+#: What every epoch's report holds (the metric and the scheduler's time attribute among them).
+METRICS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s",
+           "model/params")
+#: What the last epoch's report adds.
+FINAL_METRICS = ("test/loss", "test/acc")
+#: Keys of a trial's config that are bookkeeping, not hyperparameters.
+RESERVED_KEYS = ("trial_number", "trial_run")
+CHECKPOINT_FILE = "trial.ckpt"
+
+
+class Reporter(Protocol):
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        """Hand one epoch's metrics (and optionally a checkpoint directory) to the tuner."""
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What all trials of an experiment share; fixed by the launcher."""
+
+    model: str
+    max_epochs: int
+    seed: int = 0
+    checkpoint_every: int = 1
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+
+def trial_device(gpus_per_trial: float) -> torch.device:
+    return torch.device("cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+
+
+def trial_seed(experiment_seed: int, trial_number: int) -> int:
+    return (experiment_seed * 1_000_003 + trial_number) % (2**31 - 1)
+
+
+def split_config(config: dict[str, Any], fixed: dict[str, Any] | None = None
+                 ) -> tuple[TrainingConfig, dict[str, Any]]:
+    """(training hyperparameters, model architecture arguments) of a trial's config."""
+    merged = {**(fixed or {}), **{k: v for k, v in config.items() if k not in RESERVED_KEYS}}
+    return TrainingConfig.split(merged)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class _EpochReport:
+    """Lightning callback: one report per epoch (test metrics and checkpoint as due)."""
+
+    def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
+                 setup: TrialSetup, params: int) -> None:
+        self.reporter, self.train, self.test = reporter, train, test
+        self.setup, self.params = setup, params
+        self.started = 0.0
+        self.error: str | None = None
+
+    # Lightning looks callbacks up by these hook names.
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self.train.set_epoch(trainer.current_epoch)
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module: TrialModule) -> None:
+        seconds = time.perf_counter() - self.started
+        epoch = trainer.current_epoch + 1
+        metrics = {"epoch": epoch, **module.epoch_metrics(), "time/epoch_s": seconds,
+                   "model/params": self.params}
+        if not math.isfinite(metrics["train/loss"]):
+            self.error = f"train/loss is {metrics['train/loss']} at epoch {epoch}"
+            trainer.should_stop = True
+            self.reporter.report({**metrics, "val/acc": float("nan"), "error": self.error}, None)
+            return
+        if epoch >= self.setup.max_epochs:
+            test = module.evaluate(self.test)
+            metrics.update({"test/loss": test["loss"], "test/acc": test["acc"]})
+        due = epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
+        if not due:
+            self.reporter.report(metrics, None)
+            return
+        ckpt_dir = tempfile.mkdtemp(prefix="tune_nas-ckpt-")
+        try:
+            trainer.save_checkpoint(os.path.join(ckpt_dir, CHECKPOINT_FILE))
+            self.reporter.report(metrics, ckpt_dir)
+        finally:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+
+def _callback(obj: _EpochReport):
+    """Wrap ``obj`` as a Lightning Callback (kept separate so the class stays plain)."""
+    import lightning.pytorch as pl
+
+    class EpochReport(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            obj.on_train_epoch_start(trainer, module)
+
+        def on_train_epoch_end(self, trainer, module):
+            obj.on_train_epoch_end(trainer, module)
+
+    return EpochReport()
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", module="torchmetrics")
+
+
+def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
+              reporter: Reporter, resume_dir: str | None = None) -> None:
+    """Train one configuration for up to ``setup.max_epochs`` epochs, reporting every epoch.
+
+    ``resume_dir`` is a checkpoint directory written by an earlier run of the same trial: the
+    fit continues after the epoch it holds (same weights, optimizer, schedule and batches).
+    """
+    import lightning.pytorch as pl
+
+    _quiet_lightning()
+    torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
+    training, arch = split_config(config, setup.fixed)
+    seed = trial_seed(setup.seed, int(config.get("trial_number", 0)))
+    pl.seed_everything(seed, workers=False, verbose=False)
+    device = trial_device(setup.gpus_per_trial)
+
+    model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
+                         **arch)
+    params = count_parameters(model)
+    channels_last = training.channels_last and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    def batches(x, y, **kw) -> TensorBatches:
+        return TensorBatches(to_device_tensor(x, device), to_device_tensor(y, device),
+                             training.batch_size, mean=splits.mean, std=splits.std,
+                             channels_last=channels_last, **kw)
+
+    train = batches(splits.train_x, splits.train_y, shuffle=True, drop_last=True, seed=seed,
+                    augment=Augment(training.crop_pad, training.flip))
+    if len(train) == 0:
+        train = batches(splits.train_x, splits.train_y, shuffle=True, seed=seed,
+                        augment=Augment(training.crop_pad, training.flip))
+    val, test = batches(splits.val_x, splits.val_y), batches(splits.test_x, splits.test_y)
+    module = TrialModule(model, training, splits.num_classes, len(train), setup.max_epochs)
+    if training.compile:
+        module.model = torch.compile(module.model)
+    report = _EpochReport(reporter, train, test, setup, params)
+    trainer = pl.Trainer(
+        max_epochs=setup.max_epochs, accelerator=device.type, devices=1,
+        precision=resolve_precision(training.precision, device), logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=max(1, len(train)), callbacks=[_callback(report)],
+        benchmark=device.type == "cuda", default_root_dir=tempfile.gettempdir())
+    ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
+    try:
+        trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
+    except torch.OutOfMemoryError as exc:
+        reporter.report({"epoch": trainer.current_epoch + 1, "val/acc": float("nan"),
+                         "error": f"out of memory: {str(exc).splitlines()[0]}"}, None)
+    finally:
+        del trainer, module, model, train, val, test
+        if device.type == "cuda":
+            with contextlib.suppress(Exception):
+                torch.cuda.empty_cache()

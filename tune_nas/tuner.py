@@ -1,0 +1,286 @@
+"""The one module that talks to Ray Tune: Tuner, ASHA, the Optuna searcher, callbacks, resume.
+
+Data flows one way: the launcher hands over a validated space, the decoded data and the
+experiment directory; trials run :func:`tune_nas.trainable.run_trial` in reused Ray workers
+(no process start, no re-import, no re-read of the data per trial); the driver-side callback
+forwards every trial event to :class:`tune_nas.bookkeeping.Bookkeeper` and tells Optuna the
+truth about each trial (see :class:`RecordingOptunaSearch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .bookkeeping import COMPLETE, FAIL, PRUNED, Bookkeeper, final_state, run_name
+from .console import ProgressPrinter
+from .data import ArraySplits
+from .spaces import SearchSpace
+from .trainable import TrialSetup, run_trial
+
+# Ray's own per-trial CSV/JSON/TensorBoard loggers would duplicate bookkeeping.py's files.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+STUDY_FILE = "optuna.db"
+
+
+class ResourceError(ValueError):
+    """The cluster cannot run the requested trials (e.g. GPUs asked for, none present)."""
+
+
+def study_storage_url(experiment_dir: Path) -> str:
+    return f"sqlite:///{experiment_dir / STUDY_FILE}"
+
+
+class RecordingOptunaSearch(OptunaSearch):
+    """Ray's Optuna searcher, telling the study what actually happened to each trial.
+
+    Ray's ``OptunaSearch`` stores every stopped trial as COMPLETE with its last (early-rung)
+    value. Here a trial the scheduler stopped is told as PRUNED (its per-epoch values are its
+    intermediate values), only a trial that trained ``max_epochs`` is COMPLETE, and a failed
+    one is FAIL with the reason as a user attribute. The sampler therefore learns from pruned
+    trials the way Optuna's TPE does by design: they rank below every complete trial, ordered
+    by the epoch they reached and their last value there.
+
+    Each Optuna trial carries ``ray_trial_id`` and ``tensorboard_run`` from its start and
+    ``epochs``, ``checkpoint``, ``test_acc`` and ``params`` at its end; each Ray trial's config
+    carries ``trial_number`` (the Optuna number) and ``trial_run`` (its TensorBoard run).
+    The final ``tell`` is made by :class:`TrialEvents`, which sees the whole Ray trial.
+    """
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        config["trial_number"] = ot_trial.number
+        config["trial_run"] = run_name(ot_trial.number, config)
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr("tensorboard_run", config["trial_run"])
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value) and "epoch" in result:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a retried epoch is reported once only
+                self._ot_trials[trial_id].report(float(value), int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
+
+    def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any]) -> int | None:
+        """Tell the study how ``trial_id`` ended; returns its Optuna number."""
+        import optuna
+
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return None
+        for key, attr in attrs.items():
+            if attr is not None:
+                ot_trial.set_user_attr(key, attr)
+        states = {COMPLETE: optuna.trial.TrialState.COMPLETE,
+                  PRUNED: optuna.trial.TrialState.PRUNED, FAIL: optuna.trial.TrialState.FAIL}
+        if state == COMPLETE and (value is None or not math.isfinite(value)):
+            state = FAIL
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._ot_study.tell(ot_trial, value if state == COMPLETE else None, state=states[state])
+        self._completed_trials.add(trial_id)
+        return ot_trial.number
+
+
+def _error_reason(trial) -> str:
+    """The last line of a trial's error (the exception's message), for humans and Optuna."""
+    text = ""
+    try:
+        err = trial.get_error()
+        text = str(err) if err else ""
+    except Exception:
+        pass
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "the trial's worker failed"
+
+
+class TrialEvents(tune.Callback):
+    """Forwards Ray Tune's trial events to the bookkeeper, the study and the console."""
+
+    def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
+                 printer: ProgressPrinter) -> None:
+        self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
+
+    def setup(self, **info: Any) -> None:
+        self.bookkeeper.load_existing()
+        self.printer.start(info.get("total_num_samples"))
+
+    def _started(self, trial) -> None:
+        if trial.trial_id not in self.bookkeeper.trials:
+            self.bookkeeper.trial_started(trial.trial_id, int(trial.config.get("trial_number", -1)),
+                                          trial.config)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._started(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._started(trial)
+        self.bookkeeper.trial_result(trial.trial_id, result)
+        self.printer.tick(self.bookkeeper)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self.bookkeeper.trial_retried(trial.trial_id)
+        self.printer.note(f"trial {trial.config.get('trial_number')} failed "
+                          f"({_error_reason(trial)}); retrying from its last checkpoint")
+
+    def _ended(self, trial, state: str, reason: str | None) -> None:
+        self._started(trial)
+        last = trial.last_result or {}
+        checkpoint = trial.checkpoint.path if trial.checkpoint else None
+        value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
+        record = self.bookkeeper.trials[trial.trial_id]
+        self.searcher.finish(trial.trial_id, state, value, {
+            "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
+            "params": last.get("model/params"), "error": reason, "retries": record.retries})
+        record = self.bookkeeper.trial_ended(trial.trial_id, state, reason, checkpoint)
+        self.printer.trial_ended(record, self.bookkeeper)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        state = final_state(last, self.bookkeeper.max_epochs)
+        self._ended(trial, state, last.get("error"))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended(trial, FAIL, _error_reason(trial))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.bookkeeper.close()
+
+
+def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -> None:
+    """The function Ray runs per trial: resume from Ray's checkpoint if there is one."""
+
+    class Reporter:
+        def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+            tune.report(metrics, checkpoint=checkpoint)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(config, splits, setup, Reporter())
+        return
+    with checkpoint.as_directory() as resume_dir:
+        run_trial(config, splits, setup, Reporter(), resume_dir=resume_dir)
+
+
+@dataclass
+class SearchOutcome:
+    bookkeeper: Bookkeeper
+    study_name: str
+    storage_url: str
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Start (or connect to) Ray quietly: no dashboard, worker logs kept off the terminal."""
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False,
+                                  logging_level=logging.ERROR, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def check_resources(spec) -> dict[str, float]:
+    """Refuse trials the cluster can never place (more CPUs/GPUs per trial than any total)."""
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if spec.gpus_per_trial > 0 and gpus < spec.gpus_per_trial:
+        raise ResourceError(f"--gpus-per-trial {spec.gpus_per_trial}: the Ray cluster has "
+                            f"{gpus:g} GPU(s); rule: at most the cluster's GPUs (0 for CPU)")
+    if spec.cpus_per_trial > cpus:
+        raise ResourceError(f"--cpus-per-trial {spec.cpus_per_trial}: the Ray cluster has "
+                            f"{cpus:g} CPU(s); rule: at most the cluster's CPUs")
+    return total
+
+
+def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
+               printer: ProgressPrinter, resume: bool = False) -> SearchOutcome:
+    """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    spec = space.spec
+    setup = TrialSetup(model=spec.model, max_epochs=spec.max_epochs, seed=spec.seed,
+                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
+                       gpus_per_trial=spec.gpus_per_trial)
+    trainable = tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
+                                    {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    storage_url = study_storage_url(experiment_dir)
+    param_space = dict(space.param_space)
+    if resume:
+        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False,
+                                   param_space=param_space or None)
+        callbacks = tuner._local_tuner.get_run_config().callbacks or []
+        events = next(c for c in callbacks if isinstance(c, TrialEvents))
+        events.printer = printer
+        return SearchOutcome(_fit(tuner, events), name, storage_url)
+
+    sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
+                                         multivariate=True, constant_liar=True)
+    storage = optuna.storages.RDBStorage(storage_url,
+                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    searcher = RecordingOptunaSearch(space=space.define_by_run, metric=spec.metric,
+                                     mode=spec.mode, sampler=sampler, study_name=name,
+                                     storage=storage)
+    if spec.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric=spec.metric, mode=spec.mode,
+                                  max_t=spec.max_epochs, grace_period=spec.grace_period,
+                                  reduction_factor=spec.reduction_factor)
+    else:
+        scheduler = FIFOScheduler()
+    bookkeeper = Bookkeeper(experiment_dir, spec.metric, spec.mode, spec.max_epochs)
+    events = TrialEvents(bookkeeper, searcher, printer)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
+            reuse_actors=True, max_concurrent_trials=spec.max_concurrent_trials or None),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(experiment_dir.parent), callbacks=[events], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
+    )
+    return SearchOutcome(_fit(tuner, events), name, storage_url)
+
+
+def _fit(tuner, events: TrialEvents) -> Bookkeeper:
+    try:
+        tuner.fit()
+    finally:
+        events.bookkeeper.write_curves()
+        events.bookkeeper.write_trials()
+        events.bookkeeper.close()
+    return events.bookkeeper
+
+
+def shutdown() -> None:
+    if ray.is_initialized():
+        ray.shutdown()
