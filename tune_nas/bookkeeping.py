@@ -26,8 +26,13 @@ from .trainable import FINAL_METRICS, METRICS, RESERVED_KEYS
 
 COMPLETE, PRUNED, FAIL, RUNNING = "COMPLETE", "PRUNED", "FAIL", "RUNNING"
 STATES = (COMPLETE, PRUNED, FAIL, RUNNING)
-CURVE_COLUMNS = ("trial_id", "trial_number", "run", "epoch", *[m for m in METRICS if m != "epoch"],
-                 *FINAL_METRICS, "state")
+#: curves.csv starts with these columns; every other reported metric follows, sorted by name.
+CURVE_KEY_COLUMNS = ("trial_id", "trial_number", "run", "state", "final_epoch", "epoch")
+CURVE_METRIC_COLUMNS = tuple(m for m in (*METRICS, *FINAL_METRICS) if m != "epoch")
+_NOT_METRICS = {"trial_id", "done", "training_iteration", "timestamp", "time_this_iter_s",
+                "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
+                "iterations_since_restore", "checkpoint_dir_name", "date", "config",
+                "should_checkpoint", "experiment_tag", "error"}
 _SHORT_NAMES = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "ls",
                 "batch_size": "bs", "optimizer": "opt", "dropout": "do", "momentum": "mom"}
 
@@ -228,8 +233,9 @@ class Bookkeeper:
             return
         self.tensorboard.epoch(record.run, result)
         row = {"trial_id": trial_id, "trial_number": record.number, "run": record.run,
-               "epoch": epoch, "state": RUNNING}
-        row.update({k: result.get(k) for k in CURVE_COLUMNS if k in result and k != "epoch"})
+               "state": RUNNING, "final_epoch": "", "epoch": epoch}
+        row.update({k: v for k, v in result.items() if k not in _NOT_METRICS and k not in row
+                    and isinstance(v, (int, float, str)) and not k.startswith("config/")})
         self.curves[(trial_id, epoch)] = row  # a retried epoch replaces the earlier row
 
     def trial_retried(self, trial_id: str) -> None:
@@ -242,7 +248,7 @@ class Bookkeeper:
         record.state, record.reason, record.checkpoint = state, reason, checkpoint
         for (tid, _), row in self.curves.items():
             if tid == trial_id:
-                row["state"] = state
+                row["state"], row["final_epoch"] = state, record.epochs
         self.tensorboard.end(record.run, state, reason, record.epochs)
         self.write_curves()
         self.write_trials()
@@ -261,8 +267,10 @@ class Bookkeeper:
         rows = sorted(self.curves.values(), key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
         from io import StringIO
 
+        extra = sorted({k for r in rows for k in r} - set(CURVE_KEY_COLUMNS) - set(CURVE_METRIC_COLUMNS))
+        columns = [*CURVE_KEY_COLUMNS, *CURVE_METRIC_COLUMNS, *extra]
         buf = StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CURVE_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         _atomic_write(self.curves_path, buf.getvalue())

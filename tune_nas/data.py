@@ -106,14 +106,16 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
-def _with_val_split(name: str, train_x, train_y, test_x, test_y, classes) -> ArraySplits:
-    kept, held = stratified_split(train_y, VAL_FRACTION, SPLIT_SEED)
+def _with_val_split(name: str, train_x, train_y, test_x, test_y, classes,
+                    fraction: float = VAL_FRACTION) -> ArraySplits:
+    kept, held = stratified_split(train_y, fraction, SPLIT_SEED)
     return ArraySplits(name, train_x[kept], train_y[kept], train_x[held], train_y[held],
                        test_x, test_y, tuple(classes))
 
 
 def load_digits_splits() -> ArraySplits:
-    """scikit-learn's digits: 8×8 grey, 0..16 scaled to 0..255; 20 % test, then 10 % val."""
+    """scikit-learn's digits: 8×8 grey, 0..16 scaled to 0..255; 20 % test, then 20 % val
+    (a validation set of ~290 images, so that accuracy steps are 0.35 %, not 0.7 %)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -121,7 +123,8 @@ def load_digits_splits() -> ArraySplits:
     labels = bunch.target.astype(np.int64)
     train_idx, test_idx = stratified_split(labels, 0.2, SPLIT_SEED)
     return _with_val_split("digits", images[train_idx], labels[train_idx],
-                           images[test_idx], labels[test_idx], [str(c) for c in range(10)])
+                           images[test_idx], labels[test_idx], [str(c) for c in range(10)],
+                           fraction=0.2)
 
 
 _TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}

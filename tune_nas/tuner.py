@@ -186,6 +186,12 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
         run_trial(config, splits, setup, Reporter(), resume_dir=resume_dir)
 
 
+def trial_dirname(trial) -> str:
+    """Ray's per-trial directory: ``trial_007_<ray id>`` (Optuna number first)."""
+    number = trial.config.get("trial_number")
+    return f"trial_{number:03d}_{trial.trial_id}" if isinstance(number, int) else f"trial_{trial.trial_id}"
+
+
 @dataclass
 class SearchOutcome:
     bookkeeper: Bookkeeper
@@ -262,7 +268,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
-            reuse_actors=True, max_concurrent_trials=spec.max_concurrent_trials or None),
+            reuse_actors=True, max_concurrent_trials=spec.max_concurrent_trials or None,
+            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=str(experiment_dir.parent), callbacks=[events], verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
