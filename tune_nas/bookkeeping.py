@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .trainable import FINAL_METRICS, METRICS, RESERVED_KEYS
+from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS
 
 COMPLETE, PRUNED, FAIL, RUNNING = "COMPLETE", "PRUNED", "FAIL", "RUNNING"
 STATES = (COMPLETE, PRUNED, FAIL, RUNNING)

@@ -1,7 +1,8 @@
 """One LightningModule for every model: loss, optimizer, schedule, metrics on the device.
 
 The training hyperparameters a search space may set are the fields of
-:class:`TrainingConfig`; everything else in a trial's config goes to the model factory.
+:class:`tune_nas.training_config.TrainingConfig`; everything else in a trial's config goes to
+the model factory.
 Metrics are accumulated with torchmetrics on the device and read once per epoch, so no step
 forces a host synchronisation.
 """
@@ -9,8 +10,6 @@ forces a host synchronisation.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -19,73 +18,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "onecycle", "constant")
-PRECISIONS = ("auto", "32", "bf16")
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Training hyperparameters (all may be searched). Validated on construction."""
-
-    optimizer: Literal["sgd", "adamw"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = True
-    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    batch_size: int = 64
-    crop_pad: int = 0
-    flip: bool = False
-    precision: Literal["auto", "32", "bf16"] = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    # searchable-architecture models (those with ``arch_parameters()``), e.g. the superkernel
-    arch_lr: float = 1e-2
-    arch_warmup_epochs: int = 0
-    cost_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        rules = [
-            ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
-            ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),
-            ("precision", str(self.precision) in PRECISIONS, f"one of {PRECISIONS}"),
-            ("lr", self.lr > 0 and math.isfinite(self.lr), "> 0"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("momentum", 0 <= self.momentum < 1, "0 <= momentum < 1"),
-            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
-            ("label_smoothing", 0 <= self.label_smoothing < 1, "0 <= label_smoothing < 1"),
-            ("batch_size", int(self.batch_size) == self.batch_size and self.batch_size > 0,
-             "a positive integer"),
-            ("crop_pad", int(self.crop_pad) == self.crop_pad and self.crop_pad >= 0,
-             "an integer >= 0"),
-            ("arch_lr", self.arch_lr >= 0, ">= 0"),
-            ("arch_warmup_epochs", self.arch_warmup_epochs >= 0, ">= 0"),
-            ("cost_weight", self.cost_weight >= 0, ">= 0"),
-        ]
-        for name, ok, rule in rules:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r}: rule: {rule}")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        object.__setattr__(self, "crop_pad", int(self.crop_pad))
-        object.__setattr__(self, "precision", str(self.precision))
-
-    @classmethod
-    def keys(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))
-
-    @classmethod
-    def split(cls, config: dict[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
-        """(training config, the remaining keys: the model's architecture arguments)."""
-        keys = cls.keys()
-        training = cls(**{k: v for k, v in config.items() if k in keys})
-        return training, {k: v for k, v in config.items() if k not in keys}
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+from .training_config import TrainingConfig
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Lightning's precision flag: bf16 autocast on GPUs that support it when ``auto``."""
@@ -119,7 +52,9 @@ class TrialModule(pl.LightningModule):
         self.model = model
         self.training_config = training
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
-        self.train_loss, self.val_loss = MeanMetric(), MeanMetric()
+        # "disable": a NaN loss must propagate to the epoch mean (torchmetrics drops it by default)
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self._searchable = callable(getattr(model, "arch_parameters", None))

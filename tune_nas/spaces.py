@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .data import DataError, check_dataset_name
-from .lit_module import TrainingConfig
+from .training_config import TrainingConfig
 from .models import architecture_args, list_models
-from .trainable import METRICS, RESERVED_KEYS
+from .metrics import METRICS, RESERVED_KEYS
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DEFAULT_SPACE = "default"
@@ -186,10 +186,12 @@ def _check_domain(path: Path, key: str, value: Any) -> None:
     from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
     if not isinstance(value, Domain):
-        if not isinstance(value, (int, float, str, bool)) or isinstance(value, dict):
+        scalar = (int, float, str, bool)
+        if not (isinstance(value, scalar) or (isinstance(value, (list, tuple))
+                                               and all(isinstance(v, scalar) for v in value))):
             raise SpaceError(f"{path}: PARAM_SPACE[{key!r}]={value!r}: rule: a tune search "
-                             "domain (tune.uniform, tune.choice, ...) or a constant number, "
-                             "string or bool")
+                             "domain (tune.uniform, tune.choice, ...) or a constant (number, "
+                             "string, bool, or a list of them)")
         return
     if isinstance(value, (Float, Integer)):
         lo, hi = value.lower, value.upper

@@ -25,16 +25,11 @@ import torch
 
 from .batches import Augment, TensorBatches, to_device_tensor
 from .data import ArraySplits
-from .lit_module import TrainingConfig, TrialModule, resolve_precision
+from .lit_module import TrialModule, resolve_precision
+from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
+from .training_config import TrainingConfig
 from .models import create_model
 
-#: What every epoch's report holds (the metric and the scheduler's time attribute among them).
-METRICS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s",
-           "model/params")
-#: What the last epoch's report adds.
-FINAL_METRICS = ("test/loss", "test/acc")
-#: Keys of a trial's config that are bookkeeping, not hyperparameters.
-RESERVED_KEYS = ("trial_number", "trial_run")
 CHECKPOINT_FILE = "trial.ckpt"
 
 

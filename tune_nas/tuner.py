@@ -84,13 +84,20 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
 
-    def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any]) -> int | None:
-        """Tell the study how ``trial_id`` ended; returns its Optuna number."""
+    def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any],
+               last_result: dict[str, Any] | None = None) -> int | None:
+        """Tell the study how ``trial_id`` ended; returns its Optuna number.
+
+        Ray hands a trial's final result to ``on_trial_complete`` instead of
+        ``on_trial_result``, so that epoch's intermediate value is reported here.
+        """
         import optuna
 
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return None
+        if last_result:
+            self.on_trial_result(trial_id, last_result)
         for key, attr in attrs.items():
             if attr is not None:
                 ot_trial.set_user_attr(key, attr)
@@ -154,7 +161,8 @@ class TrialEvents(tune.Callback):
         record = self.bookkeeper.trials[trial.trial_id]
         self.searcher.finish(trial.trial_id, state, value, {
             "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
-            "params": last.get("model/params"), "error": reason, "retries": record.retries})
+            "params": last.get("model/params"), "error": reason, "retries": record.retries},
+            last_result=last)
         record = self.bookkeeper.trial_ended(trial.trial_id, state, reason, checkpoint)
         self.printer.trial_ended(record, self.bookkeeper)
 

@@ -1,0 +1,37 @@
+"""Shared fixtures: a real small search through Ray, run once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m tune_nas.launch ARGS`` in a fresh process (Ray state never leaks)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "tune_nas.launch", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def small_search(tmp_path_factory) -> Path:
+    """A real 4-trial × 3-epoch ASHA + Optuna search on digits; returns its experiment dir."""
+    root = tmp_path_factory.mktemp("search")
+    proc = run_launch("--num-samples", "4", "--max-epochs", "3", "--name", "e2e",
+                      "--trials-dir", str(root / "trials"), "--seed", "3", cwd=root)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = root / "trials" / "e2e"
+    (exp / "launch_stdout.txt").write_text(proc.stdout)
+    return exp
+
+
+@pytest.fixture(scope="session")
+def small_summary(small_search: Path) -> dict:
+    return json.loads((small_search / "summary.json").read_text())

@@ -1,0 +1,108 @@
+import io
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tune_nas.data import DataError, load_splits, stratified_split
+
+
+def test_digits_split_is_deterministic_disjoint_and_complete():
+    a, b = load_splits("digits"), load_splits("digits")
+    assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
+    assert len(a.train_x) + len(a.val_x) + len(a.test_x) == 1797
+    assert a.train_x.dtype == np.uint8 and a.train_x.shape[1:] == (1, 8, 8)
+    assert a.num_classes == 10 and a.in_channels == 1 and a.image_size == 8
+    assert a.train_x.max() == 255  # 0..16 rescaled to the full uint8 range
+    # every class in every split (stratified)
+    for y in (a.train_y, a.val_y, a.test_y):
+        assert set(np.unique(y)) == set(range(10))
+    # images of different splits are different rows of the original data
+    from sklearn.datasets import load_digits
+    n = len(load_digits().images)
+    assert n == 1797
+
+
+def test_stratified_split_holds_out_fraction_of_each_class():
+    labels = np.repeat(np.arange(4), 50)
+    kept, held = stratified_split(labels, 0.2, seed=1)
+    assert len(np.intersect1d(kept, held)) == 0 and len(kept) + len(held) == 200
+    assert np.bincount(labels[held]).tolist() == [10, 10, 10, 10]
+
+
+def _png(color, size=6, mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (size, size), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _make_tree(root, with_val=False):
+    splits = {"train": 6, "test": 2} | ({"val": 2} if with_val else {})
+    for split, n in splits.items():
+        for cls, color in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                (d / f"{i}.png").write_bytes(_png(color))
+
+
+def test_imagefolder_directory_decodes_labels_and_caches(tmp_path):
+    _make_tree(tmp_path / "pets")
+    s = load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert s.classes == ("cat", "dog") and s.in_channels == 3 and s.image_size == 6
+    assert len(s.train_x) + len(s.val_x) == 12 and len(s.test_x) == 4
+    # red images are class 0, blue class 1
+    assert (s.test_x[s.test_y == 0][:, 0] == 255).all() and (s.test_x[s.test_y == 1][:, 2] == 255).all()
+    caches = list(tmp_path.glob(".pets.tune_nas-cache-*"))
+    assert len(caches) == 1 and (caches[0] / "train_x.npy").exists()
+    again = load_splits(f"imagefolder:{tmp_path / 'pets'}")  # from the cache
+    assert np.array_equal(again.train_x, s.train_x) and again.classes == s.classes
+
+
+def test_imagefolder_tar_gz_with_val_split(tmp_path):
+    _make_tree(tmp_path / "src" / "pets", with_val=True)
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "pets", arcname="pets")
+    s = load_splits(f"imagefolder:{archive}")
+    assert (len(s.train_x), len(s.val_x), len(s.test_x)) == (12, 4, 4)
+
+
+def test_grayscale_images_keep_one_channel(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            d = tmp_path / "g" / split / cls
+            d.mkdir(parents=True)
+            for i in range(3):
+                (d / f"{i}.png").write_bytes(_png(100, mode="L"))
+    s = load_splits(f"imagefolder:{tmp_path / 'g'}")
+    assert s.in_channels == 1
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("imagenet", "unknown data set"),
+    ("imagefolder:/no/such/dir", "no such directory"),
+])
+def test_bad_dataset_names(spec, needle):
+    with pytest.raises(DataError, match=needle):
+        load_splits(spec)
+
+
+def test_missing_torchvision_data_offline_names_directory(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(DataError, match=str(tmp_path / "nodata")):
+        load_splits("mnist", tmp_path / "nodata")
+
+
+def test_imagefolder_without_test_split_is_refused(tmp_path):
+    d = tmp_path / "x" / "train" / "a"
+    d.mkdir(parents=True)
+    (d / "0.png").write_bytes(_png((1, 2, 3)))
+    with pytest.raises(DataError, match="test/"):
+        load_splits(f"imagefolder:{tmp_path / 'x'}")

@@ -1,0 +1,82 @@
+"""Bad input: one line naming the thing, the value and the rule; exit 2; nothing written."""
+
+import pytest
+
+from conftest import run_launch
+
+from tune_nas.launch import main
+
+CASES = [
+    (["--max-epochs", "-1"], "--max-epochs"),
+    (["--max-epochs", "zero"], "'zero' is not an integer"),
+    (["--num-samples", "0"], "--num-samples must be > 0"),
+    (["--gpus-per-trial", "-0.5"], "--gpus-per-trial must be >= 0"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+    (["--seed", "-3"], "--seed must be >= 0"),
+    (["--dataset", "imagenet"], "unknown data set"),
+    (["--dataset", "imagefolder:/no/such/place"], "/no/such/place"),
+    (["--model", "vgg"], "model='vgg'"),
+    (["--space", "no_such_space"], "no such file"),
+    (["--grace-period", "20"], "grace_period <= max_epochs"),
+    (["--resume"], "--resume needs --name"),
+    (["--resume", "--name", "never_ran"], "no experiment at"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("args, needle", CASES)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, args, needle):
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--trials-dir", str(tmp_path / "trials")])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert needle in lines[0]
+    assert out == ""
+    assert not (tmp_path / "trials").exists()
+
+
+@pytest.mark.parametrize("args, needle", [(["--max-epochs", "0"], "--max-epochs must be > 0"),
+                                          (["--model", "vgg"], "model='vgg'")])
+def test_bad_input_in_a_real_process(tmp_path, args, needle):
+    proc = run_launch(*args, "--trials-dir", str(tmp_path / "trials"), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip()] == [
+        ln for ln in proc.stderr.splitlines() if needle in ln]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "trials").exists()
+
+
+def test_offline_missing_torchvision_data_names_the_directory(tmp_path, capsys, monkeypatch):
+    import torchvision
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(SystemExit) as info:
+        main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nodata"),
+              "--trials-dir", str(tmp_path / "trials")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and str(tmp_path / "nodata") in err
+    assert not (tmp_path / "trials").exists()
+
+
+def test_existing_experiment_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "trials" / "x").mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        main(["--name", "x", "--trials-dir", str(tmp_path / "trials")])
+    assert info.value.code == 2 and "already exists" in capsys.readouterr().err
+    assert list((tmp_path / "trials" / "x").iterdir()) == []
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for flag in ("--space", "--dataset", "--data-dir", "--model", "--num-samples", "--max-epochs",
+                 "--gpus-per-trial", "--cpus-per-trial", "--address", "--name", "--trials-dir",
+                 "--seed", "--resume"):
+        assert flag in out

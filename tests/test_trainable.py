@@ -1,0 +1,93 @@
+"""run_trial without Ray: one report per epoch, test metrics at the end, exact resume."""
+
+import math
+import shutil
+
+import pytest
+import torch
+
+from tune_nas.data import load_splits
+from tune_nas.models import register_model
+from tune_nas.trainable import FINAL_METRICS, METRICS, TrialSetup, run_trial
+
+
+class Recorder:
+    def __init__(self, keep_dir=None):
+        self.results, self.checkpoints, self.keep_dir = [], [], keep_dir
+
+    def report(self, metrics, checkpoint_dir):
+        self.results.append(dict(metrics))
+        if checkpoint_dir and self.keep_dir is not None:
+            dest = self.keep_dir / f"epoch{metrics['epoch']}"
+            shutil.copytree(checkpoint_dir, dest)
+            self.checkpoints.append(dest)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_splits("digits")
+
+
+CONFIG = {"lr": 3e-3, "width": 8, "depth": 2, "batch_size": 64, "trial_number": 2}
+
+
+def test_one_report_per_epoch_with_all_metrics_and_test_at_the_end(digits, tmp_path):
+    rec = Recorder(tmp_path)
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3, checkpoint_every=2), rec)
+    assert [r["epoch"] for r in rec.results] == [1, 2, 3]
+    for r in rec.results:
+        assert set(METRICS) <= set(r)
+        assert 0 <= r["val/acc"] <= 1 and r["time/epoch_s"] > 0
+    assert not set(FINAL_METRICS) & set(rec.results[0])
+    assert 0.5 < rec.results[-1]["test/acc"] <= 1  # it learned something real
+    assert rec.results[-1]["train/loss"] < rec.results[0]["train/loss"]
+    # checkpoints only when due: every 2nd epoch and the final one
+    assert [c.name for c in rec.checkpoints] == ["epoch2", "epoch3"]
+
+
+def test_resume_from_checkpoint_continues_exactly(digits, tmp_path):
+    full = Recorder(tmp_path)
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3), full)
+    resumed = Recorder()
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3), resumed,
+              resume_dir=str(tmp_path / "epoch1"))
+    assert [r["epoch"] for r in resumed.results] == [2, 3]  # no epoch repeated or skipped
+    for a, b in zip(full.results[1:], resumed.results):
+        assert a["val/acc"] == pytest.approx(b["val/acc"], abs=1e-6)
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
+
+
+def test_same_seed_same_trial_number_same_result(digits):
+    a, b = Recorder(), Recorder()
+    for rec in (a, b):
+        run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=1, seed=7), rec)
+    assert a.results[0]["train/loss"] == b.results[0]["train/loss"]
+
+
+class _NanAfter(torch.nn.Module):
+    """A linear classifier whose output turns NaN after ``steps`` training forwards."""
+
+    def __init__(self, num_classes, in_channels, image_size, steps=30):
+        super().__init__()
+        self.fc = torch.nn.Linear(in_channels * image_size * image_size, num_classes)
+        self.steps, self.calls = steps, 0
+
+    def forward(self, x):
+        self.calls += int(self.training)
+        out = self.fc(x.flatten(1))
+        return out * float("nan") if self.calls > self.steps else out
+
+
+@register_model("test_nan_after")
+def _nan_after(num_classes, in_channels, image_size, steps: int = 30):
+    return _NanAfter(num_classes, in_channels, image_size, steps)
+
+
+def test_nan_loss_ends_the_trial_with_its_reason(digits):
+    rec = Recorder()
+    # 1295 train images / 64 = 20 steps per epoch: NaN appears during epoch 2
+    run_trial({"lr": 1e-3, "batch_size": 64}, digits, TrialSetup("test_nan_after", max_epochs=4), rec)
+    assert [r["epoch"] for r in rec.results] == [1, 2]
+    assert "error" not in rec.results[0]
+    assert rec.results[-1]["error"] == "train/loss is nan at epoch 2"
+    assert math.isnan(rec.results[-1]["val/acc"])
