@@ -67,8 +67,7 @@ def add_trial(study: optuna.Study, state: str, params: dict, curve: list[float],
     study.tell(trial, curve[-1] if state == "COMPLETE" else None, state=states[state])
 
 
-def make_experiment(root: Path, name: str = "exp", trials: dict | None = None,
-                    running: bool = False) -> Path:
+def make_experiment(root: Path, name: str = "exp", trials: dict | None = None) -> Path:
     """trials/<name>/ with optuna.db (study <name>, maximize) and experiment.json."""
     _quiet()
     experiment = root / "trials" / name
@@ -82,12 +81,6 @@ def make_experiment(root: Path, name: str = "exp", trials: dict | None = None,
         add_trial(study, state, params, curve, test_acc, n_params,
                   error="loss is NaN at epoch 1" if state == "FAIL" else None)
         assert study.trials[-1].number == number
-    if running:
-        study.enqueue_trial({"lr": 0.004, "width": 16, "depth": 2})
-        trial = study.ask(DISTRIBUTIONS)
-        trial.report(0.5, 1)
-        trial.report(0.6, 2)
-        trial.report(0.65, 3)
     study._storage.remove_session()  # the file is closed before a test looks at it
     return experiment
 
@@ -184,9 +177,15 @@ def test_json_output(experiment, capsys):
     assert json.loads(out2)["importances"] == imp
 
 
-def test_running_trial_is_counted_and_ranked_by_its_epochs(tmp_path, capsys):
-    experiment = make_experiment(tmp_path, running=True)
+def test_running_trial_is_counted_and_ranked_by_its_epochs(experiment, capsys):
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    study.enqueue_trial({"lr": 0.004, "width": 16, "depth": 2})
+    trial = study.ask(DISTRIBUTIONS)
+    for epoch, value in enumerate([0.5, 0.6, 0.65], 1):
+        trial.report(value, epoch)
+    study._storage.remove_session()
     code, out, _ = run_cli(capsys, str(experiment), "--json", "--top", "10")
+    assert code == 0
     data = json.loads(out)
     assert data["counts"] == {"COMPLETE": 3, "PRUNED": 3, "RUNNING": 1, "FAIL": 1}
     numbers = [t["number"] for t in data["top"]]
@@ -233,6 +232,7 @@ def test_trials_missing_their_last_report_are_pointed_out(tmp_path, capsys):
         conn.execute("DELETE FROM trial_intermediate_values WHERE trial_id = "
                      "(SELECT trial_id FROM trials WHERE number = 1) AND step = 2")
     code, out, _ = run_cli(capsys, str(experiment))
+    assert code == 0
     assert "Note: 1 of 2 finished trials have fewer per-epoch values" in out
     assert "trials 1." in out
     code, out, _ = run_cli(capsys, str(experiment), "--json")
@@ -262,8 +262,10 @@ def test_experiment_dir_with_odd_characters(experiment, capsys):
 
 def test_plots_html_and_png(experiment, tmp_path, capsys):
     out_dir = tmp_path / "plots"
+    before = _snapshot(experiment)
     code, out, err = run_cli(capsys, str(experiment), "--plots", str(out_dir))
     assert code == 0, err
+    assert _snapshot(experiment) == before  # plots go only to --plots DIR
     names = ["optimization_history", "param_importances", "parallel_coordinate",
              "intermediate_values"]
     for name in names:
@@ -405,7 +407,7 @@ def test_bad_input_is_one_line_and_exit_2(experiment, tmp_path, capsys):
 
 def test_bad_input_from_the_real_command_line(tmp_path):
     proc = subprocess.run([PYTHON, "-m", "tune_nas.study", str(tmp_path / "nope")],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+                          capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr == (f"tune_nas.study: error: {tmp_path / 'nope'}: no such directory; "
                            "rule: an experiment directory (trials/NAME) holding optuna.db\n")
@@ -420,11 +422,11 @@ def _snapshot(directory: Path) -> dict[str, tuple[int, int, bytes]]:
             for p in sorted(directory.rglob("*"))}
 
 
-def test_inspection_writes_nothing_into_the_experiment(experiment, tmp_path, capsys):
+def test_inspection_writes_nothing_into_the_experiment(experiment, capsys):
+    """(test_plots_html_and_png checks the same with --plots.)"""
     os.utime(experiment / "optuna.db", ns=(1_000_000_000, 1_000_000_000))  # an old mtime
     before = _snapshot(experiment)
     for argv in ([str(experiment)], [str(experiment), "--json", "--top", "1"],
-                 [str(experiment), "--plots", str(tmp_path / "plots")],
                  ["--storage", f"sqlite:///{experiment / 'optuna.db'}"]):
         code, _, err = run_cli(capsys, *argv)
         assert code == 0, err
@@ -512,7 +514,7 @@ WRITER_ADDS_TRIALS = textwrap.dedent("""
 def test_inspection_while_another_process_writes(experiment):
     """Optuna adding trials in another process while we read repeatedly: no lock errors on
     either side, and every read is a consistent, growing snapshot."""
-    n_new = 15
+    n_new = 10
     writer = subprocess.Popen([PYTHON, "-c", WRITER_ADDS_TRIALS, str(experiment / "optuna.db"),
                                "exp", str(n_new)], stdout=subprocess.PIPE, text=True)
     try:

@@ -126,7 +126,7 @@ def asha_rungs(grace_period: int | None, reduction_factor: float | None,
         return []
     count = int(math.log(max_epochs / grace_period) / math.log(reduction_factor) + 1 + 1e-9)
     rungs = [grace_period * reduction_factor ** k for k in range(max(count, 0))]
-    return sorted({int(round(r)) for r in rungs if r <= max_epochs + 1e-9})
+    return sorted({round(r) for r in rungs if r <= max_epochs + 1e-9})
 
 
 # --------------------------------------------------------------------------- correlations
@@ -278,10 +278,10 @@ class FidelityReport:
 
     def text(self) -> str:
         states = ", ".join(f"{n} {s}" for s, n in self.states.items())
-        lines = [f"Fidelity of {self.metric} ({self.mode}) in {self.experiment}: {self.trials} "
-                 f"trials ({states}); {self.full_trials} reached max_epochs={self.max_epochs}.",
-                 f"Rank correlation of each epoch's {self.metric} with the final one "
-                 "(full-budget trials only):",
+        lines = [(f"Fidelity of {self.metric} ({self.mode}) in {self.experiment}: {self.trials} "
+                 f"trials ({states}); {self.full_trials} reached max_epochs={self.max_epochs}."),
+                 (f"Rank correlation of each epoch's {self.metric} with the final one "
+                 "(full-budget trials only):"),
                  f"  {'epoch':>5} {'n':>3} {'spearman':>9} {'95% CI':>15} {'kendall':>8}  rung"]
         for item in self.epochs:
             c = item.correlation
@@ -362,8 +362,8 @@ def analyse_fidelity(curves: pd.DataFrame, metric: str, mode: str, max_epochs: i
             warnings.append("trials that reached the end survived ASHA's rungs: their narrower "
                             "range biases these correlations downward")
     return FidelityReport(experiment=experiment, metric=metric, mode=mode, max_epochs=max_epochs,
-                          rungs=rungs, trials=int(len(states)), states=counts,
-                          full_trials=int(len(full)), epochs=epochs,
+                          rungs=rungs, trials=len(states), states=counts,
+                          full_trials=len(full), epochs=epochs,
                           suggested_grace_period=suggested, warnings=warnings,
                           grace_period=grace_period if rungs else None,
                           reduction_factor=reduction_factor if rungs else None)
@@ -478,7 +478,7 @@ def plot_fidelity(report: FidelityReport, path: Path) -> Path:
     ax.set_ylabel(f"rank correlation with final {report.metric}")
     ax.set_title(f"{report.experiment}: does epoch e predict epoch {report.max_epochs}? "
                  f"({report.full_trials} full-budget trials)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 0.07), fontsize=8)  # above the n= row
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)

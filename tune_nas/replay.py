@@ -304,13 +304,13 @@ class ReplayReport:
                 "policies": [o.as_dict() for o in self.outcomes]}
 
     def text(self) -> str:
-        lines = [f"Replay of {self.experiment}: {self.trials} trials ({self.trial_set}; "
+        lines = [(f"Replay of {self.experiment}: {self.trials} trials ({self.trial_set}; "
                  f"{self.complete_trials} with complete curves), {self.workers} worker(s), "
-                 f"{self.metric} ({self.mode}), max_epochs={self.max_epochs}.",
-                 f"True best final {self.metric}: {_fmt(self.best_value)} (trial(s) "
-                 f"{', '.join(map(str, self.best_trials)) or '-'}).",
-                 f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
-                 f"{'cens':>4} {'best?':>5} {'pick':>5} {'value':>7} {'regret':>7}"]
+                 f"{self.metric} ({self.mode}), max_epochs={self.max_epochs}."),
+                 (f"True best final {self.metric}: {_fmt(self.best_value)} (trial(s) "
+                 f"{', '.join(map(str, self.best_trials)) or '-'})."),
+                 (f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
+                 f"{'cens':>4} {'best?':>5} {'pick':>5} {'value':>7} {'regret':>7}")]
         for o in self.outcomes:
             epochs = f"≥{o.epochs}" if o.censored else str(o.epochs)
             lines.append(f"  {o.policy:<22} {epochs:>6} {o.fraction_of_full:>7.0%} "
@@ -344,7 +344,7 @@ def recorded_trials(curves, metric: str, trial_set: str = "all",
         rows = rows[rows[metric].notna()]
         values = {int(e): float(v) for e, v in zip(rows["epoch"], rows[metric])}
         seconds = ({int(e): float(s) for e, s in zip(rows["epoch"], rows["time/epoch_s"])
-                    if s == s} if "time/epoch_s" in rows.columns else {})
+                    if math.isfinite(s)} if "time/epoch_s" in rows.columns else {})
         state = str(rows["state"].iloc[-1]) if len(rows) else "FAIL"
         trial = RecordedTrial(int(number), state, values, seconds)
         if trial_set == "complete" and (max_epochs is None or max_epochs not in values):

@@ -643,7 +643,7 @@ def write_plots(study: optuna.Study, report: StudyReport, out_dir: Path,
                 axes = draw(vis_mpl)
                 figure = _figure_of(axes)
                 try:
-                    figure.savefig(png, dpi=120, bbox_inches="tight")
+                    figure.savefig(png, dpi=100, bbox_inches="tight")
                 finally:
                     plt.close(figure)
                 result.files.append(str(png))
