@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="experiment name (default: <space>-<timestamp>)")
     p.add_argument("--trials-dir", default="trials", help="where experiments are written")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL for the study, e.g. postgresql://user@host/db "
+                   "(password from the environment: PGPASSWORD); default: sqlite optuna.db in "
+                   "the experiment directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the experiment --name where it stopped (same study, same "
                    "settings; finished trials are kept)")
@@ -141,8 +145,10 @@ def prepare(args: argparse.Namespace):
                   f"resume an experiment that {EXPERIMENT_FILE} marks as started")
         try:
             resolved = json.loads(saved.read_text())
-            space = load_space(str(experiment_dir / SPACE_COPY)).with_overrides(
+            space = load_space(str(experiment_dir / SPACE_COPY),
+                               base_dir=Path(resolved["space_file"]).parent).with_overrides(
                 **resolved["overrides"])
+            storage = args.storage or resolved.get("storage")
         except (OSError, ValueError, KeyError) as exc:
             _fail(f"{saved}: cannot be read back ({exc}); rule: resume needs the files the "
                   "first run wrote")
@@ -155,16 +161,30 @@ def prepare(args: argparse.Namespace):
         name = args.name or f"{space.path.stem}-{datetime.now():%Y%m%d-%H%M%S}"
         if "/" in name or name in (".", ".."):
             _fail(f"--name {name!r}: rule: a plain directory name")
+        storage = args.storage
         experiment_dir = trials_dir / name
         if experiment_dir.exists():
             _fail(f"--name {name}: {experiment_dir} already exists; rule: use --resume to "
                   "continue it, or a new name")
+    if storage:
+        _check_storage(storage)
     try:
         splits = load_splits(space.spec.dataset, space.spec.data_dir)
     except DataError as exc:
         _fail(str(exc))
     _check_model_builds(space, splits)
-    return space, splits, name, experiment_dir
+    return space, splits, name, experiment_dir, storage
+
+
+def _check_storage(url: str) -> None:
+    """An external Optuna storage must be reachable before anything runs (password from the
+    environment, e.g. PGPASSWORD; the URL is only ever written with its password masked)."""
+    from .study_storage import StorageError, check_storage
+
+    try:
+        check_storage(url)
+    except StorageError as exc:
+        _fail(str(exc))
 
 
 def _check_model_builds(space, splits) -> None:
@@ -181,7 +201,10 @@ def _check_model_builds(space, splits) -> None:
               f"{splits.describe()}: {exc}")
 
 
-def write_experiment_files(space, name: str, experiment_dir: Path, args) -> None:
+def write_experiment_files(space, name: str, experiment_dir: Path, args,
+                           storage: str | None = None) -> None:
+    from .study_storage import mask_url
+
     experiment_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space.path, experiment_dir / SPACE_COPY)
     from dataclasses import asdict
@@ -190,6 +213,7 @@ def write_experiment_files(space, name: str, experiment_dir: Path, args) -> None
                 "spec": asdict(space.spec),
                 "overrides": {k: v for k, v in _overrides(args).items() if v is not None},
                 "param_space": {k: repr(v) for k, v in space.param_space.items()},
+                "storage": mask_url(storage) if storage else None,
                 "created": datetime.now().isoformat(timespec="seconds")}
     (experiment_dir / EXPERIMENT_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
 
@@ -239,6 +263,22 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
     print(f"  Study summary:    python -m tune_nas.study {rel}")
 
 
+def _fidelity(experiment_dir: Path) -> None:
+    """Write fidelity.json / fidelity.txt / curves.png / fidelity.png and print the gist."""
+    from .curves import fidelity_report
+
+    try:
+        report = fidelity_report(experiment_dir)
+    except (ValueError, OSError) as exc:
+        print(f"  Fidelity analysis skipped: {exc}")
+        return
+    grace = report.suggested_grace_period
+    advice = (f"suggested ASHA grace period {grace}" if grace is not None
+              else "no grace period suggested")
+    print(f"  Fidelity:         {_display_path(experiment_dir)}/fidelity.txt ({advice}"
+          + (f"; {len(report.warnings)} warning(s)" if report.warnings else "") + ")")
+
+
 def _display_path(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -248,7 +288,7 @@ def _display_path(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    space, splits, name, experiment_dir = prepare(args)
+    space, splits, name, experiment_dir, storage = prepare(args)
 
     from . import tuner
     from .console import ProgressPrinter
@@ -265,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         tuner.shutdown()
         _fail(str(exc))
     if not args.resume:
-        write_experiment_files(space, name, experiment_dir, args)
+        write_experiment_files(space, name, experiment_dir, args, storage)
     printer = ProgressPrinter(spec.metric)
     try:
-        outcome = tuner.run_search(space, splits, experiment_dir, name, printer, resume=args.resume)
+        outcome = tuner.run_search(space, splits, experiment_dir, name, printer,
+                                   resume=args.resume, storage_url=storage)
     except KeyboardInterrupt:
         print(f"\nInterrupted. Continue with: python -m tune_nas.launch --name {name} "
               f"--trials-dir {_display_path(experiment_dir.parent)} --resume", file=sys.stderr)
@@ -280,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_summary(outcome, space, name, experiment_dir, time.monotonic() - started, splits)
     write_json(experiment_dir / SUMMARY_FILE, summary)
     print_report(summary, experiment_dir)
+    _fidelity(experiment_dir)
     finished = summary["counts"].get("COMPLETE", 0) + summary["counts"].get("PRUNED", 0)
     return 0 if finished else 1
 

@@ -29,10 +29,11 @@ from .data import DataError, check_dataset_name
 from .training_config import TrainingConfig
 from .models import architecture_args, list_models
 from .metrics import METRICS, RESERVED_KEYS
+from .plugins import PluginError, import_plugins
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DEFAULT_SPACE = "default"
-SCHEDULERS = ("asha", "none")
+SCHEDULERS = ("asha", "curve_fit", "none")
 MODES = ("max", "min")
 
 
@@ -61,6 +62,9 @@ class ExperimentSpec:
     max_failures: int = 2
     seed: int = 0
     n_startup_trials: int = 8
+    curve_fit_min_epochs: int = 4
+    curve_fit_threshold: float = 0.05
+    plugins: tuple[str, ...] = ()
     description: str = ""
 
     def check(self, where: str) -> ExperimentSpec:
@@ -76,6 +80,8 @@ class ExperimentSpec:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
         rules: list[tuple[str, bool, str]] = [
+            ("plugins", isinstance(self.plugins, (list, tuple))
+             and all(isinstance(p, str) for p in self.plugins), "a list of .py file paths"),
             ("model", self.model in list_models(), f"one of {', '.join(list_models())}"),
             ("metric", self.metric in METRICS, f"one of the reported metrics {', '.join(METRICS)}"),
             ("mode", self.mode in MODES, f"one of {MODES}"),
@@ -94,6 +100,9 @@ class ExperimentSpec:
             ("max_failures", nonneg_int(self.max_failures), "an integer >= 0"),
             ("seed", nonneg_int(self.seed), "an integer >= 0"),
             ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
+            ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),
+            ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
+             and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
         ]
         for key, ok, rule in rules:
             if not ok:
@@ -222,8 +231,12 @@ def resolve_space_path(space: str | None) -> Path:
     return path
 
 
-def load_space(space: str | None = None) -> SearchSpace:
-    """Load and validate a space file (see the module doc). Raises :class:`SpaceError`."""
+def load_space(space: str | None = None, base_dir: str | Path | None = None) -> SearchSpace:
+    """Load and validate a space file (see the module doc). Raises :class:`SpaceError`.
+
+    ``base_dir`` resolves relative plugin paths (default: the space file's directory; a
+    resumed experiment passes the original file's directory when loading its saved copy).
+    """
     path = resolve_space_path(space)
     if not path.is_file():
         presets = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.py") if p.stem != "__init__"))
@@ -253,6 +266,14 @@ def load_space(space: str | None = None) -> SearchSpace:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SpaceError(f"{path}: unknown EXPERIMENT key {key!r}{hint}; rule: one of "
                              f"{', '.join(known)}")
+    plugins = experiment.get("plugins", ())
+    if isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins):
+        plugins = tuple(str((Path(base_dir or path.parent) / p).resolve()) for p in plugins)
+        try:
+            import_plugins(plugins)
+        except PluginError as exc:
+            raise SpaceError(f"{path}: {exc}") from None
+        experiment = {**experiment, "plugins": plugins}
     spec = ExperimentSpec(**experiment).check(str(path))
 
     param_space = getattr(module, "PARAM_SPACE", None)

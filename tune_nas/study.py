@@ -642,6 +642,10 @@ def write_plots(study: optuna.Study, report: StudyReport, out_dir: Path,
                 result.files.append(str(html))
                 axes = draw(vis_mpl)
                 figure = _figure_of(axes)
+                if name.startswith("parallel_coordinate"):  # one axis per parameter: widen
+                    n_axes = 1 + len({k for r in report.rows if r.state == "COMPLETE"
+                                      for k in r.config})
+                    figure.set_size_inches(max(6.4, 1.2 * n_axes), 4.8)
                 try:
                     figure.savefig(png, dpi=100, bbox_inches="tight")
                 finally:

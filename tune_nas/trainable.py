@@ -29,6 +29,7 @@ from .lit_module import TrialModule, resolve_precision
 from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
 from .training_config import TrainingConfig
 from .models import create_model
+from .plugins import import_plugins
 
 CHECKPOINT_FILE = "trial.ckpt"
 
@@ -49,6 +50,7 @@ class TrialSetup:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     fixed: dict[str, Any] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
 
 
 def trial_device(gpus_per_trial: float) -> torch.device:
@@ -141,6 +143,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     import lightning.pytorch as pl
 
     _quiet_lightning()
+    import_plugins(setup.plugins)
     torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
     training, arch = split_config(config, setup.fixed)
     seed = trial_seed(setup.seed, int(config.get("trial_number", 0)))

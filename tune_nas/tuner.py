@@ -233,7 +233,8 @@ def check_resources(spec) -> dict[str, float]:
 
 
 def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
-               printer: ProgressPrinter, resume: bool = False) -> SearchOutcome:
+               printer: ProgressPrinter, resume: bool = False,
+               storage_url: str | None = None) -> SearchOutcome:
     """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``."""
     import optuna
 
@@ -242,10 +243,12 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     spec = space.spec
     setup = TrialSetup(model=spec.model, max_epochs=spec.max_epochs, seed=spec.seed,
                        checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
-                       gpus_per_trial=spec.gpus_per_trial)
+                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
     trainable = tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
                                     {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
-    storage_url = study_storage_url(experiment_dir)
+    from .study_storage import mask_url, open_storage
+
+    storage_url = storage_url or study_storage_url(experiment_dir)
     param_space = dict(space.param_space)
     if resume:
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable,
@@ -254,12 +257,11 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
-        return SearchOutcome(_fit(tuner, events), name, storage_url)
+        return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url))
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
                                          multivariate=True, constant_liar=True)
-    storage = optuna.storages.RDBStorage(storage_url,
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    storage = open_storage(storage_url)
     searcher = RecordingOptunaSearch(space=space.define_by_run, metric=spec.metric,
                                      mode=spec.mode, sampler=sampler, study_name=name,
                                      storage=storage)
@@ -267,6 +269,13 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         scheduler = ASHAScheduler(time_attr="epoch", metric=spec.metric, mode=spec.mode,
                                   max_t=spec.max_epochs, grace_period=spec.grace_period,
                                   reduction_factor=spec.reduction_factor)
+    elif spec.scheduler == "curve_fit":
+        from .schedulers import CurveFitScheduler, default_bounds
+
+        scheduler = CurveFitScheduler(metric=spec.metric, mode=spec.mode, max_t=spec.max_epochs,
+                                      time_attr="epoch", min_epochs=spec.curve_fit_min_epochs,
+                                      threshold=spec.curve_fit_threshold,
+                                      bounds=default_bounds(spec.metric))
     else:
         scheduler = FIFOScheduler()
     bookkeeper = Bookkeeper(experiment_dir, spec.metric, spec.mode, spec.max_epochs)
@@ -283,7 +292,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    return SearchOutcome(_fit(tuner, events), name, storage_url)
+    return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url))
 
 
 def _fit(tuner, events: TrialEvents) -> Bookkeeper:

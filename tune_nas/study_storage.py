@@ -1,0 +1,59 @@
+"""Where the Optuna study lives: SQLite in the experiment directory (only the driver writes
+it), or an external database (PostgreSQL, MySQL) shared by many experiments.
+
+Passwords never come from a file in git and are never written into ``trials/``: give them
+through the environment (``PGPASSWORD`` for PostgreSQL) or the database's own mechanisms;
+every URL tune_nas writes or prints has its password masked.
+"""
+
+from __future__ import annotations
+
+SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be used; the message is one line with the masked URL."""
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def open_storage(url: str):
+    """An Optuna RDB storage for ``url`` (SQLite gets a generous lock timeout)."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def check_storage(url: str) -> None:
+    """Raise :class:`StorageError` unless ``url`` names a reachable database we support."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    try:
+        from sqlalchemy.engine import make_url
+
+        has_password = bool(make_url(url).password)
+    except Exception:
+        raise StorageError(f"--storage {mask_url(url)}: not a database URL; rule: "
+                           "dialect://user@host[:port]/database") from None
+    if has_password:
+        raise StorageError(f"--storage {mask_url(url)}: the URL holds a password; rule: give it "
+                           "through the environment (PGPASSWORD for PostgreSQL) so that it is "
+                           "never written into trials/ or shell history")
+    if scheme not in SCHEMES:
+        raise StorageError(f"--storage {mask_url(url)}: unsupported scheme {scheme!r}; rule: "
+                           f"one of {', '.join(s + '://' for s in SCHEMES)}")
+    try:
+        open_storage(url)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"--storage {mask_url(url)}: cannot open the database "
+                           f"({type(exc).__name__}: {reason[:300]}); rule: a reachable database, "
+                           "password from the environment (e.g. PGPASSWORD)") from None
