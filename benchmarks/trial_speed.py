@@ -196,7 +196,7 @@ def run_search_side(side: str, trials: int, epochs: int, workdir: Path) -> dict:
 # ----------------------------------------------------------------------------- epochs
 
 
-def epoch_times_cpu(epochs: int) -> dict:
+def epoch_times_cpu(epochs: int, rounds: int = 3) -> dict:
     """Median epoch seconds (train + val) of the digits CNN: bare loop, tune_nas, docs-style."""
     import lightning.pytorch as pl
     import torch
@@ -270,12 +270,20 @@ def epoch_times_cpu(epochs: int) -> dict:
                    callbacks=[T()]).fit(module, train, val)
         return times
 
+    # Interleave the three so that a busy neighbour slows all of them alike; the first
+    # epoch of every run (allocator, kernels, lazy imports) is dropped.
+    runs: dict[str, list[float]] = {"bare": [], "tune_nas": [], "docs": []}
+    fns = {"bare": bare, "tune_nas": ours, "docs": docs}
+    for name, fn in fns.items():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            runs[name] += fn()[1:]
     out = {}
-    for name, fn in (("bare", bare), ("tune_nas", ours), ("docs", docs)):
-        fn()  # warm-up run (allocator, kernels, imports)
-        times = fn()[1:]
-        out[name] = {"median_epoch_s": statistics.median(times), "epochs": len(times),
-                     "images_per_s": len(splits.train_x) / statistics.median(times)}
+    for name, times in runs.items():
+        median = statistics.median(times)
+        out[name] = {"median_epoch_s": median, "epochs": len(times),
+                     "images_per_s": len(splits.train_x) / median}
     return out
 
 
@@ -299,7 +307,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "trial_speed")
     p.add_argument("--trials", type=int, default=12)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--epoch-runs", type=int, default=6, help="epochs per epoch measurement")
+    p.add_argument("--epoch-runs", type=int, default=4, help="epochs per epoch measurement")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of epoch runs")
     p.add_argument("--skip-search", action="store_true")
     p.add_argument("--variant", choices=["docs-search"], help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -320,7 +329,7 @@ def main() -> None:
                           "ray": ray.__version__}
     print(f"trial_speed on {report['machine']}", flush=True)
 
-    epochs = epoch_times_cpu(args.epoch_runs)
+    epochs = epoch_times_cpu(args.epoch_runs, args.rounds)
     report["epoch_cpu"] = epochs
     bare = epochs["bare"]["median_epoch_s"]
     print("\n1 epoch of the digits CNN (train + val), median seconds:")

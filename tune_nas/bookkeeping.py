@@ -181,10 +181,11 @@ def _atomic_write(path: Path, text: str) -> None:
 class Bookkeeper:
     """Receives trial events in the driver and keeps TensorBoard, curves.csv and records."""
 
-    def __init__(self, experiment_dir: str | Path, metric: str, mode: str, max_epochs: int) -> None:
+    def __init__(self, experiment_dir: str | Path, metric: str, mode: str, max_epochs: int,
+                 tensorboard_dir: str | Path | None = None) -> None:
         self.dir = Path(experiment_dir)
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
-        self.tensorboard = TensorBoardRuns(self.dir / "tensorboard", metric)
+        self.tensorboard = TensorBoardRuns(Path(tensorboard_dir or self.dir / "tensorboard"), metric)
         self.trials: dict[str, TrialRecord] = {}
         self.curves: dict[tuple[str, int], dict[str, Any]] = {}
 
@@ -277,12 +278,15 @@ class Bookkeeper:
 
     def best(self) -> TrialRecord | None:
         """The best COMPLETE trial by its final metric (the study's best), else None."""
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def ranked(self) -> list[TrialRecord]:
+        """COMPLETE trials, best final metric first."""
         done = [t for t in self.trials.values() if t.state == COMPLETE
-                and isinstance(t.last.get(self.metric), (int, float))]
-        if not done:
-            return None
-        key = (lambda t: t.last[self.metric])
-        return max(done, key=key) if self.mode == "max" else min(done, key=key)
+                and isinstance(t.last.get(self.metric), (int, float))
+                and math.isfinite(t.last[self.metric])]
+        return sorted(done, key=lambda t: t.last[self.metric], reverse=self.mode == "max")
 
     def counts(self) -> dict[str, int]:
         counts = {s: 0 for s in (COMPLETE, PRUNED, FAIL)}

@@ -311,3 +311,46 @@ def check_dataset_name(dataset: str) -> None:
     ):
         return
     raise DataError(f"--dataset {dataset!r}: unknown data set; rule: one of {', '.join(DATASETS)}")
+
+
+# ---------------------------------------------------------------- low fidelity
+
+
+def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size: int = 0,
+                    seed: int = SPLIT_SEED) -> ArraySplits:
+    """A cheaper proxy of ``splits`` for search: a stratified ``train_fraction`` of the training
+    images and/or every split resized to ``image_size`` px (0 keeps the native size).
+
+    Validation and test keep all their images, so that proxy scores stay comparable across
+    trials; they are resized too, since the model sees one resolution.
+    """
+    if not 0 < train_fraction <= 1:
+        raise DataError(f"train_fraction={train_fraction}: rule: 0 < train_fraction <= 1")
+    if image_size < 0:
+        raise DataError(f"image_size={image_size}: rule: 0 (native) or a positive size in px")
+    if train_fraction == 1 and image_size in (0, splits.image_size):
+        return splits
+    train_x, train_y = splits.train_x, splits.train_y
+    if train_fraction < 1:
+        _, keep = stratified_split(train_y, train_fraction, seed)
+        train_x, train_y = train_x[keep], train_y[keep]
+
+    def resize(x: np.ndarray) -> np.ndarray:
+        if image_size in (0, x.shape[2]):
+            return np.ascontiguousarray(x)
+        import torch
+        import torch.nn.functional as F
+
+        out = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)).float(),
+                            size=(image_size, image_size), mode="bilinear", antialias=True,
+                            align_corners=False)
+        return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+    tag = []
+    if train_fraction < 1:
+        tag.append(f"{train_fraction:g} of train")
+    if image_size not in (0, splits.image_size):
+        tag.append(f"{image_size}px")
+    return ArraySplits(f"{splits.name} [{', '.join(tag)}]", resize(train_x), train_y,
+                       resize(splits.val_x), splits.val_y, resize(splits.test_x), splits.test_y,
+                       splits.classes)

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .data import DataError, load_splits
+from .data import DataError, load_splits, reduce_fidelity
 from .spaces import SpaceError, load_space
 
 EXIT_BAD_INPUT = 2
@@ -170,9 +170,13 @@ def prepare(args: argparse.Namespace):
         _check_storage(storage)
     try:
         splits = load_splits(space.spec.dataset, space.spec.data_dir)
+        search_splits = reduce_fidelity(splits, space.spec.train_fraction, space.spec.image_size)
     except DataError as exc:
         _fail(str(exc))
-    _check_model_builds(space, splits)
+    _check_model_builds(space, search_splits)
+    if space.spec.final_top_k:
+        _check_model_builds(space, splits)
+    splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage
 
 
@@ -255,6 +259,17 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
         print(f"  config: {short_config(best['config'])}")
     else:
         print("No trial completed its full budget; see trials.json for what happened.")
+    final = summary.get("final_stage")
+    if final and final.get("trials"):
+        rho = final["rank_correlation"]["spearman"]
+        print(f"Final stage: top {final['k']} retrained at full fidelity ({final['data']}, "
+              f"{final['epochs']} epochs): Spearman ρ(search, final) = "
+              f"{'n/a' if rho is None else f'{rho:.2f}'}; the search's best is "
+              f"{'also' if final['top1_agrees'] else 'NOT'} the best at full fidelity "
+              f"(trial {final['best_final_trial']})")
+        for row in final["trials"]:
+            print(f"  trial {row['search_trial']:>3}: search {row['search_value']:.4f} -> final "
+                  f"{_num(row['final_value'])} (test {_num(row['final_test_acc'])})")
     rel = _display_path(experiment_dir)
     print(f"Everything is in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, "
           "tensorboard/, checkpoints)")
@@ -279,6 +294,10 @@ def _fidelity(experiment_dir: Path) -> None:
           + (f"; {len(report.warnings)} warning(s)" if report.warnings else "") + ")")
 
 
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _display_path(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -288,7 +307,7 @@ def _display_path(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    space, splits, name, experiment_dir, storage = prepare(args)
+    space, (splits, full_splits), name, experiment_dir, storage = prepare(args)
 
     from . import tuner
     from .console import ProgressPrinter
@@ -310,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outcome = tuner.run_search(space, splits, experiment_dir, name, printer,
                                    resume=args.resume, storage_url=storage)
+        final = (tuner.run_final_stage(space, full_splits, outcome, experiment_dir, printer)
+                 if space.spec.final_top_k else None)
     except KeyboardInterrupt:
         print(f"\nInterrupted. Continue with: python -m tune_nas.launch --name {name} "
               f"--trials-dir {_display_path(experiment_dir.parent)} --resume", file=sys.stderr)
@@ -319,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bookkeeping import write_json
 
     summary = build_summary(outcome, space, name, experiment_dir, time.monotonic() - started, splits)
+    if final is not None:
+        summary["final_stage"] = final
     write_json(experiment_dir / SUMMARY_FILE, summary)
     print_report(summary, experiment_dir)
     _fidelity(experiment_dir)

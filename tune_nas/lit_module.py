@@ -55,8 +55,8 @@ class TrialModule(pl.LightningModule):
         # "disable": a NaN loss must propagate to the epoch mean (torchmetrics drops it by default)
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_loss = MeanMetric(nan_strategy="disable")
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self._searchable = callable(getattr(model, "arch_parameters", None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,11 +102,11 @@ class TrialModule(pl.LightningModule):
         """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode."""
         was_training = self.training
         self.eval()
-        loss, acc = MeanMetric().to(self.device), MulticlassAccuracy(
-            self.val_acc.num_classes, average="micro").to(self.device)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if self.trainer is not None and "bf16" in str(self.trainer.precision)
-                    else torch.autocast(self.device.type, enabled=False))
+        loss = MeanMetric(nan_strategy="disable").to(self.device)
+        acc = MulticlassAccuracy(self.val_acc.num_classes, average="micro",
+                                 validate_args=False).to(self.device)
+        bf16 = self._trainer is not None and "bf16" in str(self.trainer.precision)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         with autocast:
             for x, y in batches:
                 logits = self.model(x.to(self.device))

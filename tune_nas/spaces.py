@@ -65,6 +65,10 @@ class ExperimentSpec:
     curve_fit_min_epochs: int = 4
     curve_fit_threshold: float = 0.05
     plugins: tuple[str, ...] = ()
+    train_fraction: float = 1.0
+    image_size: int = 0
+    final_top_k: int = 0
+    final_max_epochs: int = 0
     description: str = ""
 
     def check(self, where: str) -> ExperimentSpec:
@@ -100,6 +104,14 @@ class ExperimentSpec:
             ("max_failures", nonneg_int(self.max_failures), "an integer >= 0"),
             ("seed", nonneg_int(self.seed), "an integer >= 0"),
             ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
+            ("train_fraction", nonneg_num(self.train_fraction) and 0 < self.train_fraction <= 1,
+             "0 < train_fraction <= 1 (the share of training images a search trial sees)"),
+            ("image_size", nonneg_int(self.image_size),
+             "0 (native resolution) or the search-time image size in px"),
+            ("final_top_k", nonneg_int(self.final_top_k),
+             "an integer >= 0: the best k configurations retrained at full fidelity"),
+            ("final_max_epochs", nonneg_int(self.final_max_epochs),
+             "an integer >= 0 (0: the search's max_epochs)"),
             ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),
             ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
              and self.curve_fit_threshold < 1, "0 <= threshold < 1"),

@@ -179,10 +179,17 @@ def resolve_source(experiment: str | None, storage: str | None, study: str | Non
         raise StudyInputError(f"{experiment}: not a directory; rule: an experiment directory "
                               f"(trials/NAME) holding {STUDY_FILE}")
     db = experiment_dir / STUDY_FILE
+    saved = _experiment_json(experiment_dir)
+    external = saved.get("storage")
+    if not db.is_file() and isinstance(external, str) and external:
+        # launched with --storage: the study lives in that database (URLs there hold no
+        # password; tune_nas refuses them, so the environment supplies it, e.g. PGPASSWORD)
+        spec = saved.get("spec") if isinstance(saved.get("spec"), dict) else {}
+        return Source(external, study or saved.get("name") or experiment_dir.resolve().name,
+                      experiment_dir.resolve(), spec)
     if not db.is_file():
         raise StudyInputError(f"{experiment}: has no {STUDY_FILE}; rule: an experiment directory "
                               "that python -m tune_nas.launch has started")
-    saved = _experiment_json(experiment_dir)
     name = study or saved.get("name") or experiment_dir.resolve().name
     spec = saved.get("spec") if isinstance(saved.get("spec"), dict) else {}
     return Source(f"sqlite:///{db.resolve()}", name, experiment_dir.resolve(), spec, db.resolve())

@@ -186,6 +186,7 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
             checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
             tune.report(metrics, checkpoint=checkpoint)
 
+    config = trial_config(config)
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         run_trial(config, splits, setup, Reporter())
@@ -196,7 +197,7 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
 
 def trial_dirname(trial) -> str:
     """Ray's per-trial directory: ``trial_007_<ray id>`` (Optuna number first)."""
-    number = trial.config.get("trial_number")
+    number = trial_config(trial.config).get("trial_number")
     return f"trial_{number:03d}_{trial.trial_id}" if isinstance(number, int) else f"trial_{trial.trial_id}"
 
 
@@ -204,7 +205,8 @@ def trial_dirname(trial) -> str:
 class SearchOutcome:
     bookkeeper: Bookkeeper
     study_name: str
-    storage_url: str
+    storage_url: str  # masked, for reports
+    storage_url_full: str = ""  # as given (never holds a password: those are refused)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
@@ -257,7 +259,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
-        return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url))
+        return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
                                          multivariate=True, constant_liar=True)
@@ -292,7 +294,127 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url))
+    return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
+
+
+FINAL_DIR = "final"
+FINAL_KEY = "final"  # a final-stage trial's config is {FINAL_KEY: the configuration to retrain}
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a trial trains (unwrapping a final-stage trial's)."""
+    return config.get(FINAL_KEY, config) if isinstance(config.get(FINAL_KEY), dict) else config
+
+
+class FinalStageEvents(tune.Callback):
+    """Bookkeeping of the final stage: curves, records and TensorBoard runs, no searcher."""
+
+    def __init__(self, bookkeeper: Bookkeeper, printer: ProgressPrinter) -> None:
+        self.bookkeeper, self.printer = bookkeeper, printer
+
+    def _started(self, trial) -> None:
+        if trial.trial_id not in self.bookkeeper.trials:
+            config = trial_config(trial.config)
+            self.bookkeeper.trial_started(trial.trial_id, int(config["trial_number"]), config)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._started(trial)
+        self.bookkeeper.trial_result(trial.trial_id, result)
+
+    def _ended(self, trial, state: str, reason: str | None) -> None:
+        self._started(trial)
+        record = self.bookkeeper.trial_ended(
+            trial.trial_id, state, reason, trial.checkpoint.path if trial.checkpoint else None)
+        self.printer.trial_ended(record, self.bookkeeper)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        self._ended(trial, final_state(last, self.bookkeeper.max_epochs), last.get("error"))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended(trial, FAIL, _error_reason(trial))
+
+
+def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: SearchOutcome,
+                    experiment_dir: Path, printer: ProgressPrinter) -> dict[str, Any]:
+    """Retrain the search's top-k configurations at full fidelity (all data, native size,
+    ``final_max_epochs``), each as a trial of its own under ``<experiment>/final/``, record
+    them in the study ``<name>-final``, and measure whether the proxy ranked them well."""
+    import optuna
+
+    from .bookkeeping import hyperparameters
+    from .curves import aligned_rank_correlation, top_k_overlap
+    from .study_storage import open_storage
+
+    spec = space.spec
+    top = search.bookkeeper.ranked()[: spec.final_top_k]
+    if not top:
+        return {"k": 0, "note": "no COMPLETE search trial to retrain"}
+    epochs = spec.final_max_epochs or spec.max_epochs
+    setup = TrialSetup(model=spec.model, max_epochs=epochs, seed=spec.seed,
+                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
+                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
+    trainable = tune.with_resources(tune.with_parameters(_ray_trial, splits=full_splits, setup=setup),
+                                    {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    points = [{**hyperparameters(t.config), "trial_number": t.number,
+               "trial_run": f"final_{t.run}"} for t in top]
+    final_dir = experiment_dir / FINAL_DIR
+    keeper = Bookkeeper(final_dir, spec.metric, spec.mode, epochs,
+                        tensorboard_dir=experiment_dir / "tensorboard")
+    printer.note(f"final stage: retraining the top {len(top)} configurations at full fidelity "
+                 f"({full_splits.describe()}, {epochs} epochs)")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={FINAL_KEY: tune.grid_search(points)},  # one trial per configuration
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname,
+                                    trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=FINAL_DIR, storage_path=str(experiment_dir), verbose=0,
+            callbacks=[FinalStageEvents(keeper, printer)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
+    _fit_final(tuner, keeper)
+
+    proxy = {t.number: t.last[spec.metric] for t in top}
+    final = {t.number: t.last.get(spec.metric) for t in keeper.trials.values()
+             if t.state == COMPLETE}
+    final_test = {t.number: t.last.get("test/acc") for t in keeper.trials.values()
+                  if t.state == COMPLETE}
+    study = optuna.create_study(study_name=f"{search.study_name}-final",
+                                storage=open_storage(search.storage_url_full),
+                                direction="maximize" if spec.mode == "max" else "minimize",
+                                load_if_exists=True)
+    for t in keeper.trials.values():
+        value = t.last.get(spec.metric) if t.state == COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL,
+            value=value, params={}, distributions={},
+            user_attrs={"search_trial": t.number, "config": hyperparameters(t.config),
+                        "search_value": proxy.get(t.number), "test_acc": t.last.get("test/acc"),
+                        "epochs": t.epochs, "checkpoint": t.checkpoint, "error": t.reason}))
+    corr = aligned_rank_correlation(proxy, {k: v for k, v in final.items() if v is not None})
+    best_final = (max if spec.mode == "max" else min)(final, key=final.get) if final else None
+    return {
+        "k": len(top), "epochs": epochs, "data": full_splits.describe(),
+        "study": f"{search.study_name}-final",
+        "trials": [{"search_trial": n, "search_value": proxy[n], "final_value": final.get(n),
+                    "final_test_acc": final_test.get(n)} for n in proxy],
+        "rank_correlation": corr.as_dict(),
+        "top1_agrees": best_final == top[0].number if best_final is not None else None,
+        "top_half_overlap": top_k_overlap(proxy, final, max(1, len(final) // 2), spec.mode)
+        if final else None,
+        "best_final_trial": best_final,
+    }
+
+
+def _fit_final(tuner, keeper: Bookkeeper) -> None:
+    try:
+        tuner.fit()
+    finally:
+        keeper.write_curves()
+        keeper.write_trials()
+        keeper.close()
 
 
 def _fit(tuner, events: TrialEvents) -> Bookkeeper:

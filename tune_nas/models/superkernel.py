@@ -51,6 +51,7 @@ layer the search removed (identity); ``head-c{H}``: a 1×1 head conv to ``H`` ch
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,6 +166,11 @@ def _int_tuple(name: str, value: str | Sequence[int]) -> tuple[int, ...]:
     if not out or any(not isinstance(v, str) and v != int(v) for v in items):
         raise ValueError(f"superkernel: {name}={value!r}; rule: non-empty, {rule}")
     return out
+
+
+def _is_int(value: object) -> bool:
+    """An integer, numpy's included (search spaces may sample them), never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def make_divisible(value: float, divisor: int) -> int:
@@ -504,10 +510,10 @@ def superkernel(num_classes: int, in_channels: int, image_size: int, preset: str
     """
     if not (isinstance(width_mult, (int, float)) and width_mult > 0):
         raise ValueError(f"superkernel: width_mult={width_mult!r}; rule: a number > 0")
-    if channel_divisor < 1:
+    if not (_is_int(channel_divisor) and channel_divisor >= 1):
         raise ValueError(f"superkernel: channel_divisor={channel_divisor!r}; rule: >= 1")
     base = _int_tuple("channels", channels)
-    block_channels = tuple(make_divisible(c * width_mult, channel_divisor) for c in base)
+    block_channels = tuple(make_divisible(c * width_mult, int(channel_divisor)) for c in base)
     stem_stride, preset_block_strides = preset_strides(preset, len(block_channels), image_size)
     block_strides = preset_block_strides if strides is None else _int_tuple("strides", strides)
     ks = _int_tuple("kernel_sizes", kernel_sizes)
@@ -521,12 +527,15 @@ def superkernel(num_classes: int, in_channels: int, image_size: int, preset: str
          "odd sizes, strictly increasing"),
         ("expansions", list(es) == sorted(set(es)) and es[0] >= 1,
          "integers >= 1, strictly increasing"),
-        ("layers_per_block", isinstance(layers_per_block, int) and layers_per_block >= 1, ">= 1"),
+        ("layers_per_block", _is_int(layers_per_block) and layers_per_block >= 1,
+         "an integer >= 1"),
         ("cost", cost in COSTS, f"one of {COSTS}"),
         ("temperature", isinstance(temperature, (int, float)) and temperature > 0, "> 0"),
         ("dropout", 0.0 <= dropout < 1.0, "0 <= dropout < 1"),
-        ("stem_channels", stem_channels is None or stem_channels >= 1, ">= 1"),
-        ("head_channels", head_channels is None or head_channels >= 0, ">= 0 (0: no head conv)"),
+        ("stem_channels", stem_channels is None or (_is_int(stem_channels) and stem_channels >= 1),
+         "an integer >= 1"),
+        ("head_channels", head_channels is None or (_is_int(head_channels) and head_channels >= 0),
+         "an integer >= 0 (0: no head conv)"),
     ]
     values = {"channels": channels, "strides": strides, "kernel_sizes": kernel_sizes,
               "expansions": expansions, "layers_per_block": layers_per_block, "cost": cost,
@@ -535,10 +544,10 @@ def superkernel(num_classes: int, in_channels: int, image_size: int, preset: str
     for name, ok, rule in rules:
         if not ok:
             raise ValueError(f"superkernel: {name}={values[name]!r}; rule: {rule}")
-    stem = stem_channels or block_channels[0]
-    head = 4 * block_channels[-1] if head_channels is None else head_channels
+    stem = int(stem_channels or block_channels[0])
+    head = 4 * block_channels[-1] if head_channels is None else int(head_channels)
     return SuperkernelNet(num_classes, in_channels, image_size, block_channels, block_strides,
-                          stem, stem_stride, head, layers_per_block, ks, es, cost,
+                          stem, stem_stride, head, int(layers_per_block), ks, es, cost,
                           float(temperature), float(threshold_init), float(dropout))
 
 
