@@ -35,3 +35,19 @@ def small_search(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_summary(small_search: Path) -> dict:
     return json.loads((small_search / "summary.json").read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped, saying why, where no CUDA GPU is present."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except Exception:
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

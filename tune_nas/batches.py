@@ -82,7 +82,7 @@ class TensorBatches:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  mean: tuple[float, ...], std: tuple[float, ...], shuffle: bool = False,
                  drop_last: bool = False, augment: Augment | None = None, seed: int = 0,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, device: torch.device | str | None = None) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size}: must be positive")
         self.images, self.labels = images, labels
@@ -91,9 +91,12 @@ class TensorBatches:
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed, self.epoch = seed, 0
         self.channels_last = channels_last
+        # where batches are computed: the images' device, or (for data that does not fit on
+        # the GPU) a GPU that each uint8 batch is copied to before normalising and augmenting
+        self.device = torch.device(device) if device is not None else images.device
         shape = (1, len(mean), 1, 1)
-        self.mean = torch.tensor(mean, device=images.device).view(shape) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(std, device=images.device).view(shape) * 255.0)
+        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(std, device=self.device).view(shape) * 255.0)
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -114,9 +117,10 @@ class TensorBatches:
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             idx = order[sl] if order is not None else sl
-            x = (self.images[idx].float() - self.mean) * self.inv_std
+            x = self.images[idx].to(self.device, non_blocking=True)
+            x = (x.float() - self.mean) * self.inv_std
             if self.augment is not None:
                 x = self.augment(x, g)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+            yield x, self.labels[idx].to(self.device, non_blocking=True)

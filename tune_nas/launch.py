@@ -176,6 +176,7 @@ def prepare(args: argparse.Namespace):
     _check_model_builds(space, search_splits)
     if space.spec.final_top_k:
         _check_model_builds(space, splits)
+    _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage
 
@@ -203,6 +204,25 @@ def _check_model_builds(space, splits) -> None:
     except (ValueError, TypeError, RuntimeError) as exc:
         _fail(f"{space.path}: model {space.spec.model!r} cannot be built for "
               f"{splits.describe()}: {exc}")
+
+
+def _check_packing(space, splits) -> None:
+    """With 0 < gpus_per_trial < 1 and a GPU here, refuse a packing whose memory cannot fit."""
+    spec = space.spec
+    if not 0 < spec.gpus_per_trial < 1:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return  # the GPUs are on other nodes: Ray places the trials, nothing to measure here
+    from .packing import estimate_packing
+
+    config = space.sample(spec.seed)
+    estimate = estimate_packing(spec.model, config, splits, spec.gpus_per_trial)
+    if not estimate.fits:
+        _fail(f"--gpus-per-trial {spec.gpus_per_trial}: packing needs {estimate.describe()} "
+              "(measured with one dry step); rule: the trials sharing a GPU must fit in 90 % of "
+              "its memory: raise --gpus-per-trial or lower batch_size")
 
 
 def write_experiment_files(space, name: str, experiment_dir: Path, args,

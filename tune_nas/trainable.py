@@ -57,6 +57,21 @@ def trial_device(gpus_per_trial: float) -> torch.device:
     return torch.device("cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
 
 
+#: Data sets up to this share of the GPU's free memory live on the GPU for the whole trial;
+#: larger ones stay in (pinned) host memory and travel batch by batch.
+RESIDENT_SHARE = 0.5
+
+
+def data_device(splits: ArraySplits, device: torch.device) -> torch.device:
+    """Where a trial keeps its data: on ``device`` when it fits comfortably, else the CPU."""
+    if device.type != "cuda":
+        return device
+    from .packing import dataset_bytes
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if dataset_bytes(splits) <= RESIDENT_SHARE * free else torch.device("cpu")
+
+
 def trial_seed(experiment_seed: int, trial_number: int) -> int:
     return (experiment_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
@@ -157,10 +172,12 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
+    resident = data_device(splits, device)
+
     def batches(x, y, **kw) -> TensorBatches:
-        return TensorBatches(to_device_tensor(x, device), to_device_tensor(y, device),
+        return TensorBatches(to_device_tensor(x, resident), to_device_tensor(y, resident),
                              training.batch_size, mean=splits.mean, std=splits.std,
-                             channels_last=channels_last, **kw)
+                             channels_last=channels_last, device=device, **kw)
 
     train = batches(splits.train_x, splits.train_y, shuffle=True, drop_last=True, seed=seed,
                     augment=Augment(training.crop_pad, training.flip))

@@ -1,0 +1,582 @@
+"""Faults injected into real processes; each test asserts that nothing was lost.
+
+The Ray tests (``slow``) run ``python -m tune_nas.launch`` in a subprocess on a tiny search
+(digits, a linear model from ``fault_plugins/fault_models.py``, a few trials of a few
+epochs) whose space file gives chosen Optuna trial numbers a fault: the worker kills itself
+with SIGKILL mid-epoch, the loss turns NaN, ``torch.OutOfMemoryError`` is raised. Others kill
+the driver, or remove a node of a two-node cluster, while trials run.
+
+Every Ray process of a test carries a private ``RAY_TMPDIR``: no test connects to another
+Ray instance on the machine, and the cleanup kills exactly the processes whose environment
+holds that directory (never ``ray stop``, which would stop everybody's Ray).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import json
+import os
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGINS = Path(__file__).resolve().parent / "fault_plugins"
+FAULT_MODELS = PLUGINS / "fault_models.py"
+BATCH_SIZE = 64
+
+
+def batches_per_epoch() -> int:
+    from tune_nas.data import load_splits
+
+    return len(load_splits("digits").train_x) // BATCH_SIZE  # drop_last=True
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+SPACE_TEMPLATE = '''"""Fault test space (written by tests/test_faults.py)."""
+
+EXPERIMENT = {{
+    "dataset": "digits", "model": "fault_linear", "metric": "val/acc", "mode": "max",
+    "max_epochs": {max_epochs}, "scheduler": "{scheduler}", "grace_period": 1,
+    "reduction_factor": 2, "num_samples": {num_samples}, "cpus_per_trial": 1,
+    "max_concurrent_trials": {max_concurrent}, "checkpoint_every": {checkpoint_every},
+    "max_failures": 2, "seed": 1, "n_startup_trials": 3,
+    "plugins": [{plugin!r}],
+}}
+
+# Optuna trial number -> (fault, training step at which it fires)
+FAULTS = {faults!r}
+MARKER_DIR = {marker_dir!r}
+
+
+def define_by_run(trial):
+    trial.suggest_float("lr", 0.01, 0.05, log=True)
+    fault, step = FAULTS.get(trial.number, ("none", 0))
+    return {{"batch_size": {batch_size}, "fault": fault, "fault_step": step,
+             "marker": f"{{MARKER_DIR}}/killed-{{trial.number}}" if fault == "sigkill" else "",
+             "step_seconds": {step_seconds}, "tag": trial.number,
+             "started_dir": {started_dir!r}}}
+'''
+
+
+def write_space(path: Path, *, num_samples: int, max_epochs: int, scheduler: str = "none",
+                faults: dict[int, tuple[str, int]] | None = None, checkpoint_every: int = 1,
+                step_seconds: float = 0.0, started_dir: str = "",
+                max_concurrent: int = 0) -> Path:
+    marker_dir = path.parent / "markers"
+    marker_dir.mkdir(exist_ok=True)
+    path.write_text(SPACE_TEMPLATE.format(
+        max_epochs=max_epochs, scheduler=scheduler, num_samples=num_samples,
+        max_concurrent=max_concurrent, checkpoint_every=checkpoint_every,
+        plugin=str(FAULT_MODELS), faults=faults or {}, marker_dir=str(marker_dir),
+        batch_size=BATCH_SIZE, step_seconds=step_seconds, started_dir=started_dir))
+    return path
+
+
+def _pids_with_env(entry: bytes) -> list[int]:
+    me = {os.getpid(), os.getppid()}
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in me:
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if entry in environ.split(b"\0"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def kill_ray_of(ray_tmpdir: str, timeout: float = 30) -> list[int]:
+    """SIGKILL every process whose environment holds ``RAY_TMPDIR=ray_tmpdir`` (this test's
+    driver, GCS, raylets, workers); returns those still alive after ``timeout``."""
+    entry = f"RAY_TMPDIR={ray_tmpdir}".encode()
+    deadline = time.monotonic() + timeout
+    while (pids := _pids_with_env(entry)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+    return _pids_with_env(entry)
+
+
+@pytest.fixture
+def ray_env():
+    """Environment for a test's Ray processes: a private, short RAY_TMPDIR (Unix socket
+    paths must stay under 108 bytes); every process left with it is killed afterwards."""
+    tmpdir = tempfile.mkdtemp(prefix="tnf-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": tmpdir, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    yield env
+    left = kill_ray_of(tmpdir)
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    assert not left, f"processes of this test survived SIGKILL: {left}"
+
+
+def launch_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tune_nas.launch", *args]
+
+
+def launch(*args: str, env: dict, cwd: Path, timeout: float = 420) -> subprocess.CompletedProcess:
+    return subprocess.run(launch_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def explain(proc) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+
+
+def load_study(exp: Path):
+    import optuna
+
+    return optuna.load_study(study_name=exp.name, storage=f"sqlite:///{exp / 'optuna.db'}")
+
+
+def curve_epochs(exp: Path) -> dict[int, list[int]]:
+    """Optuna number -> the epochs of its rows in curves.csv, in file order."""
+    with (exp / "curves.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    out: dict[int, list[int]] = {}
+    for row in rows:
+        out.setdefault(int(row["trial_number"]), []).append(int(row["epoch"]))
+    return out
+
+
+def trials_json(exp: Path) -> dict[int, dict]:
+    return {t["number"]: t for t in json.loads((exp / "trials.json").read_text())}
+
+
+def assert_nothing_lost(exp: Path, num_samples: int) -> dict:
+    """The invariants every faulty run must keep: num_samples Optuna trials, none RUNNING,
+    unique Ray ids, summary/trials.json/study in agreement, one curve row per epoch run."""
+    study = load_study(exp)
+    trials = study.get_trials(deepcopy=False)
+    states = {t.number: t.state.name for t in trials}
+    assert len(trials) == num_samples, states
+    assert sorted(states) == list(range(num_samples))
+    assert "RUNNING" not in states.values() and "WAITING" not in states.values(), states
+    ray_ids = [t.user_attrs.get("ray_trial_id") for t in trials]
+    assert None not in ray_ids and len(set(ray_ids)) == num_samples, ray_ids
+    summary = json.loads((exp / "summary.json").read_text())
+    assert sum(summary["counts"].values()) == num_samples, summary["counts"]
+    by_number = {t["number"]: t for t in summary["trials"]}
+    assert len(summary["trials"]) == num_samples and sorted(by_number) == sorted(states)
+    assert {n: t["state"] for n, t in by_number.items()} == states
+    assert {t.user_attrs["ray_trial_id"] for t in trials} == {t["trial_id"] for t in summary["trials"]}
+    records = trials_json(exp)
+    assert {n: r["state"] for n, r in records.items()} == states
+    curves = curve_epochs(exp)
+    for t in trials:
+        epochs = by_number[t.number]["epochs"]
+        assert curves.get(t.number, []) == list(range(1, epochs + 1)), (t.number, curves)
+        assert t.user_attrs["epochs"] == epochs
+    return summary
+
+
+# ------------------------------------------- 1 + 4: SIGKILLed worker, NaN loss, out of memory
+
+FAULTY = {"num_samples": 5, "max_epochs": 4, "checkpoint_every": 2}
+SIGKILLED, NAN, OOM = 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def faulty_search(tmp_path_factory):
+    """One search of 5 trials × 4 epochs (checkpoints at epochs 2 and 4, no early stopping):
+    trial 1's worker SIGKILLs itself at the 5th batch of epoch 4 (first attempt only), trial
+    2's loss turns NaN in epoch 2, trial 3 raises OutOfMemoryError in epoch 2."""
+    root = tmp_path_factory.mktemp("faulty")
+    n = batches_per_epoch()
+    faults = {SIGKILLED: ("sigkill", 3 * n + 5), NAN: ("nan", n + 3), OOM: ("oom", n + 3)}
+    space = write_space(root / "faulty_space.py", faults=faults, **FAULTY)
+    tmpdir = tempfile.mkdtemp(prefix="tnf-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": tmpdir, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    started = time.monotonic()
+    try:
+        proc = launch("--space", str(space), "--name", "faulty", "--trials-dir",
+                      str(root / "trials"), env=env, cwd=root)
+    finally:
+        kill_ray_of(tmpdir)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, explain(proc)
+    print(f"\nfaulty search: {seconds:.1f} s")
+    return {"exp": root / "trials" / "faulty", "proc": proc, "markers": root / "markers",
+            "batches": n}
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_is_retried_from_its_checkpoint_and_no_epoch_is_lost(faulty_search):
+    exp, n = faulty_search["exp"], faulty_search["batches"]
+    marker = faulty_search["markers"] / f"killed-{SIGKILLED}"
+    assert marker.is_file(), "the fault never fired"
+    killed_pid = int(marker.read_text())
+    # two processes trained trial 1: the killed one from step 1, the retry from the epoch-2
+    # checkpoint (step 2n + 1): epochs 1-2 were not trained again, epoch 3 was.
+    attempts = [tuple(map(int, line.split()))
+                for line in Path(f"{marker}.log").read_text().splitlines()]
+    assert attempts[0] == (killed_pid, 1)
+    assert len(attempts) == 2 and attempts[1][0] != killed_pid, attempts
+    assert attempts[1][1] == 2 * n + 1, "the retry did not start from the epoch-2 checkpoint"
+    summary = assert_nothing_lost(exp, FAULTY["num_samples"])
+    record = trials_json(exp)[SIGKILLED]
+    assert record["state"] == "COMPLETE" and record["epochs"] == 4
+    assert record["retries"] == 1 and record["reason"] is None
+    # epoch 3 was reported by both attempts; curves.csv holds it once (checked above: 1..4)
+    study_trial = load_study(exp).trials[SIGKILLED]
+    assert study_trial.state.name == "COMPLETE"
+    assert study_trial.user_attrs["retries"] == 1
+    assert sorted(study_trial.intermediate_values) == [1, 2, 3, 4]
+    assert study_trial.value == pytest.approx(study_trial.intermediate_values[4])
+    assert summary["counts"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 2}
+    assert re.search(rf"trial {SIGKILLED} failed .*retrying from its last checkpoint",
+                     faulty_search["proc"].stdout)
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_trial_at_once_with_its_reason_and_no_retry(faulty_search):
+    exp = faulty_search["exp"]
+    record = trials_json(exp)[NAN]
+    assert record["state"] == "FAIL" and record["retries"] == 0
+    assert record["reason"] == "train/loss is nan at epoch 2"
+    assert record["epochs"] == 1  # the NaN epoch is not a trained epoch
+    trial = load_study(exp).trials[NAN]
+    assert trial.state.name == "FAIL" and trial.user_attrs["error"] == record["reason"]
+    assert trial.user_attrs["retries"] == 0
+    assert curve_epochs(exp)[NAN] == [1]
+    assert not (faulty_search["markers"] / f"killed-{NAN}").exists()
+
+
+@pytest.mark.slow
+def test_out_of_memory_fails_that_trial_alone_with_its_reason(faulty_search):
+    exp = faulty_search["exp"]
+    records = trials_json(exp)
+    record = records[OOM]
+    assert record["state"] == "FAIL" and record["retries"] == 0 and record["epochs"] == 1
+    assert record["reason"].startswith("out of memory: CUDA out of memory")
+    trial = load_study(exp).trials[OOM]
+    assert trial.state.name == "FAIL" and trial.user_attrs["error"] == record["reason"]
+    # the others finished their full budget
+    assert {n: r["state"] for n, r in records.items() if n not in (NAN, OOM)} == {
+        0: "COMPLETE", SIGKILLED: "COMPLETE", 4: "COMPLETE"}
+    assert all(records[n]["epochs"] == 4 for n in (0, SIGKILLED, 4))
+
+
+# ------------------------------------------------------------------- 2: the driver is killed
+
+
+def _finished(exp: Path) -> int:
+    try:
+        records = json.loads((exp / "trials.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(r["state"] != "RUNNING" for r in records)
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
+    num_samples = 6
+    space = write_space(tmp_path / "resume_space.py", num_samples=num_samples, max_epochs=3,
+                        scheduler="asha", step_seconds=0.02)
+    exp = tmp_path / "trials" / "killed"
+    started = time.monotonic()
+    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", "killed",
+                                         "--trials-dir", str(tmp_path / "trials")),
+                              cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        while _finished(exp) < 2 and driver.poll() is None and time.monotonic() - started < 300:
+            time.sleep(0.1)
+        assert driver.poll() is None, "the search ended before the driver could be killed:\n" + driver.stdout.read()
+        finished_before = _finished(exp)
+        assert 2 <= finished_before < num_samples
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
+    first_log = driver.stdout.read()
+    killed_at = time.monotonic() - started
+    assert not (exp / "summary.json").exists()
+
+    proc = launch("--name", "killed", "--trials-dir", str(tmp_path / "trials"), "--resume",
+                  env=ray_env, cwd=tmp_path)
+    total = time.monotonic() - started
+    assert proc.returncode == 0, first_log[-3000:] + explain(proc)
+    assert "resuming killed" in proc.stdout
+    print(f"\ndriver killed after {killed_at:.1f} s ({finished_before} trials finished); "
+          f"resumed, total {total:.1f} s")
+
+    summary = assert_nothing_lost(exp, num_samples)
+    study = load_study(exp)
+    # the restored searcher is ours: every trial carries the attributes that only
+    # RecordingOptunaSearch sets, and early-stopped trials are PRUNED, not COMPLETE
+    for t in study.trials:
+        assert t.user_attrs["tensorboard_run"].startswith(f"{t.number:03d}_"), t.number
+    assert summary["counts"]["COMPLETE"] >= 1
+    assert summary["study"]["name"] == "killed"
+    # ... and so is the searcher that the resumed Tuner saved
+    from tune_nas.spaces import load_space
+    from tune_nas.tuner import RecordingOptunaSearch
+
+    load_space(str(exp / "space.py"))  # the define-by-run function's module, for unpickling
+    with (exp / "tuner.pkl").open("rb") as f:
+        tuner_state = pickle.load(f)
+    assert type(tuner_state["_tune_config"].search_alg) is RecordingOptunaSearch
+    states = sorted(glob.glob(str(exp / "searcher-state-*.pkl")))
+    assert states
+    with open(states[-1], "rb") as f:
+        searcher_state = pickle.load(f)
+    import optuna
+
+    assert isinstance(searcher_state["_sampler"], optuna.samplers.TPESampler)
+    assert searcher_state["_study_name"] == "killed"
+    assert len(searcher_state["_completed_trials"]) == num_samples
+
+
+# ----------------------------------------------------------- 3: a worker node is removed
+
+
+@pytest.mark.slow
+def test_removed_node_trials_are_rescheduled_on_the_remaining_node(tmp_path, ray_env):
+    num_samples, max_epochs = 4, 3
+    started_dir = tmp_path / "started"
+    started_dir.mkdir()
+    space = write_space(tmp_path / "cluster_space.py", num_samples=num_samples,
+                        max_epochs=max_epochs, step_seconds=0.04, started_dir=str(started_dir))
+    started = time.monotonic()
+    cluster = subprocess.Popen([sys.executable, str(PLUGINS / "two_node_cluster.py")],
+                               cwd=tmp_path, env=ray_env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    driver = None
+    try:
+        info = json.loads(cluster.stdout.readline() or "{}")
+        assert info.get("address"), "the two-node cluster did not start"
+        driver = subprocess.Popen(
+            launch_cmd("--space", str(space), "--name", "cluster", "--trials-dir",
+                       str(tmp_path / "trials"), "--address", info["address"]),
+            cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        worker = info["worker_node_id"]
+
+        def on_worker() -> list[int]:
+            return sorted(int(p.name.split("-")[0]) for p in started_dir.glob(f"*-{worker}"))
+
+        while not on_worker() and driver.poll() is None and time.monotonic() - started < 300:
+            time.sleep(0.1)
+        victims = on_worker()
+        assert victims, "no trial ever ran on the second node"
+        time.sleep(0.5)  # mid-epoch 1 of that trial (an epoch takes > 0.6 s)
+        cluster.stdin.write("remove\n")
+        cluster.stdin.flush()
+        assert cluster.stdout.readline().strip() == "removed"
+        out, _ = driver.communicate(timeout=300)
+    finally:
+        for proc in (driver, cluster):
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.stdin and proc.stdin.close()
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            cluster.wait(timeout=60)
+    total = time.monotonic() - started
+    assert driver.returncode == 0, out[-5000:]
+    print(f"\nnode removed while trial(s) {victims} ran on it; total {total:.1f} s")
+    exp = tmp_path / "trials" / "cluster"
+    assert_nothing_lost(exp, num_samples)
+    records = trials_json(exp)
+    assert all(r["state"] == "COMPLETE" and r["epochs"] == max_epochs for r in records.values())
+    victim = victims[-1]
+    assert records[victim]["retries"] >= 1, records[victim]
+    # after the removal, the victim was built again on the head node
+    head = info["head_node_id"]
+    assert list(started_dir.glob(f"{victim}-*-{head}")), sorted(p.name for p in started_dir.iterdir())
+    assert not list(started_dir.glob(f"*-{worker}")) or set(on_worker()) == set(victims)
+
+
+# ----------------------------------------------- 5: GPU memory is released between trials
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_memory_is_released_after_each_trial():
+    from tune_nas.data import load_splits
+    from tune_nas.trainable import TrialSetup, run_trial
+
+    class Quiet:
+        def report(self, metrics, checkpoint_dir):
+            pass
+
+    splits = load_splits("digits")
+    config = {"lr": 3e-3, "width": 32, "depth": 2, "batch_size": 64, "trial_number": 0}
+    setup = TrialSetup("small_cnn", max_epochs=2, gpus_per_trial=1)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for number in range(3):
+        run_trial({**config, "trial_number": number}, splits, setup, Quiet())
+        torch.cuda.synchronize()
+        leaked = torch.cuda.memory_allocated() - before
+        assert leaked <= 1 << 20, f"trial {number} left {leaked} bytes allocated on the GPU"
+
+
+# ------------------------------------------------- 6: corrupt or truncated files are refused
+
+
+class _Recorder:
+    def __init__(self, keep=None):
+        self.results, self.keep = [], keep
+
+    def report(self, metrics, checkpoint_dir):
+        self.results.append(dict(metrics))
+        if checkpoint_dir and self.keep is not None:
+            shutil.copytree(checkpoint_dir, self.keep / f"epoch{metrics['epoch']}")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from tune_nas.data import load_splits
+
+    return load_splits("digits")
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(digits, tmp_path_factory) -> Path:
+    from tune_nas.trainable import TrialSetup, run_trial
+
+    keep = tmp_path_factory.mktemp("ckpt")
+    run_trial(TINY, digits, TrialSetup("small_cnn", max_epochs=1), _Recorder(keep))
+    return keep / "epoch1"
+
+
+TINY = {"lr": 3e-3, "width": 8, "depth": 1, "batch_size": 128, "trial_number": 0}
+
+
+def _resume_from(ckpt_dir: Path, digits):
+    from tune_nas.trainable import TrialSetup, run_trial
+
+    run_trial(TINY, digits, TrialSetup("small_cnn", max_epochs=2), _Recorder(),
+              resume_dir=str(ckpt_dir))
+
+
+def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
+    from tune_nas.trainable import CHECKPOINT_FILE
+
+    bad = tmp_path / "truncated"
+    shutil.copytree(good_checkpoint, bad)
+    data = (bad / CHECKPOINT_FILE).read_bytes()
+    (bad / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception) as info:
+        _resume_from(bad, digits)
+    assert "ckpt" in str(info.value) or "zip" in str(info.value).lower(), info.value
+
+
+def test_garbage_checkpoint_is_refused(good_checkpoint, digits, tmp_path):
+    from tune_nas.trainable import CHECKPOINT_FILE
+
+    bad = tmp_path / "garbage"
+    bad.mkdir()
+    (bad / CHECKPOINT_FILE).write_bytes(b"this is not a checkpoint\n" * 10)
+    with pytest.raises(Exception):
+        _resume_from(bad, digits)
+
+
+class Payload:
+    """An object a malicious checkpoint smuggles in: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(os.environ.get("TNF_PWNED", "/nonexistent/pwned")),))
+
+
+def test_checkpoint_with_a_pickled_object_is_refused(good_checkpoint, digits, tmp_path,
+                                                     monkeypatch):
+    from tune_nas.trainable import CHECKPOINT_FILE
+
+    pwned = tmp_path / "pwned"
+    monkeypatch.setenv("TNF_PWNED", str(pwned))
+    bad = tmp_path / "evil"
+    shutil.copytree(good_checkpoint, bad)
+    state = torch.load(bad / CHECKPOINT_FILE, weights_only=True)
+    state["payload"] = Payload()
+    torch.save(state, bad / CHECKPOINT_FILE)
+    with pytest.raises(Exception) as info:
+        _resume_from(bad, digits)
+    assert "weights_only" in str(info.value) or "Unsupported global" in str(info.value), info.value
+    assert not pwned.exists(), "the checkpoint's pickled object was executed"
+
+
+def _started_experiment(root: Path, name: str = "exp") -> Path:
+    """An experiment directory as a first run leaves it before Ray starts (no Ray here)."""
+    import argparse
+
+    from tune_nas.launch import write_experiment_files
+    from tune_nas.spaces import load_space
+
+    space = load_space("default")
+    args = argparse.Namespace(dataset=None, data_dir=None, model=None, num_samples=2,
+                              max_epochs=1, grace_period=None, gpus_per_trial=None,
+                              cpus_per_trial=None, max_concurrent_trials=None, seed=None)
+    exp = root / "trials" / name
+    write_experiment_files(space.with_overrides(num_samples=2, max_epochs=1), name, exp, args)
+    import optuna
+
+    optuna.create_study(study_name=name, storage=f"sqlite:///{exp / 'optuna.db'}")
+    return exp
+
+
+def _resume_args(exp: Path):
+    from tune_nas.launch import build_parser
+
+    return build_parser().parse_args(["--name", exp.name, "--trials-dir", str(exp.parent),
+                                      "--resume"])
+
+
+CORRUPTIONS = {
+    "experiment.json truncated": ("experiment.json", lambda b: b[: len(b) // 2]),
+    "experiment.json not an object": ("experiment.json", lambda b: b"[1, 2]\n"),
+    "experiment.json wrong types": ("experiment.json",
+                                    lambda b: b'{"space_file": 3, "overrides": []}'),
+    "optuna.db garbage": ("optuna.db", lambda b: b"not a database" * 100),
+    "optuna.db truncated": ("optuna.db", lambda b: b[:100]),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_resume_of_a_corrupt_experiment_fails_in_one_line_before_ray(corruption, tmp_path,
+                                                                      capsys):
+    from tune_nas.launch import EXIT_BAD_INPUT, prepare
+
+    exp = _started_experiment(tmp_path)
+    name, corrupt = CORRUPTIONS[corruption]
+    (exp / name).write_bytes(corrupt((exp / name).read_bytes()))
+    with pytest.raises(SystemExit) as info:
+        prepare(_resume_args(exp))
+    assert info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and name in err and "rule:" in err, err
+
+
+def test_resume_with_corrupt_study_exits_2_without_traceback(tmp_path):
+    exp = _started_experiment(tmp_path)
+    (exp / "optuna.db").write_bytes(b"\0garbage" * 64)
+    proc = subprocess.run(launch_cmd("--name", exp.name, "--trials-dir", str(exp.parent),
+                                     "--resume"), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "RAY_ADDRESS": "127.0.0.1:1"})
+    assert proc.returncode == 2, explain(proc)
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "optuna.db" in proc.stderr
