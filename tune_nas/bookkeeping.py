@@ -131,10 +131,13 @@ class TensorBoardRuns:
     def epoch(self, run: str, result: dict[str, Any]) -> None:
         writer = self._writer(run)
         step = int(result["epoch"])
-        for key in (*METRICS, *FINAL_METRICS):
+        keys = [*METRICS, *FINAL_METRICS, *sorted(k for k in result if k.startswith("arch/"))]
+        for key in keys:
             value = result.get(key)
             if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
                 writer.add_scalar(key, value, step)
+        if isinstance(result.get("arch"), str):
+            writer.add_text("arch", result["arch"], step)  # the architecture at this epoch
         writer.flush()
 
     def end(self, run: str, state: str, reason: str | None, epochs: int) -> None:

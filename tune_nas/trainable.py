@@ -30,6 +30,7 @@ from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-ex
 from .training_config import TrainingConfig
 from .models import create_model
 from .plugins import import_plugins
+from .profile import count_parameters, flops_per_image
 
 CHECKPOINT_FILE = "trial.ckpt"
 
@@ -83,17 +84,26 @@ def split_config(config: dict[str, Any], fixed: dict[str, Any] | None = None
     return TrainingConfig.split(merged)
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:
+    """A searchable model's current decisions (``arch/...`` numbers) and its architecture
+    string (``arch``), so every epoch's report shows the architecture converge."""
+    out: dict[str, Any] = {}
+    decisions = getattr(model, "decisions", None)
+    if callable(decisions):
+        out.update({k: float(v) for k, v in decisions().items()})
+    arch_string = getattr(model, "arch_string", None)
+    if callable(arch_string):
+        out["arch"] = arch_string()
+    return out
 
 
 class _EpochReport:
     """Lightning callback: one report per epoch (test metrics and checkpoint as due)."""
 
     def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
-                 setup: TrialSetup, params: int) -> None:
+                 setup: TrialSetup, cost: dict[str, float]) -> None:
         self.reporter, self.train, self.test = reporter, train, test
-        self.setup, self.params = setup, params
+        self.setup, self.cost = setup, cost
         self.started = 0.0
         self.error: str | None = None
 
@@ -106,15 +116,19 @@ class _EpochReport:
         seconds = time.perf_counter() - self.started
         epoch = trainer.current_epoch + 1
         metrics = {"epoch": epoch, **module.epoch_metrics(), "time/epoch_s": seconds,
-                   "model/params": self.params}
+                   **self.cost, **architecture_metrics(module.model)}
         if not math.isfinite(metrics["train/loss"]):
             self.error = f"train/loss is {metrics['train/loss']} at epoch {epoch}"
             trainer.should_stop = True
             self.reporter.report({**metrics, "val/acc": float("nan"), "error": self.error}, None)
             return
         if epoch >= self.setup.max_epochs:
+            started = time.perf_counter()
             test = module.evaluate(self.test)
-            metrics.update({"test/loss": test["loss"], "test/acc": test["acc"]})
+            seconds = time.perf_counter() - started
+            metrics.update({"test/loss": test["loss"], "test/acc": test["acc"],
+                            "test/seconds": seconds,
+                            "test/images_per_s": len(self.test.images) / max(seconds, 1e-9)})
         due = epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
         if not due:
             self.reporter.report(metrics, None)
@@ -167,7 +181,8 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
 
     model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
                          **arch)
-    params = count_parameters(model)
+    cost = {"model/params": count_parameters(model),
+            "model/flops": flops_per_image(model, splits.in_channels, splits.image_size)}
     channels_last = training.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -188,7 +203,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     module = TrialModule(model, training, splits.num_classes, len(train), setup.max_epochs)
     if training.compile:
         module.model = torch.compile(module.model)
-    report = _EpochReport(reporter, train, test, setup, params)
+    report = _EpochReport(reporter, train, test, setup, cost)
     trainer = pl.Trainer(
         max_epochs=setup.max_epochs, accelerator=device.type, devices=1,
         precision=resolve_precision(training.precision, device), logger=False,
