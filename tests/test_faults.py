@@ -535,6 +535,7 @@ def _started_experiment(root: Path, name: str = "exp") -> Path:
     write_experiment_files(space.with_overrides(num_samples=2, max_epochs=1), name, exp, args)
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(study_name=name, storage=f"sqlite:///{exp / 'optuna.db'}")
     return exp
 
@@ -564,6 +565,7 @@ def test_resume_of_a_corrupt_experiment_fails_in_one_line_before_ray(corruption,
     exp = _started_experiment(tmp_path)
     name, corrupt = CORRUPTIONS[corruption]
     (exp / name).write_bytes(corrupt((exp / name).read_bytes()))
+    capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         prepare(_resume_args(exp))
     assert info.value.code == EXIT_BAD_INPUT

@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import run_launch
+
 from tune_nas.launch import main
 from tune_nas.study_storage import StorageError, check_storage, mask_url
 

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=None, help="CPUs per trial (also its torch threads)")
     p.add_argument("--max-concurrent-trials", type=_nonneg_int, default=None,
                    help="at most this many trials at once (0: as many as resources allow)")
+    p.add_argument("--time-budget-s", type=_nonneg_float("--time-budget-s"), default=None,
+                   help="stop the search after this many seconds (0: no limit)")
     p.add_argument("--seed", type=_nonneg_int, default=None,
                    help="seed of the sampler and of every trial's initialisation")
     p.add_argument("--address", default=None,
@@ -117,7 +119,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "num_samples": args.num_samples, "max_epochs": args.max_epochs,
             "grace_period": args.grace_period, "gpus_per_trial": args.gpus_per_trial,
             "cpus_per_trial": args.cpus_per_trial,
-            "max_concurrent_trials": args.max_concurrent_trials, "seed": args.seed}
+            "max_concurrent_trials": args.max_concurrent_trials, "seed": args.seed,
+            "time_budget_s": args.time_budget_s}
 
 
 def _versions() -> dict[str, str]:
@@ -145,14 +148,18 @@ def prepare(args: argparse.Namespace):
                   f"resume an experiment that {EXPERIMENT_FILE} marks as started")
         try:
             resolved = json.loads(saved.read_text())
+            if not isinstance(resolved, dict):
+                raise ValueError(f"it holds a JSON {type(resolved).__name__}, not an object")
             space = load_space(str(experiment_dir / SPACE_COPY),
                                base_dir=Path(resolved["space_file"]).parent).with_overrides(
                 **resolved["overrides"])
             storage = args.storage or resolved.get("storage")
-        except (OSError, ValueError, KeyError) as exc:
-            _fail(f"{saved}: cannot be read back ({exc}); rule: resume needs the files the "
-                  "first run wrote")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _fail(f"{saved}: cannot be read back ({type(exc).__name__}: {exc}); rule: resume "
+                  "needs the files the first run wrote")
         name = args.name
+        if not storage:
+            _check_saved_study(experiment_dir, name)
     else:
         try:
             space = load_space(args.space).with_overrides(**_overrides(args))
@@ -179,6 +186,25 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage
+
+
+def _check_saved_study(experiment_dir: Path, name: str) -> None:
+    """On resume, the experiment's own SQLite study must load (a truncated or corrupt
+    optuna.db would otherwise fail deep inside Ray's restore, with a traceback)."""
+    import optuna
+
+    from .study_storage import open_storage
+
+    path = experiment_dir / "optuna.db"
+    if not path.is_file():
+        _fail(f"{path}: missing; rule: resume needs the Optuna study the first run wrote")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        optuna.load_study(study_name=name, storage=open_storage(f"sqlite:///{path}"))
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(f"{path}: cannot be read back as study {name!r} ({type(exc).__name__}: "
+              f"{reason[:300]}); rule: resume needs the Optuna study the first run wrote")
 
 
 def _check_storage(url: str) -> None:

@@ -69,6 +69,7 @@ class ExperimentSpec:
     image_size: int = 0
     final_top_k: int = 0
     final_max_epochs: int = 0
+    time_budget_s: float = 0.0
     description: str = ""
 
     def check(self, where: str) -> ExperimentSpec:
@@ -112,6 +113,8 @@ class ExperimentSpec:
              "an integer >= 0: the best k configurations retrained at full fidelity"),
             ("final_max_epochs", nonneg_int(self.final_max_epochs),
              "an integer >= 0 (0: the search's max_epochs)"),
+            ("time_budget_s", nonneg_num(self.time_budget_s),
+             "seconds >= 0 for the whole search (0: no limit; trials running then are stopped)"),
             ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),
             ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
              and self.curve_fit_threshold < 1, "0 <= threshold < 1"),

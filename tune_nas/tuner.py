@@ -288,6 +288,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
             reuse_actors=True, max_concurrent_trials=spec.max_concurrent_trials or None,
+            time_budget_s=spec.time_budget_s or None,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=name, storage_path=str(experiment_dir.parent), callbacks=[events], verbose=0,

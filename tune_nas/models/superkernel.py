@@ -231,18 +231,16 @@ def _mbconv_params(in_ch: int, hidden, out_ch: int, kernel_area):
 
 
 def _dense_depthwise_taps(height: int, width: int, kernel: int, stride: int,
-                          device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """For :func:`depthwise_conv`: a 0/1 matrix (K², H_out·W_out·H·W) mapping each kernel tap
-    to the (output pixel, input pixel) pairs it links."""
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For :func:`depthwise_conv`: for every (output pixel, input pixel) pair, the kernel tap
+    that links them (flat index into K×K) and whether there is one."""
     out_h, out_w, pad = _out_size(height, stride), _out_size(width, stride), kernel // 2
     oy, ox, iy, ix = torch.meshgrid(torch.arange(out_h), torch.arange(out_w),
                                     torch.arange(height), torch.arange(width), indexing="ij")
     ky, kx = iy - oy * stride + pad, ix - ox * stride + pad
     valid = ((ky >= 0) & (ky < kernel) & (kx >= 0) & (kx < kernel)).flatten()
-    tap = (ky * kernel + kx).flatten()
-    taps = torch.zeros(kernel * kernel, valid.numel())
-    taps[tap[valid], torch.arange(valid.numel())[valid]] = 1.0
-    return taps.to(device=device, dtype=dtype)
+    tap = (ky.clamp(0, kernel - 1) * kernel + kx.clamp(0, kernel - 1)).flatten()
+    return tap.to(device), valid.to(device)
 
 
 def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int,
@@ -250,24 +248,25 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int,
     """Depthwise conv of ``x`` with an odd square ``weight`` (C×1×K×K), padding ``K // 2``.
 
     When the kernel covers the feature map (H·W <= K², e.g. a 9×9 superkernel on 8×8 digits)
-    the conv is a dense H·W × H·W matrix per channel, built from the weights by one matmul
-    with a 0/1 tap matrix and applied as one batched matmul: no more multiply-adds than the
-    conv, and ~5× faster to train on CPU than PyTorch's depthwise conv backward. Larger maps
-    use ``F.conv2d``. ``cache`` keeps the tap matrix per shape.
+    the conv is a dense H·W × H·W matrix per channel, gathered from the weights and applied
+    as one batched matmul: no more multiply-adds than the conv, and (measured on CPU, 288
+    channels, 9×9 on 8×8, batch 64) ~5× faster to train than PyTorch's depthwise conv
+    backward. Larger maps use ``F.conv2d``. ``cache`` keeps the tap index per shape.
     """
     channels, kernel = weight.shape[0], weight.shape[-1]
     n, _, height, width = x.shape
     if height * width > kernel * kernel:
         return F.conv2d(x, weight, None, stride, kernel // 2, groups=channels)
-    key = (height, width, kernel, stride, x.device, weight.dtype)
-    taps = None if cache is None else cache.get(key)
-    if taps is None:
-        taps = _dense_depthwise_taps(height, width, kernel, stride, x.device, weight.dtype)
+    key = (height, width, kernel, stride, x.device)
+    index = None if cache is None else cache.get(key)
+    if index is None:
+        index = _dense_depthwise_taps(height, width, kernel, stride, x.device)
         if cache is not None:
-            cache[key] = taps
+            cache[key] = index
+    tap, valid = index
     out_h, out_w = _out_size(height, stride), _out_size(width, stride)
-    dense = (weight.reshape(channels, kernel * kernel) @ taps).reshape(
-        channels, out_h * out_w, height * width)
+    dense = weight.reshape(channels, kernel * kernel).gather(1, tap.expand(channels, -1))
+    dense = (dense * valid.to(dense.dtype)).reshape(channels, out_h * out_w, height * width)
     y = torch.bmm(dense, x.reshape(n, channels, height * width).permute(1, 2, 0))
     return y.permute(2, 0, 1).reshape(n, channels, out_h, out_w)
 
