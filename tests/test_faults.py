@@ -522,17 +522,13 @@ def test_checkpoint_with_a_pickled_object_is_refused(good_checkpoint, digits, tm
 
 def _started_experiment(root: Path, name: str = "exp") -> Path:
     """An experiment directory as a first run leaves it before Ray starts (no Ray here)."""
-    import argparse
-
-    from tune_nas.launch import write_experiment_files
+    from tune_nas.launch import _overrides, build_parser, write_experiment_files
     from tune_nas.spaces import load_space
 
-    space = load_space("default")
-    args = argparse.Namespace(dataset=None, data_dir=None, model=None, num_samples=2,
-                              max_epochs=1, grace_period=None, gpus_per_trial=None,
-                              cpus_per_trial=None, max_concurrent_trials=None, seed=None)
+    args = build_parser().parse_args(["--num-samples", "2", "--max-epochs", "1"])
+    space = load_space("default").with_overrides(**_overrides(args))
     exp = root / "trials" / name
-    write_experiment_files(space.with_overrides(num_samples=2, max_epochs=1), name, exp, args)
+    write_experiment_files(space, name, exp, args)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
