@@ -97,15 +97,24 @@ def test_onprem_cluster_lists_documentation_range_hosts():
 
 @pytest.mark.parametrize("name", CLUSTER_FILES)
 def test_project_and_search_spaces_reach_every_node(name):
+    """The sources, search_spaces/ and what `pip install -e` needs are mounted, each from a path
+    of the repository; never the repository root (`ray up` would hash all of .venv/)."""
+    import tomllib
+
     config = prepared(name)
-    mounts = config["file_mounts"]
-    project = [remote for remote, local in mounts.items() if local in (".", "./")]
-    assert project, "the working tree (with search_spaces/) is mounted"
-    assert (REPO / "search_spaces").is_dir()
+    mounts = {remote: local for remote, local in config["file_mounts"].items()
+              if not local.startswith("~")}
+    assert all((REPO / local).exists() for local in mounts.values()), mounts
+    assert all((REPO / local).resolve() != REPO for local in mounts.values()), mounts
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    by_local = {Path(local).as_posix(): remote for remote, local in mounts.items()}
+    for needed in ("pyproject.toml", pyproject["readme"], "tune_nas", "search_spaces"):
+        assert needed in by_local, f"{name}: {needed} is not mounted"
+    root = by_local["pyproject.toml"].rsplit("/", 1)[0]
+    assert all(by_local[p] == f"{root}/{p}" for p in by_local), "one tree, as in the repository"
     install = " ".join(commands(config, ("setup_commands",)))
-    assert f"-e {project[0]}" in install, "setup_commands install the mounted project"
+    assert f"-e {root}" in install, "setup_commands install the mounted project"
     assert re.search(r"ray\[default\]==\d", install), "Ray pinned to the client's version"
-    assert "/.venv/" in config["rsync_exclude"] and "/trials/" in config["rsync_exclude"]
 
 
 # --- safety: nothing but SSH opened ---------------------------------------------------------

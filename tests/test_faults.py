@@ -474,6 +474,18 @@ def _resume_from(ckpt_dir: Path, digits):
               resume_dir=str(ckpt_dir))
 
 
+CHECKPOINT_ERRORS_UNWRAPPED = pytest.mark.xfail(strict=True, reason=(
+    "product gap: trainable.run_trial passes the checkpoint straight to trainer.fit, so a "
+    "truncated trial.ckpt raises a bare OSError(22, 'Invalid argument') and a garbage one an "
+    "UnpicklingError whose advice is to load with weights_only=False; neither names the file"))
+
+
+def _assert_one_line_naming(exc: BaseException, path: Path) -> None:
+    text = str(exc).strip()
+    assert len(text.splitlines()) == 1 and str(path) in text, text[:500]
+
+
+@CHECKPOINT_ERRORS_UNWRAPPED
 def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
     from tune_nas.trainable import CHECKPOINT_FILE
 
@@ -483,17 +495,19 @@ def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, dig
     (bad / CHECKPOINT_FILE).write_bytes(data[: len(data) // 2])
     with pytest.raises(Exception) as info:
         _resume_from(bad, digits)
-    assert "ckpt" in str(info.value) or "zip" in str(info.value).lower(), info.value
+    _assert_one_line_naming(info.value, bad / CHECKPOINT_FILE)
 
 
-def test_garbage_checkpoint_is_refused(good_checkpoint, digits, tmp_path):
+@CHECKPOINT_ERRORS_UNWRAPPED
+def test_garbage_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
     from tune_nas.trainable import CHECKPOINT_FILE
 
     bad = tmp_path / "garbage"
     bad.mkdir()
     (bad / CHECKPOINT_FILE).write_bytes(b"this is not a checkpoint\n" * 10)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception) as info:
         _resume_from(bad, digits)
+    _assert_one_line_naming(info.value, bad / CHECKPOINT_FILE)
 
 
 class Payload:

@@ -102,8 +102,6 @@ def test_launcher_refuses_bad_storage_before_writing(tmp_path, capsys, monkeypat
     assert not (tmp_path / "trials").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="study_storage only looks at the URL's password field: a "
-                   "password given as a query parameter is neither refused nor masked")
 def test_password_as_query_parameter_is_refused_and_masked():
     url = f"postgresql://tune_nas@127.0.0.1:1/tune_nas?password={PASSWORD}"
     assert PASSWORD not in mask_url(url)

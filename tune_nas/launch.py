@@ -154,6 +154,7 @@ def prepare(args: argparse.Namespace):
                                base_dir=Path(resolved["space_file"]).parent).with_overrides(
                 **resolved["overrides"])
             storage = args.storage or resolved.get("storage")
+            _alias_space_module(space, Path(resolved["space_file"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             _fail(f"{saved}: cannot be read back ({type(exc).__name__}: {exc}); rule: resume "
                   "needs the files the first run wrote")
@@ -186,6 +187,19 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage
+
+
+def _alias_space_module(space, original: Path) -> None:
+    """Let the first run's ``tuner.pkl`` unpickle on resume.
+
+    It refers to a define-by-run function by its module, which ``load_space`` named after the
+    original space file (``tune_nas_space_<stem>``); a resume loads the experiment's copy
+    (``space.py``), so that module is registered under the original name as well.
+    """
+    fn = space.define_by_run
+    module = sys.modules.get(getattr(fn, "__module__", "") or "") if fn is not None else None
+    if module is not None:
+        sys.modules.setdefault(f"tune_nas_space_{original.stem}", module)
 
 
 def _check_saved_study(experiment_dir: Path, name: str) -> None:
@@ -320,7 +334,9 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
     print(f"Everything is in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, "
           "tensorboard/, checkpoints)")
     print(f"  TensorBoard:      tensorboard --logdir {rel}/tensorboard --host 127.0.0.1")
-    print(f"  Optuna dashboard: optuna-dashboard sqlite:///{rel}/optuna.db --host 127.0.0.1")
+    storage = summary["study"]["storage"]
+    url = storage if not storage.startswith("sqlite") else f"sqlite:///{rel}/optuna.db"
+    print(f"  Optuna dashboard: optuna-dashboard {url} --host 127.0.0.1")
     print(f"  Study summary:    python -m tune_nas.study {rel}")
 
 
@@ -366,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tuner.init_ray(args.address)
         tuner.check_resources(spec)
+        tuner.check_trials_dir_is_shared(experiment_dir.parent)
     except tuner.ResourceError as exc:
         tuner.shutdown()
         _fail(str(exc))

@@ -20,7 +20,9 @@ def mask_url(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd")}
+        return parsed.update_query_dict(secret).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1] if "@" in url else url
 
@@ -39,7 +41,9 @@ def check_storage(url: str) -> None:
     try:
         from sqlalchemy.engine import make_url
 
-        has_password = bool(make_url(url).password)
+        parsed = make_url(url)
+        has_password = bool(parsed.password) or any(
+            k.lower() in ("password", "passwd") for k in parsed.query)
     except Exception:
         raise StorageError(f"--storage {mask_url(url)}: not a database URL; rule: "
                            "dialect://user@host[:port]/database") from None
@@ -52,6 +56,10 @@ def check_storage(url: str) -> None:
                            f"one of {', '.join(s + '://' for s in SCHEMES)}")
     try:
         open_storage(url)
+    except ModuleNotFoundError as exc:
+        raise StorageError(f"--storage {mask_url(url)}: the database driver {exc.name!r} is not "
+                           "installed; rule: pip install psycopg2-binary (postgresql+psycopg2://) "
+                           "or 'psycopg[binary]' (postgresql://)") from None
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"--storage {mask_url(url)}: cannot open the database "

@@ -96,6 +96,11 @@ class RecordingOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return None
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            # told before the driver was killed but after Ray's last experiment snapshot: the
+            # resumed run re-runs the trial; the study keeps what it was told first
+            self._completed_trials.add(trial_id)
+            return ot_trial.number
         if last_result:
             self.on_trial_result(trial_id, last_result)
         for key, attr in attrs.items():
@@ -133,6 +138,10 @@ class TrialEvents(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         self.bookkeeper.load_existing()
+        # On resume: trials that ended before the driver stopped. Ray re-runs those that ended
+        # after its last experiment snapshot (its state still says RUNNING); their recorded
+        # outcome stands and the re-run's events are ignored.
+        self.ended_before = set(self.bookkeeper.trials)
         self.printer.start(info.get("total_num_samples"))
 
     def _started(self, trial) -> None:
@@ -144,16 +153,23 @@ class TrialEvents(tune.Callback):
         self._started(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            return
         self._started(trial)
         self.bookkeeper.trial_result(trial.trial_id, result)
         self.printer.tick(self.bookkeeper)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            return
         self.bookkeeper.trial_retried(trial.trial_id)
         self.printer.note(f"trial {trial.config.get('trial_number')} failed "
                           f"({_error_reason(trial)}); retrying from its last checkpoint")
 
     def _ended(self, trial, state: str, reason: str | None) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            self.searcher._completed_trials.add(trial.trial_id)
+            return
         self._started(trial)
         last = trial.last_result or {}
         checkpoint = trial.checkpoint.path if trial.checkpoint else None
@@ -221,6 +237,43 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, **kwargs)
 
 
+SHARED_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "lustre",
+                      "beegfs", "gpfs", "9p", "virtiofs", "efs", "fuse")
+
+
+def filesystem_type(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (from /proc/mounts; "" if unknown)."""
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    best, kind = "", ""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in mounts:
+        parts = line.split()
+        if len(parts) >= 3:
+            mount = parts[1].replace("\\040", " ")
+            if (str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                best, kind = mount, parts[2]
+    return kind
+
+
+def check_trials_dir_is_shared(trials_dir: Path) -> None:
+    """On a cluster of several nodes, trial results must land on storage every node sees."""
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if len(alive) <= 1:
+        return
+    kind = filesystem_type(trials_dir)
+    if not kind.startswith(SHARED_FILESYSTEMS):
+        raise ResourceError(
+            f"--trials-dir {trials_dir}: a node-local {kind or 'unknown'} filesystem, but the Ray "
+            f"cluster has {len(alive)} nodes; rule: on a multi-node cluster use a directory "
+            "every node mounts (NFS and the like; Ray >= 2.7 does not copy trial results to "
+            "the head)")
+
+
 def check_resources(spec) -> dict[str, float]:
     """Refuse trials the cluster can never place (more CPUs/GPUs per trial than any total)."""
     total = ray.cluster_resources()
@@ -232,6 +285,17 @@ def check_resources(spec) -> dict[str, float]:
         raise ResourceError(f"--cpus-per-trial {spec.cpus_per_trial}: the Ray cluster has "
                             f"{cpus:g} CPU(s); rule: at most the cluster's CPUs")
     return total
+
+
+def concurrent_slots(spec) -> int:
+    """How many trials the cluster's resources (and max_concurrent_trials) let run at once."""
+    total = ray.cluster_resources() if ray.is_initialized() else {}
+    slots = int(total.get("CPU", os.cpu_count() or 1) // spec.cpus_per_trial)
+    if spec.gpus_per_trial > 0:
+        slots = min(slots, int(total.get("GPU", 0) // spec.gpus_per_trial))
+    if spec.max_concurrent_trials:
+        slots = min(slots, spec.max_concurrent_trials)
+    return max(1, slots)
 
 
 def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
@@ -251,6 +315,9 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     from .study_storage import mask_url, open_storage
 
     storage_url = storage_url or study_storage_url(experiment_dir)
+    # Ray lets a searcher keep only ONE trial pending by default, so with Optuna trials run
+    # one at a time whatever the resources: allow as many as can run at once.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(spec))
     param_space = dict(space.param_space)
     if resume:
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable,

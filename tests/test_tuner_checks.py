@@ -1,0 +1,46 @@
+"""Decisions the tuner makes before a search: concurrency, shared storage, resources."""
+
+from pathlib import Path
+
+import pytest
+
+from tune_nas import tuner
+from tune_nas.spaces import ExperimentSpec
+
+
+def test_concurrent_slots_follow_resources(monkeypatch):
+    monkeypatch.setattr(tuner.ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(tuner.ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=1)) == 16
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=2, gpus_per_trial=0.25)) == 4
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=1, max_concurrent_trials=3)) == 3
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=32)) == 1
+
+
+def _nodes(n):
+    return lambda: [{"Alive": True}] * n + [{"Alive": False}]
+
+
+def test_node_local_trials_dir_is_refused_on_a_multi_node_cluster(monkeypatch, tmp_path):
+    monkeypatch.setattr(tuner.ray, "nodes", _nodes(2))
+    monkeypatch.setattr(tuner, "filesystem_type", lambda p: "ext4")
+    with pytest.raises(tuner.ResourceError, match="node-local ext4 filesystem.*2 nodes"):
+        tuner.check_trials_dir_is_shared(tmp_path)
+    monkeypatch.setattr(tuner, "filesystem_type", lambda p: "nfs4")
+    tuner.check_trials_dir_is_shared(tmp_path)  # shared: accepted
+    monkeypatch.setattr(tuner.ray, "nodes", _nodes(1))
+    monkeypatch.setattr(tuner, "filesystem_type", lambda p: "ext4")
+    tuner.check_trials_dir_is_shared(tmp_path)  # one node: anything goes
+
+
+def test_filesystem_type_reads_the_mount_table():
+    assert tuner.filesystem_type(Path("/proc/self")) == "proc"
+    assert tuner.filesystem_type(Path("/no/such/dir/below")) == tuner.filesystem_type(Path("/"))
+
+
+def test_gpu_trials_on_a_cluster_without_gpus_are_refused(monkeypatch):
+    monkeypatch.setattr(tuner.ray, "cluster_resources", lambda: {"CPU": 8.0})
+    with pytest.raises(tuner.ResourceError, match="--gpus-per-trial 1.*0 GPU"):
+        tuner.check_resources(ExperimentSpec(gpus_per_trial=1))
+    with pytest.raises(tuner.ResourceError, match="--cpus-per-trial 16"):
+        tuner.check_resources(ExperimentSpec(cpus_per_trial=16))
