@@ -268,12 +268,12 @@ def test_secret_scan_catches_what_it_should():
         assert not any(p.search(fine) for p, _ in SECRET_PATTERNS), fine
 
 
-# --- docs/cluster.md names real things ------------------------------------------------------
+# --- README.md names real things ------------------------------------------------------
 
 def test_cluster_docs_name_real_flags_files_and_presets():
     from tune_nas.launch import build_parser
 
-    text = (REPO / "docs" / "cluster.md").read_text()
+    text = (REPO / "README.md").read_text()
     known = {s for action in build_parser()._actions for s in action.option_strings}
     blocks = "\n".join(re.findall(r"```bash\n(.*?)```", text, re.DOTALL)).replace("\\\n", " ")
     launches = [ln.split("tune_nas.launch", 1)[1].split("'")[0]
@@ -281,8 +281,8 @@ def test_cluster_docs_name_real_flags_files_and_presets():
     assert launches
     for args in launches:
         for flag in re.findall(r"(?<!\S)--[a-z][a-z-]*", args):
-            assert flag in known, f"docs/cluster.md: tune_nas.launch {flag}"
+            assert flag in known, f"README.md: tune_nas.launch {flag}"
         for preset in re.findall(r"--space\s+(\w+)(?:\s|$)", args):
             assert (REPO / "search_spaces" / f"{preset}.py").is_file(), preset
     for path in set(re.findall(r"(?<![\w/.-])((?:\.ci/|docs/)?[\w-]+\.(?:yaml|sh))\b", text)):
-        assert (REPO / path).is_file(), f"docs/cluster.md names {path}"
+        assert (REPO / path).is_file(), f"README.md names {path}"
