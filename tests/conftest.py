@@ -12,6 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# One torch thread in the test process: the suite runs beside Ray workers on 2 cores, and
+# oversubscribed threads make small kernels many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
 
 def run_launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m tune_nas.launch ARGS`` in a fresh process (Ray state never leaks)."""

@@ -44,3 +44,16 @@ def test_gpu_trials_on_a_cluster_without_gpus_are_refused(monkeypatch):
         tuner.check_resources(ExperimentSpec(gpus_per_trial=1))
     with pytest.raises(tuner.ResourceError, match="--cpus-per-trial 16"):
         tuner.check_resources(ExperimentSpec(cpus_per_trial=16))
+
+
+def test_local_ray_keeps_token_authentication_on_and_its_dashboard_off():
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+
+    assert tuner.os.environ.get("RAY_AUTH_MODE", "token") != "disabled"
+    tuner.init_ray(None, num_cpus=1)
+    try:
+        assert is_token_auth_enabled()
+        assert not tuner.ray.get_runtime_context().get_node_id() is None
+        assert tuner.ray._private.worker.global_worker.node.address_info.get("webui_url") in (None, "")
+    finally:
+        tuner.shutdown()

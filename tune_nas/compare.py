@@ -304,15 +304,21 @@ def final_config(model: str, config: dict[str, Any], arch: str | None
     if not arch:
         raise CompareError(f"{model}: the best trial recorded no 'arch' string in curves.csv; "
                            "rule: a searchable model reports its architecture every epoch")
+    training_keys = set(TrainingConfig.keys()) - set(supernet_only)
     child_args = set(architecture_args(child)) - {"arch"}
-    keep = {k: v for k, v in config.items()
-            if (k in TrainingConfig and k not in supernet_only) or k in child_args}
+    keep = {k: v for k, v in config.items() if k in training_keys or k in child_args}
     return child, {**keep, "arch": arch}
 
 
 def final_space_text(pair: Pair, model: str, config: dict[str, Any], epochs: int,
-                     source: str, cpus: float) -> str:
-    """A space file retraining ``config`` once, at full fidelity, with no scheduler."""
+                     source: str, cpus: float, train_fraction: float = 1.0,
+                     image_size: int = 0) -> str:
+    """A space file retraining ``config`` once, at full fidelity (unless ``train_fraction`` /
+    ``image_size`` say otherwise), with no scheduler.
+
+    Every value is a constant except one, written as a one-value ``tune.choice``: Ray's
+    Optuna searcher refuses a param space with nothing to sample.
+    """
     spec = pair.space.spec
     experiment_ = {
         "description": f"final retraining of {source}",
@@ -321,14 +327,17 @@ def final_space_text(pair: Pair, model: str, config: dict[str, Any], epochs: int
         "scheduler": "none", "num_samples": 1, "cpus_per_trial": cpus,
         "gpus_per_trial": spec.gpus_per_trial, "checkpoint_every": epochs,
         "max_failures": spec.max_failures, "seed": spec.seed, "n_startup_trials": 1,
-        "train_fraction": 1.0, "image_size": 0,
+        "train_fraction": train_fraction, "image_size": image_size,
     }
+    anchor = "batch_size" if "batch_size" in config else sorted(config)[0]
     lines = [f'"""Final retraining written by python -m tune_nas.compare: {source}.',
              "", "The best configuration of the search as constants; full training set, native",
-             'resolution, one trial, no early stopping."""', "", "EXPERIMENT = {"]
+             'resolution, one trial, no early stopping."""', "", "from ray import tune", "",
+             "EXPERIMENT = {"]
     lines += [f"    {k!r}: {v!r}," for k, v in experiment_.items()]
     lines += ["}", "", "PARAM_SPACE = {"]
-    lines += [f"    {k!r}: {v!r}," for k, v in sorted(config.items())]
+    lines += [f"    {k!r}: tune.choice([{v!r}])," if k == anchor else f"    {k!r}: {v!r},"
+              for k, v in sorted(config.items())]
     lines += ["}", ""]
     return "\n".join(lines)
 
@@ -350,7 +359,8 @@ def _device(gpus_per_trial: float) -> str:
 
 
 def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: int | None,
-                 final_cpus: float | None) -> dict[str, Any]:
+                 final_cpus: float | None, final_train_fraction: float = 1.0,
+                 final_image_size: int = 0) -> dict[str, Any]:
     """Search, retrain and measure one (model, data set) pair; the row of the comparison."""
     search = experiment(root, pair.name, ["--space", str(pair.preset), "--dataset",
                                           pair.data.dataset, *launch_flags])
@@ -364,7 +374,8 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
                           else max(spec.cpus_per_trial, float(os.cpu_count() or 1)))
     source = (f"{pair.name} trial {best['number']} ({_display(pair.preset)}"
               f"{'' if best['complete'] else ', stopped early by the time budget'})")
-    text = final_space_text(pair, model, config, epochs, source, cpus)
+    text = final_space_text(pair, model, config, epochs, source, cpus, final_train_fraction,
+                            final_image_size)
     final_name = pair.name + FINAL_SUFFIX
     space_file = root / "spaces" / f"{final_name}.py"
     space_file.parent.mkdir(parents=True, exist_ok=True)
@@ -593,6 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-cpus", type=_nonneg_float("--final-cpus", positive=True),
                    default=None, help="CPUs of the final trial (default: all cores on CPU, the "
                    "preset's cpus_per_trial with a GPU)")
+    p.add_argument("--final-train-fraction", type=_fraction, default=1.0,
+                   help="share of the training images of the final retraining (1: all; less "
+                   "only where the full budget cannot run, e.g. on a CPU: it is reported)")
+    p.add_argument("--final-image-size", type=_nonneg_int_flag("--final-image-size"), default=0,
+                   help="image size of the final retraining in px (0: native; it is reported)")
     p.add_argument("--data-dir", default=None, help="where torchvision data sets live")
     p.add_argument("--seed", type=_nonneg_int, default=None, help="seed of every search")
     p.add_argument("--name", default=None,
@@ -600,6 +616,29 @@ def build_parser() -> argparse.ArgumentParser:
                    "reuses its finished experiments")
     p.add_argument("--trials-dir", default="trials", help="where comparisons are written")
     return p
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: "
+                                         "0 < --final-train-fraction <= 1")
+    return value
+
+
+def _nonneg_int_flag(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be >= 0")
+        return value
+    return parse
 
 
 def _fail(message: str) -> NoReturn:
@@ -668,7 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     for pair in pairs:
         try:
             rows.append(compare_pair(pair, root, launch_flags, args.final_epochs,
-                                     args.final_cpus))
+                                     args.final_cpus, args.final_train_fraction,
+                                     args.final_image_size))
         except CompareError as exc:
             _fail(str(exc))
         except LaunchFailed as exc:
@@ -678,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now().isoformat(timespec="seconds"), "machine": machine(),
         "models": models, "datasets": [f"{d.label} ({d.dataset})" for d in datasets],
         "preset_suffix": args.preset_suffix, "final_epochs": args.final_epochs,
+        "final_fidelity": (f"{args.final_train_fraction:g} of the training images, "
+                           f"{args.final_image_size or 'native'} px"),
         "budget": ", ".join(f"{k}={v}" for k, v in overrides.items()
                             if k in ("num_samples", "time_budget_s", "max_epochs"))
         or "the presets'",

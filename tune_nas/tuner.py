@@ -263,8 +263,9 @@ def filesystem_type(path: Path) -> str:
 def check_trials_dir_is_shared(trials_dir: Path) -> None:
     """On a cluster of several nodes, trial results must land on storage every node sees."""
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    if len(alive) <= 1:
-        return
+    hosts = {(n.get("NodeManagerHostname"), n.get("NodeManagerAddress")) for n in alive}
+    if len(hosts) <= 1:
+        return  # one node, or several on this one machine: all see the same directory
     kind = filesystem_type(trials_dir)
     if not kind.startswith(SHARED_FILESYSTEMS):
         raise ResourceError(
