@@ -474,18 +474,11 @@ def _resume_from(ckpt_dir: Path, digits):
               resume_dir=str(ckpt_dir))
 
 
-CHECKPOINT_ERRORS_UNWRAPPED = pytest.mark.xfail(strict=True, reason=(
-    "product gap: trainable.run_trial passes the checkpoint straight to trainer.fit, so a "
-    "truncated trial.ckpt raises a bare OSError(22, 'Invalid argument') and a garbage one an "
-    "UnpicklingError whose advice is to load with weights_only=False; neither names the file"))
-
-
 def _assert_one_line_naming(exc: BaseException, path: Path) -> None:
     text = str(exc).strip()
     assert len(text.splitlines()) == 1 and str(path) in text, text[:500]
 
 
-@CHECKPOINT_ERRORS_UNWRAPPED
 def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
     from tune_nas.trainable import CHECKPOINT_FILE
 
@@ -498,7 +491,6 @@ def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, dig
     _assert_one_line_naming(info.value, bad / CHECKPOINT_FILE)
 
 
-@CHECKPOINT_ERRORS_UNWRAPPED
 def test_garbage_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
     from tune_nas.trainable import CHECKPOINT_FILE
 

@@ -469,7 +469,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
                    f"{_pct(r['test_acc'])} | {_num(r['search_wall_s'])} | "
                    f"{_num(r['final_wall_s'])} | {_num(r['final_train_s'])} | "
                    f"{_num(r['predict_s'], 2)} | {_num(r['images_per_s'], 0)} | "
-                   f"{_num(r['params'])} | {_num(r['flops'])} |")
+                   f"{_num(r['params'], 0)} | {_num(r['flops'], 0)} |")
     for model, label, why in missing:
         out.append(f"| {label} | {model} | – | – | unmeasured: {why} | – | – | – | – | – | – "
                    "| – |")
@@ -483,7 +483,8 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
             "| data set | model | research test acc | ours | our device |",
             "| --- | --- | ---: | ---: | --- |"]
     ours = {(r["model"], r["dataset"]): r for r in rows}
-    keys = list(dict.fromkeys([*RESEARCH, *((m, d) for m, d, _ in missing), *ours]))
+    keys = list(dict.fromkeys([*(k for k in RESEARCH if k[0] in settings["models"]),
+                               *((m, d) for m, d, _ in missing), *ours]))
     for model, label in keys:
         ref = RESEARCH.get((model, label), {}).get("test_acc")
         mine = ours.get((model, label))
@@ -493,6 +494,8 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
     out += ["", "## GPU goals", "", "| data set | model | goal | status |",
             "| --- | --- | --- | --- |"]
     for (model, label), goal in GPU_GOALS.items():
+        if model not in settings["models"]:
+            continue
         mine = ours.get((model, label))
         if mine and mine["device"].startswith("GPU"):
             status = (f"{_pct(mine['test_acc'])} in {_num(mine['train_total_s'])} s on "
@@ -548,18 +551,21 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
                 values = [float(c[key]) if c and c.get(key) is not None else 0 for c in cells]
                 bars = ax.bar(xs, values, width, label=model, color=f"C{i}")
             for bar, v, c in zip(bars, values, cells):
-                text = ("n/a" if not c else _pct(v) if key == "test_acc" else _num(v))
+                text = ("n/a" if not c else _pct(v) if key == "test_acc"
+                        else _num(v, 0 if key in ("params", "flops", "images_per_s") else 1))
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, max(0, v)),
                             ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                             textcoords="offset points")
         if key == "test_acc":
+            drawn = False
             for (model, label), ref in RESEARCH.items():
                 if label in datasets and model in models:
                     i, d = models.index(model), datasets.index(label)
                     x = d + (i - (len(models) - 1) / 2) * width
-                    ax.plot([x - width / 2, x + width / 2], [ref["test_acc"]] * 2, "k--", lw=1)
-            ax.set_ylim(0, 1.08)
-            ax.plot([], [], "k--", lw=1, label="research (V100)")
+                    ax.plot([x - width / 2, x + width / 2], [ref["test_acc"]] * 2, "k--", lw=1.2,
+                            label=None if drawn else "research (one V100)")
+                    drawn = True
+            ax.set_ylim(0, 1.12)
         if log and any(float(r.get(key) or 0) > 0 for r in rows):
             ax.set_yscale("log")
         ax.set_xticks(range(len(datasets)), datasets)
@@ -668,7 +674,7 @@ def _absence(label: str, data_dir: str) -> str:
     try:
         getattr(torchvision.datasets, _TORCHVISION[label])(data_dir, train=False, download=False)
     except RuntimeError:
-        return f" ({label} is not under {data_dir}/ and this machine is offline or was not asked)"
+        return f"; {label} is not under {data_dir}/ (offline it cannot be downloaded)"
     return ""
 
 

@@ -54,6 +54,25 @@ class TrialSetup:
     plugins: tuple[str, ...] = ()
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed from; the message names the file and the reason."""
+
+
+def check_checkpoint(path: str) -> None:
+    """Load ``path`` with ``weights_only=True`` (no arbitrary objects are unpickled) and raise
+    :class:`CheckpointError` in one line naming it when it is truncated, corrupt or unsafe."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise CheckpointError(f"checkpoint {path}: cannot be loaded safely ({type(exc).__name__}: "
+                              f"{reason[:200]}); rule: a Lightning checkpoint written by tune_nas, "
+                              "loaded with weights_only=True") from None
+    if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
+        raise CheckpointError(f"checkpoint {path}: not a Lightning trial checkpoint (no "
+                              "state_dict/loops); rule: a checkpoint written by tune_nas")
+
+
 def trial_device(gpus_per_trial: float) -> torch.device:
     return torch.device("cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
 
@@ -211,6 +230,8 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
         num_sanity_val_steps=0, log_every_n_steps=max(1, len(train)), callbacks=[_callback(report)],
         benchmark=device.type == "cuda", default_root_dir=tempfile.gettempdir())
     ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
+    if ckpt_path:
+        check_checkpoint(ckpt_path)
     try:
         trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     except torch.OutOfMemoryError as exc:
