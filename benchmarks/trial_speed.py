@@ -274,7 +274,7 @@ def epoch_times_cpu(epochs: int, rounds: int = 3) -> dict:
     # epoch of every run (allocator, kernels, lazy imports) is dropped.
     runs: dict[str, list[float]] = {"bare": [], "tune_nas": [], "docs": []}
     fns = {"bare": bare, "tune_nas": ours, "docs": docs}
-    for name, fn in fns.items():
+    for fn in fns.values():
         fn()  # warm-up
     for _ in range(rounds):
         for name, fn in fns.items():

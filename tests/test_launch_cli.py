@@ -1,7 +1,6 @@
 """Bad input: one line naming the thing, the value and the rule; exit 2; nothing written."""
 
 import pytest
-
 from conftest import run_launch
 
 from tune_nas.launch import main

@@ -53,7 +53,7 @@ def test_local_ray_keeps_token_authentication_on_and_its_dashboard_off():
     tuner.init_ray(None, num_cpus=1)
     try:
         assert is_token_auth_enabled()
-        assert not tuner.ray.get_runtime_context().get_node_id() is None
+        assert tuner.ray.get_runtime_context().get_node_id() is not None
         assert tuner.ray._private.worker.global_worker.node.address_info.get("webui_url") in (None, "")
     finally:
         tuner.shutdown()

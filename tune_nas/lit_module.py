@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .training_config import TrainingConfig
 
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Lightning's precision flag: bf16 autocast on GPUs that support it when ``auto``."""
     if precision == "bf16":

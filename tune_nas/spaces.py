@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .data import DataError, check_dataset_name
-from .training_config import TrainingConfig
-from .models import architecture_args, list_models
 from .metrics import METRICS, RESERVED_KEYS
+from .models import architecture_args, list_models
 from .plugins import PluginError, import_plugins
+from .training_config import TrainingConfig
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 DEFAULT_SPACE = "default"

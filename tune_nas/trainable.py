@@ -27,10 +27,10 @@ from .batches import Augment, TensorBatches, to_device_tensor
 from .data import ArraySplits
 from .lit_module import TrialModule, resolve_precision
 from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
-from .training_config import TrainingConfig
 from .models import create_model
 from .plugins import import_plugins
 from .profile import count_parameters, flops_per_image
+from .training_config import TrainingConfig
 
 CHECKPOINT_FILE = "trial.ckpt"
 
