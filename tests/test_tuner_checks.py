@@ -17,8 +17,10 @@ def test_concurrent_slots_follow_resources(monkeypatch):
     assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=32)) == 1
 
 
-def _nodes(n):
-    return lambda: [{"Alive": True}] * n + [{"Alive": False}]
+def _nodes(n, same_host=False):
+    return lambda: [{"Alive": True, "NodeManagerHostname": "h" if same_host else f"h{i}",
+                     "NodeManagerAddress": "10.0.0.1" if same_host else f"10.0.0.{i}"}
+                    for i in range(n)] + [{"Alive": False}]
 
 
 def test_node_local_trials_dir_is_refused_on_a_multi_node_cluster(monkeypatch, tmp_path):
@@ -31,6 +33,8 @@ def test_node_local_trials_dir_is_refused_on_a_multi_node_cluster(monkeypatch, t
     monkeypatch.setattr(tuner.ray, "nodes", _nodes(1))
     monkeypatch.setattr(tuner, "filesystem_type", lambda p: "ext4")
     tuner.check_trials_dir_is_shared(tmp_path)  # one node: anything goes
+    monkeypatch.setattr(tuner.ray, "nodes", _nodes(3, same_host=True))
+    tuner.check_trials_dir_is_shared(tmp_path)  # several nodes on this one machine
 
 
 def test_filesystem_type_reads_the_mount_table():
