@@ -293,7 +293,8 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
         best_dict = {"number": best.number, "trial_id": best.trial_id, "run": best.run,
                      "config": hyperparameters(best.config), "epochs": best.epochs,
                      "val_acc": best.last.get("val/acc"), "test_acc": best.last.get("test/acc"),
-                     "params": best.last.get("model/params"), "checkpoint": best.checkpoint}
+                     "params": best.last.get("model/params"), "flops": best.last.get("model/flops"),
+                     "arch": best.last.get("arch"), "checkpoint": best.checkpoint}
     return {
         "experiment": name, "space_file": str(space.path), "dataset": splits.describe(),
         "model": space.spec.model, "metric": space.spec.metric, "mode": space.spec.mode,
@@ -317,6 +318,8 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
         print(f"Best trial {best['number']} ({best['epochs']} epochs, {best['params']} params): "
               f"val acc {best['val_acc']:.4f}, test acc {best['test_acc']:.4f}")
         print(f"  config: {short_config(best['config'])}")
+        if best.get("arch"):
+            print(f"  architecture: {best['arch']}")
     else:
         print("No trial completed its full budget; see trials.json for what happened.")
     final = summary.get("final_stage")
