@@ -160,14 +160,23 @@ def trials_json(exp: Path) -> dict[int, dict]:
     return {t["number"]: t for t in json.loads((exp / "trials.json").read_text())}
 
 
-def assert_nothing_lost(exp: Path, num_samples: int) -> dict:
+def assert_nothing_lost(exp: Path, num_samples: int, allow_orphans: bool = False) -> dict:
     """The invariants every faulty run must keep: num_samples Optuna trials, none RUNNING,
-    unique Ray ids, summary/trials.json/study in agreement, one curve row per epoch run."""
+    unique Ray ids, summary/trials.json/study in agreement, one curve row per epoch run.
+
+    With ``allow_orphans`` (a killed driver), Optuna trials proposed after Ray's last snapshot
+    may exist besides them, recorded as FAIL with an "orphaned" reason and never trained."""
     study = load_study(exp)
-    trials = study.get_trials(deepcopy=False)
+    everything = study.get_trials(deepcopy=False)
+    assert "RUNNING" not in {t.state.name for t in everything}
+    orphans = [t for t in everything if t.state.name == "FAIL"
+               and str(t.user_attrs.get("error", "")).startswith("orphaned")]
+    if not allow_orphans:
+        assert not orphans
+    trials = [t for t in everything if t not in orphans]
     states = {t.number: t.state.name for t in trials}
     assert len(trials) == num_samples, states
-    assert sorted(states) == list(range(num_samples))
+    assert sorted(states) == sorted(t.number for t in trials)
     assert "RUNNING" not in states.values() and "WAITING" not in states.values(), states
     ray_ids = [t.user_attrs.get("ray_trial_id") for t in trials]
     assert None not in ray_ids and len(set(ray_ids)) == num_samples, ray_ids
@@ -288,11 +297,6 @@ def _finished(exp: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug, timing-dependent: an Optuna trial asked after Ray's last experiment snapshot "
-    "(taken every >= 10 s) is orphaned by a driver kill: it stays in the study (RUNNING, "
-    "params={}) and the resumed run asks num_samples - snapshot trials anew, so the study "
-    "ends with num_samples + 1 trials"))
 def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     num_samples = 6
     space = write_space(tmp_path / "resume_space.py", num_samples=num_samples, max_epochs=3,
@@ -327,7 +331,7 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     print(f"\ndriver killed after {killed_at:.1f} s ({finished_before} trials finished); "
           f"resumed, total {total:.1f} s")
 
-    summary = assert_nothing_lost(exp, num_samples)
+    summary = assert_nothing_lost(exp, num_samples, allow_orphans=True)
     study = load_study(exp)
     # the restored searcher is ours: every trial carries the attributes that only
     # RecordingOptunaSearch sets, and early-stopped trials are PRUNED, not COMPLETE

@@ -84,6 +84,28 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
 
+    def fail_orphans(self, ray_trial_ids: set[str]) -> list[int]:
+        """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
+        belong to no Ray trial and never train; record them as FAIL with the reason, so that
+        none stays RUNNING. Returns their numbers."""
+        import optuna
+
+        study = getattr(self, "_ot_study", None)
+        if study is None:
+            return []
+        orphans = [t for t in study.get_trials(deepcopy=False,
+                                               states=(optuna.trial.TrialState.RUNNING,))
+                   if t.user_attrs.get("ray_trial_id") not in ray_trial_ids]
+        for t in orphans:
+            study._storage.set_trial_user_attr(
+                t._trial_id, "error", "orphaned: the driver stopped after Optuna proposed this "
+                "trial and before Ray recorded it; it never trained (the resumed run proposes "
+                "a new trial instead)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        return [t.number for t in orphans]
+
     def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any],
                last_result: dict[str, Any] | None = None) -> int | None:
         """Tell the study how ``trial_id`` ended; returns its Optuna number.
@@ -148,6 +170,11 @@ class TrialEvents(tune.Callback):
         if trial.trial_id not in self.bookkeeper.trials:
             self.bookkeeper.trial_started(trial.trial_id, int(trial.config.get("trial_number", -1)),
                                           trial.config)
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if not getattr(self, "orphans_checked", False):
+            self.orphans_checked = True
+            self.searcher.fail_orphans({t.trial_id for t in trials})
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)
