@@ -391,6 +391,42 @@ def epoch_times_gpu(cifar: str, epochs: int) -> dict:
     return out
 
 
+def packing_gpu(cifar: str, workdir: Path) -> dict:
+    """4 small-model trials at 1 GPU each (one at a time) vs 0.25 GPU each (all at once):
+    aggregate training images per second of the search, GPU memory per trial, utilisation."""
+    import csv
+
+    out = {}
+    for share in (1.0, 0.25):
+        name = f"pack{share:g}"
+        util: list[float] = []
+        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                "--format=csv,noheader,nounits", "-lms", "500"],
+                               stdout=subprocess.PIPE, text=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "tune_nas.launch", "--space",
+                               str(HERE / "packing_space.py"), "--dataset", f"imagefolder:{cifar}",
+                               "--gpus-per-trial", str(share), "--trials-dir", str(workdir),
+                               "--name", name], cwd=REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        smi.terminate()
+        lines = smi.communicate()[0].splitlines()
+        util = [float(ln.split(",")[0]) for ln in lines if ln.strip()]
+        mem = [float(ln.split(",")[1]) for ln in lines if ln.strip()]
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-3000:])
+        summary = json.loads((workdir / name / "summary.json").read_text())
+        with (workdir / name / "curves.csv").open() as f:
+            epochs = len(list(csv.DictReader(f)))
+        images = epochs * int(summary["dataset"].split(":")[-1].split(" train")[0].split()[-1])
+        out[name] = {"search_wall_s": summary["wall_time_s"], "process_wall_s": wall,
+                     "images_per_s": images / summary["wall_time_s"],
+                     "mean_gpu_util_pct": statistics.mean(util) if util else None,
+                     "peak_gpu_mem_mib": max(mem) if mem else None}
+    out["ratio"] = out["pack0.25"]["images_per_s"] / out["pack1"]["images_per_s"]
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -475,6 +511,10 @@ def main() -> None:
             print(f"  {name:<9} {row['median_epoch_s']:.2f} s  ({row['images_per_s']:.0f} img/s)")
         print(f"tune_nas / bare: {report['goal2_gpu_ratio']:.3f} (goal <= 1.10); docs / tune_nas: "
               f"{report['goal3_gpu_speedup']:.2f}x (goal >= 2.5x)")
+        with tempfile.TemporaryDirectory() as tmp:
+            report["packing"] = packing_gpu(args.cifar, Path(tmp))
+        print(f"packing 4 trials at 0.25 GPU vs one at a time: {report['packing']['ratio']:.2f}x "
+              "aggregate img/s (goal >= 2x)")
     (args.out / "trial_speed.json").write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.out / 'trial_speed.json'}")
 
