@@ -343,7 +343,8 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     from tune_nas.spaces import load_space
     from tune_nas.tuner import RecordingOptunaSearch
 
-    load_space(str(space))  # the define-by-run function's module (named after the file)
+    load_space(str(space))  # the define-by-run function's module (named after the file) ...
+    load_space(str(exp / "space.py"), base_dir=space.parent)  # ... and after the saved copy
     with (exp / "tuner.pkl").open("rb") as f:
         tuner_state = pickle.load(f)
     assert type(tuner_state["_tune_config"].search_alg) is RecordingOptunaSearch

@@ -366,13 +366,14 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
                                           pair.data.dataset, *launch_flags])
     best = best_search_trial(search)
     search_rows = read_curves(root / pair.name)
-    arch = last_row(search_rows, int(best["number"])).get("arch") or None
+    arch = (best.get("arch") or last_row(search_rows, int(best["number"])).get("arch")
+            or None)
     model, config = final_config(pair.model, best["config"], arch)
     spec = pair.space.spec
     epochs = final_epochs or spec.final_max_epochs or spec.max_epochs
     cpus = final_cpus or (spec.cpus_per_trial if spec.gpus_per_trial > 0
                           else max(spec.cpus_per_trial, float(os.cpu_count() or 1)))
-    source = (f"{pair.name} trial {best['number']} ({_display(pair.preset)}"
+    source = (f"{pair.name} trial {best['number']} (search_spaces/{pair.preset.name}"
               f"{'' if best['complete'] else ', stopped early by the time budget'})")
     text = final_space_text(pair, model, config, epochs, source, cpus, final_train_fraction,
                             final_image_size)
