@@ -161,7 +161,7 @@ ROW = {"model": "superkernel", "dataset": "cifar10", "data": "imagefolder:x",
        "arch": ARCH, "config": "{}"}
 SETTINGS = {"date": "today", "machine": "CPU: 2 cores; no GPU", "models": ["resnet50",
             "superkernel"], "datasets": ["cifar10 (x)"], "preset_suffix": "_cpu",
-            "final_epochs": 1, "final_fidelity": "1 of the training images, native px",
+            "final_epochs": 1, "final_fidelity": "0.05 of the training images at 16 px",
             "budget": "the presets'"}
 
 
@@ -170,6 +170,7 @@ def test_markdown_puts_the_research_beside_ours_and_marks_what_is_unmeasured():
                ("superkernel", "mnist", "not in this run")]
     text = compare.markdown([ROW], SETTINGS, missing)
     assert "CPU: 2 cores; no GPU" in text
+    assert "0.05 of the training images at 16 px" in text
     assert "| cifar10 | superkernel | 88.79 % | 50.00 % | CPU: 2 cores |" in text
     assert "| cifar10 | resnet50 | 76.33 % | unmeasured | – |" in text
     assert "| mnist | superkernel | not recorded | unmeasured | – |" in text

@@ -70,7 +70,8 @@ GPU_GOALS = {
 }
 
 #: comparison.csv columns, in order.
-COLUMNS = ("model", "dataset", "data", "final_model", "device", "test_acc", "search_wall_s",
+COLUMNS = ("model", "dataset", "data", "search_data", "final_data", "final_model", "device",
+           "test_acc", "search_wall_s",
            "final_wall_s", "final_train_s", "train_total_s", "predict_s", "images_per_s",
            "test_images", "params", "flops", "final_epochs", "search_trials", "search_complete",
            "search_pruned", "search_failed", "best_search_trial", "best_search_val_acc",
@@ -395,6 +396,7 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
     images_per_s, predict_s = _float(row, "test/images_per_s"), _float(row, "test/seconds")
     return {
         "model": pair.model, "dataset": pair.data.label, "data": pair.data.dataset,
+        "search_data": search.get("dataset"), "final_data": final.get("dataset"),
         "final_model": model, "device": _device(spec.gpus_per_trial),
         "test_acc": fbest["test_acc"], "search_wall_s": search["wall_time_s"],
         "final_wall_s": final["wall_time_s"],
@@ -459,8 +461,9 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
            f"{', '.join(settings['models'])}; presets `<model>_<dataset>"
            f"{settings['preset_suffix']}.py`"),
            (f"* Search budget: {settings['budget']}; final retraining: "
-           f"{settings['final_epochs'] or 'the preset'}'s epochs, all training images, native "
-           "resolution, the superkernel's chosen child (`mbconv_net`) trained from scratch"), "",
+           f"{settings['final_epochs'] or 'the preset'}'s epochs, "
+           f"{settings['final_fidelity']}, the superkernel's chosen child (`mbconv_net`) "
+           "trained from scratch"), "",
            "## Our measurements", "",
            ("| data set | model | final net | device | test acc | search wall s | final wall s "
            "| final train s | test-set prediction s | img/s | params | FLOPs/img |"),
@@ -510,13 +513,14 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
                    f"`{r['search_preset']}`, {r['search_trials']} search trials "
                    f"({r['search_complete']} complete, {r['search_pruned']} pruned, "
                    f"{r['search_failed']} failed), best trial {r['best_search_trial']} "
-                   f"(search val acc {_pct(r['best_search_val_acc'])}); final "
+                   f"(search val acc {_pct(r['best_search_val_acc'])}) on "
+                   f"{r.get('search_data')}; final on {r.get('final_data')}: "
                    f"{r['final_epochs']} epochs of `{r['final_model']}` with `{r['config']}`")
     out += ["", "Charts: " + ", ".join(f"`comparison_{k}.png`" for k, *_ in CHARTS), ""]
     return "\n".join(out)
 
 
-#: (column, title, log scale) of the bar charts.
+#: (column, title, log scale when the values span more than 100×) of the bar charts.
 CHARTS = (("test_acc", "Test accuracy", False),
           ("train_time", "Training time: search + final wall [s]", False),
           ("images_per_s", "Prediction throughput on the test set [images/s]", True),
@@ -567,8 +571,13 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
                             label=None if drawn else "research (one V100)")
                     drawn = True
             ax.set_ylim(0, 1.12)
-        if log and any(float(r.get(key) or 0) > 0 for r in rows):
+        positive = [float(r[key]) for r in rows if r.get(key) and float(r[key]) > 0]
+        if log and positive and max(positive) / min(positive) > 100:
+            # bars on a log axis need a stated base: a decade below the smallest value
             ax.set_yscale("log")
+            ax.set_ylim(bottom=10 ** math.floor(math.log10(min(positive)) - 1))
+        elif key != "test_acc":
+            ax.set_ylim(0, 1.2 * max(positive or [1.0]))  # room for the labels and legend
         ax.set_xticks(range(len(datasets)), datasets)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="best")
@@ -725,7 +734,9 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now().isoformat(timespec="seconds"), "machine": machine(),
         "models": models, "datasets": [f"{d.label} ({d.dataset})" for d in datasets],
         "preset_suffix": args.preset_suffix, "final_epochs": args.final_epochs,
-        "final_fidelity": (f"{args.final_train_fraction:g} of the training images, "
+        "final_fidelity": ("all training images at native resolution"
+                           if args.final_train_fraction == 1 and not args.final_image_size else
+                           f"{args.final_train_fraction:g} of the training images at "
                            f"{args.final_image_size or 'native'} px"),
         "budget": ", ".join(f"{k}={v}" for k, v in overrides.items()
                             if k in ("num_samples", "time_budget_s", "max_epochs"))

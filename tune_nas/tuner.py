@@ -33,6 +33,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+from ray.tune.search.sample import Domain  # noqa: E402
 
 STUDY_FILE = "optuna.db"
 
@@ -43,6 +44,16 @@ class ResourceError(ValueError):
 
 def study_storage_url(experiment_dir: Path) -> str:
     return f"sqlite:///{experiment_dir / STUDY_FILE}"
+
+
+class ConstantSpace:
+    """A define-by-run "space" that samples nothing and returns fixed values."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = dict(values)
+
+    def __call__(self, trial) -> dict[str, Any]:
+        return dict(self.values)
 
 
 class RecordingOptunaSearch(OptunaSearch):
@@ -346,7 +357,10 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     # Ray lets a searcher keep only ONE trial pending by default, so with Optuna trials run
     # one at a time whatever the resources: allow as many as can run at once.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(spec))
-    param_space = dict(space.param_space)
+    param_space, define_by_run = dict(space.param_space), space.define_by_run
+    if define_by_run is None and not any(isinstance(v, Domain) for v in param_space.values()):
+        # nothing to sample (e.g. retraining one configuration): every trial gets the constants
+        define_by_run, param_space = ConstantSpace(param_space), {}
     if resume:
         tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable,
                                    resume_unfinished=True, resume_errored=False,
@@ -359,7 +373,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
                                          multivariate=True, constant_liar=True)
     storage = open_storage(storage_url)
-    searcher = RecordingOptunaSearch(space=space.define_by_run, metric=spec.metric,
+    searcher = RecordingOptunaSearch(space=define_by_run, metric=spec.metric,
                                      mode=spec.mode, sampler=sampler, study_name=name,
                                      storage=storage)
     if spec.scheduler == "asha":
