@@ -341,7 +341,7 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
         import torch
         import torch.nn.functional as F
 
-        out = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)).float(),
+        out = F.interpolate(torch.from_numpy(np.array(x, copy=True)).float(),  # x may be read-only
                             size=(image_size, image_size), mode="bilinear", antialias=True,
                             align_corners=False)
         return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
