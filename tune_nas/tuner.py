@@ -95,18 +95,20 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
 
-    def fail_orphans(self, ray_trial_ids: set[str]) -> list[int]:
+    def fail_orphans(self) -> list[int]:
         """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
-        belong to no Ray trial and never train; record them as FAIL with the reason, so that
-        none stays RUNNING. Returns their numbers."""
+        are unknown to the restored searcher (its state is saved in the same snapshot as
+        Ray's trials), never train, and would stay RUNNING; record them as FAIL with the
+        reason. Returns their numbers."""
         import optuna
 
         study = getattr(self, "_ot_study", None)
-        if study is None:
+        if study is None or not self._ot_trials:
             return []
+        known = {t.number for t in self._ot_trials.values()}
         orphans = [t for t in study.get_trials(deepcopy=False,
                                                states=(optuna.trial.TrialState.RUNNING,))
-                   if t.user_attrs.get("ray_trial_id") not in ray_trial_ids]
+                   if t.number not in known]
         for t in orphans:
             study._storage.set_trial_user_attr(
                 t._trial_id, "error", "orphaned: the driver stopped after Optuna proposed this "
@@ -185,7 +187,7 @@ class TrialEvents(tune.Callback):
     def on_step_begin(self, iteration, trials, **info) -> None:
         if not getattr(self, "orphans_checked", False):
             self.orphans_checked = True
-            self.searcher.fail_orphans({t.trial_id for t in trials})
+            self.searcher.fail_orphans()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)
