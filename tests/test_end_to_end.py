@@ -29,6 +29,10 @@ def test_study_states_values_and_identity(small_search, small_summary):
         assert t.user_attrs["ray_trial_id"] == by_number[t.number]["trial_id"]
         assert t.user_attrs["tensorboard_run"].startswith(f"{t.number:03d}_")
         assert t.user_attrs["epochs"] == by_number[t.number]["epochs"]
+        # the cost of every trial's model: params, FLOPs per image, prediction latency
+        assert t.user_attrs["params"] == by_number[t.number]["params"] > 0
+        assert t.user_attrs["flops"] == by_number[t.number]["flops"] > 0
+        assert t.user_attrs["latency_ms"] > 0
         # one intermediate value per epoch run
         assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))
         if t.state == optuna.trial.TrialState.COMPLETE:

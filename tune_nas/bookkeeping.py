@@ -95,7 +95,8 @@ class TrialRecord:
                 "state": self.state, "epochs": self.epochs, "config": hyperparameters(self.config),
                 "val_acc": self.last.get("val/acc"), "best_val_acc": self.best_val,
                 "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
-                "flops": self.last.get("model/flops"), "arch": self.last.get("arch"),
+                "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
+                "arch": self.last.get("arch"),
                 "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries}
 
 

@@ -3,7 +3,7 @@
 #: What every epoch's report holds (the search metric and the scheduler's time attribute
 #: among them). A space file's ``metric`` must be one of these.
 METRICS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s",
-           "model/params", "model/flops")
+           "model/params", "model/flops", "model/latency_ms")
 #: What the last epoch's report adds when the trial trained its full budget.
 FINAL_METRICS = ("test/loss", "test/acc", "test/seconds", "test/images_per_s")
 #: Keys of a trial's config that are bookkeeping (the Optuna trial number and the

@@ -29,7 +29,7 @@ from .lit_module import TrialModule, resolve_precision
 from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
 from .models import create_model
 from .plugins import import_plugins
-from .profile import count_parameters, flops_per_image
+from .profile import count_parameters, flops_per_image, latency_ms
 from .training_config import TrainingConfig
 
 CHECKPOINT_FILE = "trial.ckpt"
@@ -201,7 +201,10 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
                          **arch)
     cost = {"model/params": count_parameters(model),
-            "model/flops": flops_per_image(model, splits.in_channels, splits.image_size)}
+            "model/flops": flops_per_image(model, splits.in_channels, splits.image_size),
+            # one image, on the trial's device: what a deployed model's prediction costs
+            "model/latency_ms": latency_ms(model, splits.in_channels, splits.image_size,
+                                           device=device, warmup=2, repeats=5)}
     channels_last = training.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

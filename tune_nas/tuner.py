@@ -217,7 +217,9 @@ class TrialEvents(tune.Callback):
         record = self.bookkeeper.trials[trial.trial_id]
         self.searcher.finish(trial.trial_id, state, value, {
             "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
-            "params": last.get("model/params"), "error": reason, "retries": record.retries},
+            "params": last.get("model/params"), "flops": last.get("model/flops"),
+            "latency_ms": last.get("model/latency_ms"), "arch": last.get("arch"),
+            "error": reason, "retries": record.retries},
             last_result=last)
         record = self.bookkeeper.trial_ended(trial.trial_id, state, reason, checkpoint)
         self.printer.trial_ended(record, self.bookkeeper)
