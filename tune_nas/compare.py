@@ -40,8 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .cli import EXIT_BAD_INPUT, OneLineParser, number
 from .data import DataError, check_dataset_name, load_splits
-from .launch import EXIT_BAD_INPUT, SUMMARY_FILE, _nonneg_float, _nonneg_int, _positive_int
+from .launch import SUMMARY_FILE
 from .spaces import SPACES_DIR, SearchSpace, SpaceError, load_space
 
 DEFAULT_MODELS = "resnet50,superkernel"
@@ -593,13 +594,8 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tune_nas.compare", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tune_nas.compare", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated registered models")
     p.add_argument("--datasets", default=DEFAULT_DATASETS,
@@ -608,25 +604,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "cifar10=imagefolder:data.tar.gz: CIFAR-10's presets with that data)")
     p.add_argument("--preset-suffix", default="",
                    help="presets are search_spaces/<model>_<dataset><suffix>.py (e.g. _cpu)")
-    p.add_argument("--num-samples", type=_positive_int("--num-samples"), default=None,
+    p.add_argument("--num-samples", type=number("--num-samples", int, 0, exclusive=True), default=None,
                    help="trials per search (default: the preset's)")
-    p.add_argument("--time-budget-s", type=_nonneg_float("--time-budget-s"), default=None,
+    p.add_argument("--time-budget-s", type=number("--time-budget-s", float, 0), default=None,
                    help="seconds per search (default: the preset's; 0: no limit)")
-    p.add_argument("--max-epochs", type=_positive_int("--max-epochs"), default=None,
+    p.add_argument("--max-epochs", type=number("--max-epochs", int, 0, exclusive=True), default=None,
                    help="epochs of a full search trial (default: the preset's)")
-    p.add_argument("--final-epochs", type=_positive_int("--final-epochs"), default=None,
+    p.add_argument("--final-epochs", type=number("--final-epochs", int, 0, exclusive=True), default=None,
                    help="epochs of the final retraining (default: the preset's "
                    "final_max_epochs, else its max_epochs)")
-    p.add_argument("--final-cpus", type=_nonneg_float("--final-cpus", positive=True),
+    p.add_argument("--final-cpus", type=number("--final-cpus", float, 0, exclusive=True),
                    default=None, help="CPUs of the final trial (default: all cores on CPU, the "
                    "preset's cpus_per_trial with a GPU)")
     p.add_argument("--final-train-fraction", type=_fraction, default=1.0,
                    help="share of the training images of the final retraining (1: all; less "
                    "only where the full budget cannot run, e.g. on a CPU: it is reported)")
-    p.add_argument("--final-image-size", type=_nonneg_int_flag("--final-image-size"), default=0,
+    p.add_argument("--final-image-size", type=number("--final-image-size", int, 0), default=0,
                    help="image size of the final retraining in px (0: native; it is reported)")
     p.add_argument("--data-dir", default=None, help="where torchvision data sets live")
-    p.add_argument("--seed", type=_nonneg_int, default=None, help="seed of every search")
+    p.add_argument("--seed", type=number("--seed", int, 0), default=None, help="seed of every search")
     p.add_argument("--name", default=None,
                    help="comparison name (default: compare-<timestamp>); rerunning a name "
                    "reuses its finished experiments")
@@ -643,18 +639,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: "
                                          "0 < --final-train-fraction <= 1")
     return value
-
-
-def _nonneg_int_flag(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be >= 0")
-        return value
-    return parse
 
 
 def _fail(message: str) -> NoReturn:

@@ -17,57 +17,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .cli import OneLineParser, fail, number
 from .data import DataError, load_splits, reduce_fidelity
 from .spaces import SpaceError, load_space
 
-EXIT_BAD_INPUT = 2
 EXPERIMENT_FILE = "experiment.json"
 SPACE_COPY = "space.py"
 SUMMARY_FILE = "summary.json"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be > 0")
-        return value
-    return parse
-
-
-def _nonneg_float(flag: str, positive: bool = False):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < 0 or (positive and value == 0) or value != value:
-            rule = "> 0" if positive else ">= 0"
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be {rule}")
-        return value
-    return parse
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: --seed must be >= 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tune_nas.launch", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tune_nas.launch", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--space", default=None,
                    help="space file (path) or preset name in search_spaces/ (default: default)")
@@ -77,21 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="where torchvision data sets live / are downloaded to")
     p.add_argument("--model", default=None, help="model name in the registry (small_cnn, resnet50, ...)")
-    p.add_argument("--num-samples", type=_positive_int("--num-samples"), default=None,
+    p.add_argument("--num-samples", type=number("--num-samples", int, 0, exclusive=True), default=None,
                    help="number of trials")
-    p.add_argument("--max-epochs", type=_positive_int("--max-epochs"), default=None,
+    p.add_argument("--max-epochs", type=number("--max-epochs", int, 0, exclusive=True), default=None,
                    help="epochs of a trial that is never stopped (ASHA's max_t)")
-    p.add_argument("--grace-period", type=_positive_int("--grace-period"), default=None,
+    p.add_argument("--grace-period", type=number("--grace-period", int, 0, exclusive=True), default=None,
                    help="ASHA: epochs before the first stopping decision")
-    p.add_argument("--gpus-per-trial", type=_nonneg_float("--gpus-per-trial"), default=None,
+    p.add_argument("--gpus-per-trial", type=number("--gpus-per-trial", float, 0), default=None,
                    help="GPUs per trial; a fraction packs several trials on one GPU")
-    p.add_argument("--cpus-per-trial", type=_nonneg_float("--cpus-per-trial", positive=True),
+    p.add_argument("--cpus-per-trial", type=number("--cpus-per-trial", float, 0, exclusive=True),
                    default=None, help="CPUs per trial (also its torch threads)")
-    p.add_argument("--max-concurrent-trials", type=_nonneg_int, default=None,
+    p.add_argument("--max-concurrent-trials", type=number("--max-concurrent-trials", int, 0), default=None,
                    help="at most this many trials at once (0: as many as resources allow)")
-    p.add_argument("--time-budget-s", type=_nonneg_float("--time-budget-s"), default=None,
+    p.add_argument("--time-budget-s", type=number("--time-budget-s", float, 0), default=None,
                    help="stop the search after this many seconds (0: no limit)")
-    p.add_argument("--seed", type=_nonneg_int, default=None,
+    p.add_argument("--seed", type=number("--seed", int, 0), default=None,
                    help="seed of the sampler and of every trial's initialisation")
     p.add_argument("--address", default=None,
                    help="Ray cluster address ('auto' for the cluster this node belongs to); "
@@ -110,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"tune_nas.launch: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_BAD_INPUT)
+    fail("tune_nas.launch", message)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

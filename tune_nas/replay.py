@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+from .cli import EXIT_BAD_INPUT, OneLineParser
 from .curves import CurvesError, experiment_settings, load_curves
 
-EXIT_BAD_INPUT = 2
 REPLAY_FILE = "replay.json"
 CONTINUE, STOP = "CONTINUE", "STOP"  # Ray's TrialScheduler decisions
 TRIAL_SETS = ("all", "complete")
@@ -390,11 +390,6 @@ def replay_experiment(experiment_dir: Path, *, trial_set: str = "all", workers: 
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
 def _number_list(flag: str, kind: type, low: float, rule: str):
     def parse(text: str) -> list:
         try:
@@ -408,7 +403,7 @@ def _number_list(flag: str, kind: type, low: float, rule: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tune_nas.replay", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tune_nas.replay", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("experiment", type=Path, help="experiment directory (trials/<name>)")
     p.add_argument("--trials", choices=TRIAL_SETS, default="all",

@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
+from .cli import EXIT_BAD_INPUT, OneLineParser, number
+
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 1
 STUDY_FILE = "optuna.db"  # tune_nas.tuner.STUDY_FILE (not imported: tuner imports Ray)
 EXPERIMENT_FILE = "experiment.json"  # tune_nas.launch.EXPERIMENT_FILE
@@ -676,25 +677,8 @@ def _figure_of(axes: Any):
 # --------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(flag: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; rule: {flag} must be > 0")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tune_nas.study", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tune_nas.study", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("experiment", nargs="?", default=None,
                    help=f"experiment directory (trials/NAME) holding {STUDY_FILE}")
@@ -703,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. sqlite:///path/optuna.db)")
     p.add_argument("--study", default=None,
                    help="study name (default: the experiment's name, or the storage's only study)")
-    p.add_argument("--top", type=_positive_int("--top"), default=10,
+    p.add_argument("--top", type=number("--top", int, 0, exclusive=True), default=10,
                    help="how many trials the table shows")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
     p.add_argument("--plots", default=None, metavar="DIR",
