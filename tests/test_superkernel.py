@@ -327,3 +327,24 @@ def test_every_superkernel_space_builds_a_net_that_trains(space):
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.expected_cost().item() == pytest.approx(1.0)  # thresholds start at 0: all in
     assert model.arch_string().count("k9e9") == len(model.layers)
+
+
+def test_latency_cost_uses_the_measured_table_of_the_chosen_op():
+    from tune_nas.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("superkernel", 10, 1, 8, channels="4,4", layers_per_block=1,
+                       head_channels=0, cost="latency")
+    for layer in net.layers:  # measured on this machine: positive for every candidate op
+        assert layer.latency_table.shape == (4, 3) and bool((layer.latency_table > 0).all())
+        layer.latency_table = torch.arange(1.0, 13.0).view(4, 3)  # hand-set: L[i, j] = 3i + j + 1
+    # every threshold at its initial 0: the full op (k9, e9) everywhere -> cost 1
+    assert float(net.expected_cost()) == pytest.approx(1.0)
+    # thresholds the kernel rings cannot pass: 3x3 kernels, expansion still 9 -> L[0, 2] = 3
+    for layer in net.layers:
+        with torch.no_grad():
+            layer.kernel_thresholds.fill_(1e6)
+    expected = sum(3.0 for _ in net.layers) / sum(12.0 for _ in net.layers)
+    assert float(net.expected_cost()) == pytest.approx(expected)
+    net.expected_cost().backward()  # straight-through: the thresholds get a gradient
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.arch_parameters())

@@ -69,7 +69,7 @@ MOBILENET_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
 #: :func:`preset_strides`), ``full_res`` keeps the full resolution as Single-Path NAS's
 #: research variant did.
 PRESETS = ("full_res", "mobilenet")
-COSTS = ("flops", "params")
+COSTS = ("flops", "params", "latency")
 SMALL_IMAGE_PX = 64
 
 
@@ -371,9 +371,40 @@ class SuperkernelMBConv(nn.Module):
         expansion = self.expansions[sum(int(v.item()) for v in g.expansion)]
         return kernel, expansion if g.keep.item() > 0.5 else 0
 
+    @torch.no_grad()
+    def measure_latency(self, warmup: int = 2, repeats: int = 5) -> None:
+        """Measure every candidate op (kernel × expansion) as a plain MBConv on this machine:
+        one image at this layer's input size, median milliseconds (Single-Path NAS's runtime
+        model, made of measurements instead of a fitted formula)."""
+        from ..profile import latency_ms
+
+        table = torch.zeros(len(self.kernel_sizes), len(self.expansions))
+        for i, k in enumerate(self.kernel_sizes):
+            for j, e in enumerate(self.expansions):
+                op = MBConv(self.in_channels, self.out_channels, k, e, self.stride)
+                table[i, j] = latency_ms(op, self.in_channels, self.input_size, warmup=warmup,
+                                         repeats=repeats)
+        self.latency_table = table
+
+    def _latency(self, g: Gates) -> torch.Tensor:
+        """Expected latency of the chosen op: Σ P(kernel=i)·P(expansion=j)·L[i, j], with the
+        nested (cumulative) indicators turned into one-hot choice weights."""
+        table = self.latency_table.to(g.keep.device)
+
+        def one_hot(cumulative: list[torch.Tensor]) -> torch.Tensor:
+            cumulative = [c.to(table.device, table.dtype) for c in cumulative]
+            on = [torch.ones((), device=table.device), *cumulative]
+            off = [*cumulative, torch.zeros((), device=table.device)]
+            return torch.stack([a - b for a, b in zip(on, off)])
+
+        return one_hot(g.kernel) @ table @ one_hot(g.expansion)
+
     def cost(self, kind: str, gates: Gates | None = None) -> torch.Tensor:
-        """FLOPs or params of the chosen ops (differentiable through the indicators)."""
+        """FLOPs, params or measured latency of the chosen ops (differentiable through the
+        indicators)."""
         g = self.gates() if gates is None else gates
+        if kind == "latency":
+            return g.keep * self._latency(g)
         ks, es, c = self.kernel_sizes, self.expansions, self.in_channels
         area = ks[0] ** 2 + sum(gate * (ks[i + 1] ** 2 - ks[i] ** 2)
                                 for i, gate in enumerate(g.kernel))
@@ -384,7 +415,9 @@ class SuperkernelMBConv(nn.Module):
             value = _mbconv_params(c, hidden, self.out_channels, area)
         return g.keep * value
 
-    def full_cost(self, kind: str) -> int:
+    def full_cost(self, kind: str) -> float:
+        if kind == "latency":
+            return float(self.latency_table[-1, -1])
         kmax, c = self.kernel_sizes[-1], self.in_channels
         if kind == "flops":
             return _mbconv_flops(c, self.hidden, self.out_channels, kmax**2, self.input_size,
@@ -438,6 +471,9 @@ class SuperkernelNet(nn.Module):
         self.classifier = nn.Linear(features, num_classes)
         self._fixed_flops += 2 * features * num_classes
         self._fixed_params += features * num_classes + num_classes
+        if cost == "latency":  # stem, head and classifier are fixed: only the layers count
+            for layer in self.layers:
+                layer.measure_latency()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -452,13 +488,16 @@ class SuperkernelNet(nn.Module):
 
     def full_cost(self) -> int:
         """FLOPs per image or parameters of the full supernet as a plain net (all largest)."""
-        fixed = self._fixed_flops if self.cost_kind == "flops" else self._fixed_params
+        fixed = self._fixed_cost()
         return fixed + sum(layer.full_cost(self.cost_kind) for layer in self.layers)
+
+    def _fixed_cost(self) -> float:
+        return {"flops": self._fixed_flops, "params": self._fixed_params}.get(self.cost_kind, 0.0)
 
     def expected_cost(self) -> torch.Tensor:
         """The chosen child's FLOPs (or params) as a fraction of :meth:`full_cost`: a scalar in
         (0, 1], exact in value, differentiable in the thresholds (straight-through)."""
-        fixed = self._fixed_flops if self.cost_kind == "flops" else self._fixed_params
+        fixed = self._fixed_cost()
         total = sum(layer.cost(self.cost_kind) for layer in self.layers)
         return (fixed + total) / self.full_cost()
 
