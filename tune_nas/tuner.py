@@ -253,6 +253,16 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
         run_trial(config, splits, setup, Reporter(), resume_dir=resume_dir)
 
 
+def _trainable(spec, splits: ArraySplits, max_epochs: int):
+    """Ray's trainable for ``spec``: the data go to the object store once (shared by every
+    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs."""
+    setup = TrialSetup(model=spec.model, max_epochs=max_epochs, seed=spec.seed,
+                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
+                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
+    return tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
+                               {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+
+
 def trial_dirname(trial) -> str:
     """Ray's per-trial directory: ``trial_007_<ray id>`` (Optuna number first)."""
     number = trial_config(trial.config).get("trial_number")
@@ -350,11 +360,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = space.spec
-    setup = TrialSetup(model=spec.model, max_epochs=spec.max_epochs, seed=spec.seed,
-                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
-                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
-    trainable = tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
-                                    {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    trainable = _trainable(spec, splits, spec.max_epochs)
     from .study_storage import mask_url, open_storage
 
     storage_url = storage_url or study_storage_url(experiment_dir)
@@ -465,11 +471,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
     if not top:
         return {"k": 0, "note": "no COMPLETE search trial to retrain"}
     epochs = spec.final_max_epochs or spec.max_epochs
-    setup = TrialSetup(model=spec.model, max_epochs=epochs, seed=spec.seed,
-                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
-                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
-    trainable = tune.with_resources(tune.with_parameters(_ray_trial, splits=full_splits, setup=setup),
-                                    {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    trainable = _trainable(spec, full_splits, epochs)
     points = [{**hyperparameters(t.config), "trial_number": t.number,
                "trial_run": f"final_{t.run}"} for t in top]
     final_dir = experiment_dir / FINAL_DIR
