@@ -575,7 +575,8 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_resume_of_a_corrupt_experiment_fails_in_one_line_before_ray(corruption, tmp_path,
                                                                       capsys):
-    from tune_nas.launch import EXIT_BAD_INPUT, prepare
+    from tune_nas.cli import EXIT_BAD_INPUT
+    from tune_nas.launch import prepare
 
     exp = _started_experiment(tmp_path)
     name, corrupt = CORRUPTIONS[corruption]
