@@ -5,7 +5,6 @@ import textwrap
 
 import optuna
 import pytest
-
 from conftest import run_launch
 
 SPACE = """
