@@ -61,3 +61,16 @@ def test_local_ray_keeps_token_authentication_on_and_its_dashboard_off():
         assert tuner.ray._private.worker.global_worker.node.address_info.get("webui_url") in (None, "")
     finally:
         tuner.shutdown()
+
+
+def test_a_trial_error_that_cannot_be_read_is_reported_not_hidden():
+    class Unreadable:
+        def get_error(self):
+            raise FileNotFoundError("error.txt")
+
+    class Raised:
+        def get_error(self):
+            return RuntimeError("Traceback ...\nValueError: width must be positive")
+
+    assert "error file could not be read (FileNotFoundError" in tuner._error_reason(Unreadable())
+    assert tuner._error_reason(Raised()) == "ValueError: width must be positive"

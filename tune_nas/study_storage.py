@@ -17,14 +17,15 @@ class StorageError(ValueError):
 
 def mask_url(url: str) -> str:
     """``url`` with any password replaced by ``***``."""
-    try:
-        from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
+    try:
         parsed = make_url(url)
-        secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd")}
-        return parsed.update_query_dict(secret).render_as_string(hide_password=True)
-    except Exception:
+    except ArgumentError:  # not a URL at all: show only what follows any credentials
         return url.split("@")[-1] if "@" in url else url
+    secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd")}
+    return parsed.update_query_dict(secret).render_as_string(hide_password=True)
 
 
 def open_storage(url: str):
@@ -38,15 +39,16 @@ def open_storage(url: str):
 def check_storage(url: str) -> None:
     """Raise :class:`StorageError` unless ``url`` names a reachable database we support."""
     scheme = url.split(":", 1)[0].split("+", 1)[0]
-    try:
-        from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
+    try:
         parsed = make_url(url)
-        has_password = bool(parsed.password) or any(
-            k.lower() in ("password", "passwd") for k in parsed.query)
-    except Exception:
-        raise StorageError(f"--storage {mask_url(url)}: not a database URL; rule: "
+    except ArgumentError as exc:
+        raise StorageError(f"--storage {mask_url(url)}: not a database URL ({exc}); rule: "
                            "dialect://user@host[:port]/database") from None
+    has_password = bool(parsed.password) or any(
+        k.lower() in ("password", "passwd") for k in parsed.query)
     if has_password:
         raise StorageError(f"--storage {mask_url(url)}: the URL holds a password; rule: give it "
                            "through the environment (PGPASSWORD for PostgreSQL) so that it is "

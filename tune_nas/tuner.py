@@ -154,14 +154,14 @@ class RecordingOptunaSearch(OptunaSearch):
 
 def _error_reason(trial) -> str:
     """The last line of a trial's error (the exception's message), for humans and Optuna."""
-    text = ""
     try:
         err = trial.get_error()
-        text = str(err) if err else ""
-    except Exception:
-        pass
+    except (OSError, ValueError) as exc:  # the error file is missing or unreadable: say so
+        return (f"the trial failed and its error file could not be read "
+                f"({type(exc).__name__}: {exc})")[:500]
+    text = str(err) if err else ""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:500] if lines else "the trial's worker failed"
+    return lines[-1][:500] if lines else "the trial's worker failed without an error message"
 
 
 class TrialEvents(tune.Callback):
