@@ -18,10 +18,16 @@ def test_digits_split_is_deterministic_disjoint_and_complete():
     # every class in every split (stratified)
     for y in (a.train_y, a.val_y, a.test_y):
         assert set(np.unique(y)) == set(range(10))
-    # images of different splits are different rows of the original data
+    # read from scikit-learn's CSV without importing it: the same images and labels as
+    # sklearn.datasets.load_digits, each exactly once across the three splits
     from sklearn.datasets import load_digits
-    n = len(load_digits().images)
-    assert n == 1797
+    bunch = load_digits()
+    expected = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    ours = np.concatenate([a.train_x, a.val_x, a.test_x])[:, 0]
+    ours_y = np.concatenate([a.train_y, a.val_y, a.test_y])
+    assert len(ours) == len(expected) == 1797
+    key = lambda imgs, ys: sorted(zip((i.tobytes() for i in imgs), ys.tolist()))  # noqa: E731
+    assert key(ours, ours_y) == key(expected, bunch.target)
 
 
 def test_stratified_split_holds_out_fraction_of_each_class():

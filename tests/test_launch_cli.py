@@ -79,3 +79,23 @@ def test_help_documents_every_flag(capsys):
                  "--gpus-per-trial", "--cpus-per-trial", "--address", "--name", "--trials-dir",
                  "--seed", "--resume"):
         assert flag in out
+
+
+def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_path):
+    """Lightning (with torchmetrics, torchvision, scipy), torchvision and scikit-learn cost the
+    launcher ~6 s of imports; only Ray's workers need them, so the driver never imports them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tune_nas import launch, tuner\n"
+        f"args = launch.build_parser().parse_args(['--trials-dir', {str(tmp_path)!r}, '--name', 'x'])\n"
+        "space, (splits, _), *_ = launch.prepare(args)\n"
+        "tuner._trainable(space.spec, splits, space.spec.max_epochs)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'lightning', 'torchmetrics', 'torchvision', 'sklearn', 'scipy', 'matplotlib'})\n"
+        "print(len(splits.train_x), heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1151", "[]"], out.stdout

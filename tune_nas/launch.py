@@ -12,6 +12,7 @@ import argparse
 import json
 import shutil
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -194,7 +195,7 @@ def _check_storage(url: str) -> None:
 def _check_model_builds(space, splits) -> None:
     """Build the model once for a sampled config, so a bad architecture fails here."""
     from .models import create_model
-    from .trainable import split_config
+    from .training_config import split_config
 
     try:
         _, arch = split_config(space.sample())
@@ -361,7 +362,15 @@ def main(argv: list[str] | None = None) -> int:
               f"--trials-dir {_display_path(experiment_dir.parent)} --resume", file=sys.stderr)
         return 130
     finally:
+        # Ray's shutdown mostly waits for its processes to exit: meanwhile the fidelity
+        # report's libraries are imported.
+        from .curves import import_dependencies
+
+        importer = threading.Thread(target=import_dependencies, name="import-report-libraries",
+                                    daemon=True)
+        importer.start()
         tuner.shutdown()
+        importer.join()
     from .bookkeeping import write_json
 
     summary = build_summary(outcome, space, name, experiment_dir, time.monotonic() - started, splits)

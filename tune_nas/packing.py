@@ -45,7 +45,7 @@ def estimate_packing(model_name: str, config: dict[str, Any], splits, gpus_per_t
 
     from .lit_module import resolve_precision
     from .models import create_model
-    from .trainable import split_config
+    from .training_config import split_config
 
     training, arch = split_config(config)
     device = torch.device("cuda", device_index)

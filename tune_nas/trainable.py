@@ -18,7 +18,6 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -30,7 +29,7 @@ from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-ex
 from .models import create_model
 from .plugins import import_plugins
 from .profile import count_parameters, flops_per_image, latency_ms
-from .training_config import TrainingConfig
+from .training_config import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
 
 CHECKPOINT_FILE = "trial.ckpt"
 
@@ -38,20 +37,6 @@ CHECKPOINT_FILE = "trial.ckpt"
 class Reporter(Protocol):
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         """Hand one epoch's metrics (and optionally a checkpoint directory) to the tuner."""
-
-
-@dataclass(frozen=True)
-class TrialSetup:
-    """What all trials of an experiment share; fixed by the launcher."""
-
-    model: str
-    max_epochs: int
-    seed: int = 0
-    checkpoint_every: int = 1
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    fixed: dict[str, Any] = field(default_factory=dict)
-    plugins: tuple[str, ...] = ()
 
 
 class CheckpointError(RuntimeError):
@@ -94,13 +79,6 @@ def data_device(splits: ArraySplits, device: torch.device) -> torch.device:
 
 def trial_seed(experiment_seed: int, trial_number: int) -> int:
     return (experiment_seed * 1_000_003 + trial_number) % (2**31 - 1)
-
-
-def split_config(config: dict[str, Any], fixed: dict[str, Any] | None = None
-                 ) -> tuple[TrainingConfig, dict[str, Any]]:
-    """(training hyperparameters, model architecture arguments) of a trial's config."""
-    merged = {**(fixed or {}), **{k: v for k, v in config.items() if k not in RESERVED_KEYS}}
-    return TrainingConfig.split(merged)
 
 
 def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:

@@ -8,8 +8,10 @@ of the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from .metrics import RESERVED_KEYS
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -77,3 +79,24 @@ class TrainingConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What all trials of an experiment share; fixed by the launcher."""
+
+    model: str
+    max_epochs: int
+    seed: int = 0
+    checkpoint_every: int = 1
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    fixed: dict[str, Any] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()
+
+
+def split_config(config: dict[str, Any], fixed: dict[str, Any] | None = None
+                 ) -> tuple[TrainingConfig, dict[str, Any]]:
+    """(training hyperparameters, model architecture arguments) of a trial's config."""
+    merged = {**(fixed or {}), **{k: v for k, v in config.items() if k not in RESERVED_KEYS}}
+    return TrainingConfig.split(merged)

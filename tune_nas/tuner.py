@@ -21,7 +21,7 @@ from .bookkeeping import COMPLETE, FAIL, PRUNED, Bookkeeper, final_state, run_na
 from .console import ProgressPrinter
 from .data import ArraySplits
 from .spaces import SearchSpace
-from .trainable import TrialSetup, run_trial
+from .training_config import TrialSetup
 
 # Ray's own per-trial CSV/JSON/TensorBoard loggers would duplicate bookkeeping.py's files.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -243,6 +243,8 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
         def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
             checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
             tune.report(metrics, checkpoint=checkpoint)
+
+    from .trainable import run_trial  # in the worker: the driver never imports Lightning
 
     config = trial_config(config)
     checkpoint = tune.get_checkpoint()

@@ -1,4 +1,4 @@
-"""A two-node Ray cluster on 127.0.0.1 for a fault test, driven over stdin/stdout.
+"""A two-node Ray cluster on this machine for a fault test, driven over stdin/stdout.
 
 Run in its own process (Ray's state never enters the test process)::
 
@@ -11,7 +11,9 @@ both nodes (1 CPU each) are up, then reads commands from stdin, one per line:
   ``removed``;
 * end of input (or ``stop``) — shut the whole cluster down and exit.
 
-Ray writes under ``$RAY_TMPDIR`` (the test gives it a private one), so the cluster's address
+Both nodes listen on the address Ray itself picks for this machine (as ``ray start`` does):
+a driver given ``--address`` rewrites a loopback address to that one, so a cluster bound to
+127.0.0.1 alone would be unreachable for it. Ray writes under ``$RAY_TMPDIR`` (the test gives it a private one), so the cluster's address
 file never redirects anybody else's ``ray.init()``.
 """
 
@@ -21,10 +23,11 @@ import json
 import sys
 
 from ray.cluster_utils import Cluster
+from ray.util import get_node_ip_address
 
 
 def main() -> int:
-    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 << 20}
+    node = {"num_cpus": 1, "node_ip_address": get_node_ip_address(), "object_store_memory": 100 << 20}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
         worker = cluster.add_node(**node)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from .registry import register_model
@@ -19,6 +18,8 @@ def resnet50(num_classes: int, in_channels: int, image_size: int, width_per_grou
     8 px before the first block, so (as in the CIFAR ResNets) the stem becomes a 3×3/1
     convolution and the max-pool is removed. ``in_channels`` adapts the stem to grey images.
     """
+    import torchvision  # imported here: torchvision.models costs ~1.5 s to import
+
     model = torchvision.models.resnet50(weights=None, num_classes=num_classes,
                                         width_per_group=width_per_group,
                                         zero_init_residual=zero_init_residual)
