@@ -368,11 +368,6 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "diagnosed, not fixed: the driver (ray.init(address='127.0.0.1:PORT')) rewrites the loopback "
-    "address to this machine's interface address and times out reaching the GCS of the "
-    "loopback-only test cluster (ray.init's _node_ip_address does not change that), so no "
-    "trial ever starts"))
 def test_removed_node_trials_are_rescheduled_on_the_remaining_node(tmp_path, ray_env):
     num_samples, max_epochs = 4, 3
     started_dir = tmp_path / "started"
