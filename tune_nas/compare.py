@@ -44,6 +44,7 @@ from .cli import EXIT_BAD_INPUT, OneLineParser, number
 from .data import DataError, check_dataset_name, load_splits
 from .launch import SUMMARY_FILE
 from .spaces import SPACES_DIR, SearchSpace, SpaceError, load_space
+from .trials_storage import is_uri
 
 DEFAULT_MODELS = "resnet50,superkernel"
 DEFAULT_DATASETS = "mnist,cifar10"
@@ -689,6 +690,10 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"--name {name!r}: rule: a plain directory name")
         pairs = resolve_pairs(models, datasets, args.preset_suffix, overrides)
         _check_data(datasets, args.data_dir, pairs)
+        if is_uri(args.trials_dir):
+            raise CompareError(f"--trials-dir {args.trials_dir}: rule: a comparison is written "
+                               "to a local (or mounted) directory; object storage is for "
+                               "python -m tune_nas.launch")
     except CompareError as exc:
         _fail(str(exc))
     root = Path(args.trials_dir).expanduser().resolve() / name

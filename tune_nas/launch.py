@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 from .cli import OneLineParser, fail, number
 from .data import DataError, load_splits, reduce_fidelity
 from .spaces import SpaceError, load_space
+from .trials_storage import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
 
 EXPERIMENT_FILE = "experiment.json"
 SPACE_COPY = "space.py"
@@ -59,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: start Ray locally")
     p.add_argument("--name", default=None,
                    help="experiment name (default: <space>-<timestamp>)")
-    p.add_argument("--trials-dir", default="trials", help="where experiments are written")
+    p.add_argument("--trials-dir", default="trials",
+                   help="where experiments are written: a directory (on a multi-node cluster one "
+                   "every node mounts) or object storage, s3://bucket/prefix, gs://... (the "
+                   "driver's own files are then mirrored in ./trials/<name>/)")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL for the study, e.g. postgresql://user@host/db "
                    "(password from the environment: PGPASSWORD); default: sqlite optuna.db in "
@@ -97,12 +101,15 @@ def _versions() -> dict[str, str]:
 
 def prepare(args: argparse.Namespace):
     """Validate everything a run needs; raises SystemExit(2) with one line on bad input."""
-    trials_dir = Path(args.trials_dir).expanduser().resolve()
+    remote = _remote_trials_dir(args.trials_dir)
+    trials_dir = (LOCAL_MIRROR if remote else Path(args.trials_dir).expanduser()).resolve()
     if args.resume:
         if not args.name:
             _fail("--resume needs --name NAME: rule: name the experiment to continue")
         experiment_dir = trials_dir / args.name
         saved = experiment_dir / EXPERIMENT_FILE
+        if remote and not saved.is_file() and remote.exists(args.name):
+            remote.download(args.name, experiment_dir)  # resuming on another machine
         if not saved.is_file():
             _fail(f"--resume --name {args.name}: no experiment at {experiment_dir}; rule: "
                   f"resume an experiment that {EXPERIMENT_FILE} marks as started")
@@ -134,6 +141,9 @@ def prepare(args: argparse.Namespace):
         if experiment_dir.exists():
             _fail(f"--name {name}: {experiment_dir} already exists; rule: use --resume to "
                   "continue it, or a new name")
+        if remote and remote.exists(name):
+            _fail(f"--name {name}: {remote.display(name)} already exists; rule: use --resume "
+                  "to continue it, or a new name")
     if storage:
         _check_storage(storage)
     try:
@@ -146,7 +156,19 @@ def prepare(args: argparse.Namespace):
         _check_model_builds(space, splits)
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
-    return space, splits, name, experiment_dir, storage
+    return space, splits, name, experiment_dir, storage, remote
+
+
+def _remote_trials_dir(trials_dir: str) -> RemoteTrialsDir | None:
+    """``--trials-dir`` as object storage (checked reachable), or None for a local path."""
+    if not is_uri(trials_dir):
+        return None
+    try:
+        remote = RemoteTrialsDir.parse(trials_dir)
+        remote.check()
+    except TrialsDirError as exc:
+        _fail(str(exc))
+    return remote
 
 
 def _alias_space_module(space, original: Path) -> None:
@@ -294,8 +316,12 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
             print(f"  trial {row['search_trial']:>3}: search {row['search_value']:.4f} -> final "
                   f"{_num(row['final_value'])} (test {_num(row['final_test_acc'])})")
     rel = _display_path(experiment_dir)
-    print(f"Everything is in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, "
-          "tensorboard/, checkpoints)")
+    if summary.get("trials_storage"):
+        print(f"Trials and checkpoints are in {summary['trials_storage']}/; the driver's files "
+              f"in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, tensorboard/)")
+    else:
+        print(f"Everything is in {rel}/ (summary.json, curves.csv, trials.json, optuna.db, "
+              "tensorboard/, checkpoints)")
     print(f"  TensorBoard:      tensorboard --logdir {rel}/tensorboard --host 127.0.0.1")
     storage = summary["study"]["storage"]
     url = storage if not storage.startswith("sqlite") else f"sqlite:///{rel}/optuna.db"
@@ -332,7 +358,7 @@ def _display_path(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    space, (splits, full_splits), name, experiment_dir, storage = prepare(args)
+    space, (splits, full_splits), name, experiment_dir, storage, remote = prepare(args)
 
     from . import tuner
     from .console import ProgressPrinter
@@ -345,21 +371,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tuner.init_ray(args.address)
         tuner.check_resources(spec)
-        tuner.check_trials_dir_is_shared(experiment_dir.parent)
+        if remote is None:
+            tuner.check_trials_dir_is_shared(experiment_dir.parent)
     except tuner.ResourceError as exc:
         tuner.shutdown()
         _fail(str(exc))
     if not args.resume:
         write_experiment_files(space, name, experiment_dir, args, storage)
+        if remote:
+            remote.upload(experiment_dir, name)
     printer = ProgressPrinter(spec.metric)
     try:
         outcome = tuner.run_search(space, splits, experiment_dir, name, printer,
-                                   resume=args.resume, storage_url=storage)
-        final = (tuner.run_final_stage(space, full_splits, outcome, experiment_dir, printer)
+                                   resume=args.resume, storage_url=storage, remote=remote)
+        final = (tuner.run_final_stage(space, full_splits, outcome, experiment_dir, printer,
+                                       remote=remote)
                  if space.spec.final_top_k else None)
     except KeyboardInterrupt:
+        if remote:
+            remote.upload(experiment_dir, name)
+        trials_arg = args.trials_dir if remote else _display_path(experiment_dir.parent)
         print(f"\nInterrupted. Continue with: python -m tune_nas.launch --name {name} "
-              f"--trials-dir {_display_path(experiment_dir.parent)} --resume", file=sys.stderr)
+              f"--trials-dir '{trials_arg}' --resume", file=sys.stderr)
         return 130
     finally:
         # Ray's shutdown mostly waits for its processes to exit: meanwhile the fidelity
@@ -374,11 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     from .bookkeeping import write_json
 
     summary = build_summary(outcome, space, name, experiment_dir, time.monotonic() - started, splits)
+    if remote:
+        summary["trials_storage"] = remote.display(name)
     if final is not None:
         summary["final_stage"] = final
     write_json(experiment_dir / SUMMARY_FILE, summary)
     print_report(summary, experiment_dir)
     _fidelity(experiment_dir)
+    if remote:
+        count = remote.upload(experiment_dir, name)
+        print(f"  Mirrored:         {count} files to {remote.display(name)}/")
     finished = summary["counts"].get("COMPLETE", 0) + summary["counts"].get("PRUNED", 0)
     return 0 if finished else 1
 

@@ -22,6 +22,7 @@ from .console import ProgressPrinter
 from .data import ArraySplits
 from .spaces import SearchSpace
 from .training_config import TrialSetup
+from .trials_storage import RemoteTrialsDir, ThrottledUpload
 
 # Ray's own per-trial CSV/JSON/TensorBoard loggers would duplicate bookkeeping.py's files.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -212,7 +213,7 @@ class TrialEvents(tune.Callback):
             return
         self._started(trial)
         last = trial.last_result or {}
-        checkpoint = trial.checkpoint.path if trial.checkpoint else None
+        checkpoint = checkpoint_location(trial)
         value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
         record = self.bookkeeper.trials[trial.trial_id]
         self.searcher.finish(trial.trial_id, state, value, {
@@ -263,6 +264,32 @@ def _trainable(spec, splits: ArraySplits, max_epochs: int):
                        gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
     return tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
                                {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+
+
+def checkpoint_location(trial) -> str | None:
+    """A trial's last checkpoint: a local path, or a URI (``s3://bucket/...``) on object storage."""
+    checkpoint = trial.checkpoint
+    if checkpoint is None:
+        return None
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
+
+
+class MirrorUpload(tune.Callback):
+    """With the trials directory on object storage: copy the driver's files there as trials
+    end (throttled) and when the experiment ends."""
+
+    def __init__(self, upload: ThrottledUpload) -> None:
+        self.upload = upload
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.upload()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.upload()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.upload(force=True)
 
 
 def trial_dirname(trial) -> str:
@@ -355,8 +382,9 @@ def concurrent_slots(spec) -> int:
 
 def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
                printer: ProgressPrinter, resume: bool = False,
-               storage_url: str | None = None) -> SearchOutcome:
-    """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``."""
+               storage_url: str | None = None, remote: RemoteTrialsDir | None = None) -> SearchOutcome:
+    """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``
+    (Ray's trials in ``remote`` instead when the trials directory is object storage)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -374,12 +402,15 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         # nothing to sample (e.g. retraining one configuration): every trial gets the constants
         define_by_run, param_space = ConstantSpace(param_space), {}
     if resume:
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable,
-                                   resume_unfinished=True, resume_errored=False,
-                                   param_space=param_space or None)
+        tuner = tune.Tuner.restore(remote.experiment_path(name) if remote else str(experiment_dir),
+                                   trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, param_space=param_space or None,
+                                   storage_filesystem=remote.filesystem if remote else None)
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
+        for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
+            mirror.upload.local_dir = experiment_dir  # this machine's mirror
         return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
@@ -403,6 +434,9 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         scheduler = FIFOScheduler()
     bookkeeper = Bookkeeper(experiment_dir, spec.metric, spec.mode, spec.max_epochs)
     events = TrialEvents(bookkeeper, searcher, printer)
+    callbacks: list[tune.Callback] = [events]
+    if remote:
+        callbacks.append(MirrorUpload(ThrottledUpload(remote, experiment_dir, name)))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -412,7 +446,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             time_budget_s=spec.time_budget_s or None,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(experiment_dir.parent), callbacks=[events], verbose=0,
+            name=name, storage_path=remote.path if remote else str(experiment_dir.parent),
+            storage_filesystem=remote.filesystem if remote else None, callbacks=callbacks, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
@@ -446,7 +481,7 @@ class FinalStageEvents(tune.Callback):
     def _ended(self, trial, state: str, reason: str | None) -> None:
         self._started(trial)
         record = self.bookkeeper.trial_ended(
-            trial.trial_id, state, reason, trial.checkpoint.path if trial.checkpoint else None)
+            trial.trial_id, state, reason, checkpoint_location(trial))
         self.printer.trial_ended(record, self.bookkeeper)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -458,7 +493,8 @@ class FinalStageEvents(tune.Callback):
 
 
 def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: SearchOutcome,
-                    experiment_dir: Path, printer: ProgressPrinter) -> dict[str, Any]:
+                    experiment_dir: Path, printer: ProgressPrinter,
+                    remote: RemoteTrialsDir | None = None) -> dict[str, Any]:
     """Retrain the search's top-k configurations at full fidelity (all data, native size,
     ``final_max_epochs``), each as a trial of its own under ``<experiment>/final/``, record
     them in the study ``<name>-final``, and measure whether the proxy ranked them well."""
@@ -488,7 +524,9 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
                                     trial_dirname_creator=trial_dirname,
                                     trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=FINAL_DIR, storage_path=str(experiment_dir), verbose=0,
+            name=FINAL_DIR, verbose=0,
+            storage_path=remote.experiment_path(search.study_name) if remote else str(experiment_dir),
+            storage_filesystem=remote.filesystem if remote else None,
             callbacks=[FinalStageEvents(keeper, printer)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)))

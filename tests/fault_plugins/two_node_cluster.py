@@ -13,8 +13,9 @@ both nodes (1 CPU each) are up, then reads commands from stdin, one per line:
 
 Both nodes listen on the address Ray itself picks for this machine (as ``ray start`` does):
 a driver given ``--address`` rewrites a loopback address to that one, so a cluster bound to
-127.0.0.1 alone would be unreachable for it. Ray writes under ``$RAY_TMPDIR`` (the test gives it a private one), so the cluster's address
-file never redirects anybody else's ``ray.init()``.
+127.0.0.1 alone would be unreachable for it. Ray writes under ``$RAY_TMPDIR`` (the test
+gives it a private one), so the cluster's address file never redirects anybody else's
+``ray.init()``.
 """
 
 from __future__ import annotations
