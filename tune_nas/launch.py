@@ -368,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tune_nas: {'resuming' if args.resume else 'starting'} {name}: {spec.num_samples} "
           f"trials of {spec.model} on {splits.describe()}; ≤{spec.max_epochs} epochs each, "
           f"{spec.scheduler.upper()} on {spec.metric} ({spec.mode})", flush=True)
+    # Ray's start is mostly waiting for its processes: meanwhile the study's database layer
+    # is imported (what opening optuna.db costs), off the path to the first trial.
+    from .study_storage import warm_up
+
+    warming = threading.Thread(target=warm_up, name="warm-up-study-storage", daemon=True)
+    warming.start()
     try:
         tuner.init_ray(args.address)
         tuner.check_resources(spec)
@@ -381,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         if remote:
             remote.upload(experiment_dir, name)
     printer = ProgressPrinter(spec.metric)
+    warming.join()
     try:
         outcome = tuner.run_search(space, splits, experiment_dir, name, printer,
                                    resume=args.resume, storage_url=storage, remote=remote)
