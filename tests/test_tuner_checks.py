@@ -74,3 +74,30 @@ def test_a_trial_error_that_cannot_be_read_is_reported_not_hidden():
 
     assert "error file could not be read (FileNotFoundError" in tuner._error_reason(Unreadable())
     assert tuner._error_reason(Raised()) == "ValueError: width must be positive"
+
+
+def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
+    """After a driver restart Ray re-runs trials that ended after its last snapshot (minutes
+    old on object storage); their results must not reach the finished Optuna trial."""
+    import optuna
+    from ray import tune
+
+    from tune_nas.tuner import RecordingOptunaSearch
+
+    storage = optuna.storages.InMemoryStorage()
+    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
+                                     mode="max", study_name="s", storage=storage,
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    config = searcher.suggest("ray-a")
+    searcher.on_trial_result("ray-a", {"val/acc": 0.5, "epoch": 1})
+    assert searcher.finish("ray-a", "PRUNED", None, {"epochs": 1}) == config["trial_number"]
+    # what a restored searcher looks like: it knows the trial, not that it was told
+    searcher._completed_trials.discard("ray-a")
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # what a re-run hit before
+        searcher.on_trial_result("ray-a", {"val/acc": 0.9, "epoch": 2})
+    assert searcher.skip_told() == [config["trial_number"]]
+    searcher.on_trial_result("ray-a", {"val/acc": 0.9, "epoch": 2})  # the re-run: ignored
+    assert searcher.finish("ray-a", "COMPLETE", 0.9, {"epochs": 3}) is None
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.state.name == "PRUNED" and trial.intermediate_values == {1: 0.5}
+    assert trial.user_attrs["epochs"] == 1

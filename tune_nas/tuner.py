@@ -96,6 +96,22 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
 
+    def skip_told(self) -> list[int]:
+        """After a driver restart: trials the study was told the end of after Ray's last
+        experiment snapshot are re-run by Ray (its state says RUNNING; on object storage that
+        snapshot is minutes old). What the study was told first stands: the re-run's results
+        are not reported to the finished Optuna trial. Returns their numbers."""
+        study = getattr(self, "_ot_study", None)
+        if study is None:
+            return []
+        told = []
+        for trial_id, ot_trial in self._ot_trials.items():
+            if trial_id not in self._completed_trials and \
+                    study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+                self._completed_trials.add(trial_id)
+                told.append(ot_trial.number)
+        return told
+
     def fail_orphans(self) -> list[int]:
         """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
         are unknown to the restored searcher (its state is saved in the same snapshot as
@@ -188,6 +204,7 @@ class TrialEvents(tune.Callback):
     def on_step_begin(self, iteration, trials, **info) -> None:
         if not getattr(self, "orphans_checked", False):
             self.orphans_checked = True
+            self.searcher.skip_told()
             self.searcher.fail_orphans()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
