@@ -202,6 +202,13 @@ class Bookkeeper:
     def trials_path(self) -> Path:
         return self.dir / "trials.json"
 
+    @property
+    def journal_path(self) -> Path:
+        """Curve rows received since curves.csv was last written, one JSON line each (so that a
+        driver killed mid-trial loses no epoch a trial reported: a resumed trial continues
+        from its checkpoint, maybe epochs later)."""
+        return self.dir / "curves.journal.jsonl"
+
     def load_existing(self) -> None:
         """On resume: keep the trials and curve rows an earlier run of this experiment wrote."""
         if self.trials_path.exists():
@@ -213,6 +220,16 @@ class Bookkeeper:
             with self.curves_path.open(newline="") as f:
                 for row in csv.DictReader(f):
                     self.curves[(row["trial_id"], int(row["epoch"]))] = row
+        if self.journal_path.exists():
+            lines = self.journal_path.read_text().splitlines()
+            for i, line in enumerate(lines):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    if i == len(lines) - 1:
+                        break  # the line being written when the driver was killed
+                    raise
+                self.curves[(row["trial_id"], int(row["epoch"]))] = row
 
     def trial_started(self, trial_id: str, number: int, config: dict[str, Any]) -> TrialRecord:
         record = self.trials.get(trial_id)
@@ -243,6 +260,9 @@ class Bookkeeper:
         row.update({k: v for k, v in result.items() if k not in _NOT_METRICS and k not in row
                     and isinstance(v, (int, float, str)) and not k.startswith("config/")})
         self.curves[(trial_id, epoch)] = row  # a retried epoch replaces the earlier row
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.journal_path.open("a") as journal:
+            journal.write(json.dumps(row, default=str) + "\n")
 
     def trial_retried(self, trial_id: str) -> None:
         if trial_id in self.trials:
@@ -280,6 +300,7 @@ class Bookkeeper:
         writer.writeheader()
         writer.writerows(rows)
         _atomic_write(self.curves_path, buf.getvalue())
+        self.journal_path.unlink(missing_ok=True)  # every row it held is in curves.csv now
 
     def best(self) -> TrialRecord | None:
         """The best COMPLETE trial by its final metric (the study's best), else None."""

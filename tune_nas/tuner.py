@@ -227,6 +227,12 @@ class TrialEvents(tune.Callback):
     def _ended(self, trial, state: str, reason: str | None) -> None:
         if trial.trial_id in getattr(self, "ended_before", ()):
             self.searcher._completed_trials.add(trial.trial_id)
+            record, location = self.bookkeeper.trials.get(trial.trial_id), checkpoint_location(trial)
+            if record is not None and location and location != record.checkpoint:
+                # the re-run replaced the checkpoint recorded first (Ray keeps one per trial):
+                # point at the one that exists (the study's attribute keeps what it was told)
+                record.checkpoint = location
+                self.bookkeeper.write_trials()
             return
         self._started(trial)
         last = trial.last_result or {}
