@@ -116,3 +116,22 @@ def test_epoch_totals_equal_torchmetrics_mean_loss_and_micro_accuracy():
     assert math.isnan(totals.compute()[0].item())
     totals.reset()
     assert all(math.isnan(v) for v in totals.compute().tolist())  # nothing seen: NaN, not 0
+
+
+@pytest.mark.parametrize("before, after", [(None, "None"), ("1", "1")])
+def test_trials_keep_the_users_nvml_cuda_check_setting(before, after):
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 on import, which makes every optimizer
+    step reload NVML on a GPU-less machine; the trial module puts the user's setting back."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
+    if before is not None:
+        env["PYTORCH_NVML_BASED_CUDA_CHECK"] = before
+    code = ("import os, tune_nas.trainable\n"
+            "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [after]
