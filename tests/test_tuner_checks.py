@@ -44,6 +44,7 @@ def test_filesystem_type_reads_the_mount_table():
 
 def test_gpu_trials_on_a_cluster_without_gpus_are_refused(monkeypatch):
     monkeypatch.setattr(tuner.ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(tuner, "autoscaling_limits", dict)
     with pytest.raises(tuner.ResourceError, match="--gpus-per-trial 1.*0 GPU"):
         tuner.check_resources(ExperimentSpec(gpus_per_trial=1))
     with pytest.raises(tuner.ResourceError, match="--cpus-per-trial 16"):
@@ -101,3 +102,30 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state.name == "PRUNED" and trial.intermediate_values == {1: 0.5}
     assert trial.user_attrs["epochs"] == 1
+
+
+def test_gpu_workers_an_autoscaler_may_still_add_count():
+    """An autoscaling cluster with no GPU worker up yet takes GPU trials (they wait for the
+    worker) when its autoscaler reports GPU node groups to Ray; without that, they are refused."""
+    import ray
+    from ray.core.generated import autoscaler_pb2
+    from ray.experimental.internal_kv import _internal_kv_put
+
+    spec = ExperimentSpec(gpus_per_trial=1, cpus_per_trial=4)
+    tuner.init_ray(None, num_cpus=1)
+    try:
+        with pytest.raises(tuner.ResourceError, match="--gpus-per-trial 1: the Ray cluster has 0 GPU"):
+            tuner.check_resources(spec)
+        config = autoscaler_pb2.ClusterConfig(node_group_configs=[
+            autoscaler_pb2.NodeGroupConfig(name="head", resources={"CPU": 1}, max_count=1),
+            autoscaler_pb2.NodeGroupConfig(name="gpu", resources={"CPU": 8, "GPU": 1}, max_count=2)])
+        _internal_kv_put(ray._raylet.GCS_AUTOSCALER_CLUSTER_CONFIG_KEY.encode(),
+                         config.SerializeToString(),
+                         namespace=ray._raylet.GCS_AUTOSCALER_STATE_NAMESPACE.encode())
+        assert tuner.autoscaling_limits() == {"CPU": 17.0, "GPU": 2.0}
+        tuner.check_resources(spec)  # accepted: up to 2 GPU workers may come
+        too_many = r"--gpus-per-trial 3: the Ray cluster has 2 GPU\(s\) \(counting what its autoscaler may add\)"
+        with pytest.raises(tuner.ResourceError, match=too_many):
+            tuner.check_resources(ExperimentSpec(gpus_per_trial=3))
+    finally:
+        tuner.shutdown()

@@ -379,16 +379,30 @@ def check_trials_dir_is_shared(trials_dir: Path) -> None:
             "the head)")
 
 
+def autoscaling_limits() -> dict[str, float]:
+    """The most of each resource the cluster's autoscaler may bring up, as it reports its node
+    groups to Ray (autoscaler v2, KubeRay); empty where none is reported (a fixed cluster, a
+    local Ray, the v1 autoscaler). Read through the call Ray Train uses for the same check."""
+    from ray._private import state
+
+    read = getattr(state.state, "get_max_resources_from_cluster_config", None)
+    return {k: float(v) for k, v in ((read() if read else None) or {}).items()}
+
+
 def check_resources(spec) -> dict[str, float]:
-    """Refuse trials the cluster can never place (more CPUs/GPUs per trial than any total)."""
+    """Refuse trials the cluster can never place (more CPUs/GPUs per trial than any total,
+    counting what its autoscaler may still add: GPU workers that are not up yet)."""
     total = ray.cluster_resources()
-    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    limits = autoscaling_limits()
+    cpus = max(total.get("CPU", 0.0), limits.get("CPU", 0.0))
+    gpus = max(total.get("GPU", 0.0), limits.get("GPU", 0.0))
+    scaling = " (counting what its autoscaler may add)" if limits else ""
     if spec.gpus_per_trial > 0 and gpus < spec.gpus_per_trial:
         raise ResourceError(f"--gpus-per-trial {spec.gpus_per_trial}: the Ray cluster has "
-                            f"{gpus:g} GPU(s); rule: at most the cluster's GPUs (0 for CPU)")
+                            f"{gpus:g} GPU(s){scaling}; rule: at most the cluster's GPUs (0 for CPU)")
     if spec.cpus_per_trial > cpus:
         raise ResourceError(f"--cpus-per-trial {spec.cpus_per_trial}: the Ray cluster has "
-                            f"{cpus:g} CPU(s); rule: at most the cluster's CPUs")
+                            f"{cpus:g} CPU(s){scaling}; rule: at most the cluster's CPUs")
     return total
 
 
