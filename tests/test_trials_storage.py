@@ -104,6 +104,14 @@ def test_the_mirror_carries_the_drivers_files_and_never_rays(tmp_path, s3_endpoi
     got = {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*") if p.is_file()}
     assert got == driver_files
     assert remote.display("exp") == f"s3://{BUCKET}/mirror/exp"  # no endpoint in reports
+    # later uploads send only what changed since (a long search's event files are not resent)
+    assert remote.upload(local, "exp") == 0
+    (local / "optuna.db").write_bytes(b"sqlite, one more trial")
+    assert remote.upload(local, "exp") == 1
+    assert remote_files(s3_endpoint, "mirror")["exp/optuna.db"] == len(b"sqlite, one more trial")
+    import pickle
+
+    assert pickle.loads(pickle.dumps(remote)).uploaded == {}  # another process uploads all once
 
 
 def test_bad_trials_dir_uris_exit_2_before_anything_runs(tmp_path, s3_endpoint):

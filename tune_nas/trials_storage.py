@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,6 +49,12 @@ class RemoteTrialsDir:
     uri: str
     filesystem: object  # pyarrow.fs.FileSystem
     path: str
+    #: (size, mtime) of each local file as last uploaded by this process: unchanged files
+    #: (most TensorBoard event files of a long search) are not sent again
+    uploaded: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "uploaded": {}}  # another process re-uploads once
 
     @classmethod
     def parse(cls, uri: str) -> RemoteTrialsDir:
@@ -112,9 +118,10 @@ class RemoteTrialsDir:
         return info.type != FileType.NotFound
 
     def upload(self, local_dir: Path, name: str) -> int:
-        """Copy the driver's files of experiment ``name`` to the storage; returns how many."""
+        """Copy the driver's files of experiment ``name`` that changed since this process last
+        uploaded them to the storage; returns how many were copied."""
         return _copy_tree(_local_fs(), str(local_dir.resolve()), self.filesystem,
-                          self.experiment_path(name))
+                          self.experiment_path(name), skip_unchanged=self.uploaded)
 
     def download(self, name: str, local_dir: Path) -> int:
         """Fetch the driver's files of experiment ``name`` (not Ray's own)."""
@@ -136,8 +143,11 @@ class ThrottledUpload:
             self.last = time.monotonic()
 
 
-def _copy_tree(src_fs, src: str, dst_fs, dst: str) -> int:
-    """Copy the files under ``src`` to ``dst``, skipping what Ray writes (:data:`RAY_OWN`)."""
+def _copy_tree(src_fs, src: str, dst_fs, dst: str,
+               skip_unchanged: dict[str, tuple[int, int]] | None = None) -> int:
+    """Copy the files under ``src`` to ``dst``, skipping what Ray writes (:data:`RAY_OWN`) and,
+    with ``skip_unchanged`` (path → (size, mtime) copied before; updated here), files whose
+    size and modification time are those already copied."""
     from pyarrow.fs import FileSelector, FileType
 
     selector = FileSelector(src, recursive=True, allow_not_found=True)
@@ -146,12 +156,17 @@ def _copy_tree(src_fs, src: str, dst_fs, dst: str) -> int:
         relative = info.path[len(src.rstrip("/")) + 1:]
         if info.type != FileType.File or any(RAY_OWN.fullmatch(part) for part in relative.split("/")):
             continue
+        stamp = (info.size, info.mtime_ns or 0)
+        if skip_unchanged is not None and skip_unchanged.get(info.path) == stamp:
+            continue
         target = f"{dst}/{relative}"
         dst_fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         with src_fs.open_input_stream(info.path) as reader, \
                 dst_fs.open_output_stream(target) as writer:
             while chunk := reader.read(1 << 20):
                 writer.write(chunk)
+        if skip_unchanged is not None:
+            skip_unchanged[info.path] = stamp  # only once it is there
         copied += 1
     return copied
 
