@@ -24,8 +24,10 @@ def test_epochs_reported_before_a_kill_are_kept_for_the_resumed_run(tmp_path):
     resumed = Bookkeeper(tmp_path, "val/acc", "max", max_epochs=3)
     resumed.load_existing()
     assert sorted(resumed.curves) == [("done", 1), ("running", 1), ("running", 2)]
+    # the trial starts again with what it had reported (Ray may stop it before it reports)
+    record = resumed.trial_started("running", 1, {"lr": 0.2, "trial_number": 1})
+    assert (record.epochs, record.last["val/acc"], record.best_val) == (2, 0.7, 0.7)
     # Ray resumes "running" from its epoch-1 checkpoint: epoch 2 again, then 3
-    resumed.trial_started("running", 1, {"lr": 0.2, "trial_number": 1})
     resumed.trial_result("running", _result(2, 0.71))
     resumed.trial_result("running", _result(3, 0.8))
     resumed.trial_ended("running", "COMPLETE")

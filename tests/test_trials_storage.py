@@ -169,12 +169,18 @@ def test_a_search_on_object_storage_survives_a_killed_driver_and_a_lost_mirror(t
         for name in ("experiment.json", "optuna.db", "curves.csv", "trials.json", "summary.json"):
             assert f"s3run/{name}" in listed, name
         assert not any(k.startswith("trial_") for k in os.listdir(exp))  # trials live in the bucket
-        # the mirror is lost (a new head node): --resume fetches it and finds nothing to redo
+        # the mirror is lost (a new head node, another working directory): --resume fetches it
+        # there, opens the study there (not at the path Ray's saved searcher was created
+        # with, which is gone) and finds nothing to redo
         first = json.loads((exp / "summary.json").read_text())
         shutil.rmtree(tmp_path / "trials")
-        proc = launch("--name", "s3run", "--trials-dir", trials_dir, "--resume", env=env, cwd=tmp_path)
+        new_head = tmp_path / "new_head"
+        new_head.mkdir()
+        proc = launch("--name", "s3run", "--trials-dir", trials_dir, "--resume", env=env, cwd=new_head)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        exp = new_head / "trials" / "s3run"
         again = assert_nothing_lost(exp, num_samples, allow_orphans=True)
+        assert not (tmp_path / "trials").exists()  # nothing recreated at the old place
         assert again["counts"] == first["counts"]
         assert {t["trial_id"] for t in again["trials"]} == {t["trial_id"] for t in first["trials"]}
         # and a new search elsewhere (no local mirror there) may not take the name

@@ -177,6 +177,16 @@ def _session_end_summary(state: str):
     return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=meta)])
 
 
+def _number(value: Any) -> Any:
+    """A curve cell as read back from curves.csv ("0.93", "12", "") as a number when it is one."""
+    if isinstance(value, str):
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return value
+    return value
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -238,7 +248,23 @@ class Bookkeeper:
                                  config.get("trial_run") or run_name(number, config))
             self.trials[trial_id] = record
             self.tensorboard.start(record.run, config, number)
+            self._resume_record(record)
         return record
+
+    def _resume_record(self, record: TrialRecord) -> None:
+        """A trial that was running when the driver stopped starts again with the epochs it
+        reported then (Ray may resume it from a checkpoint and stop it before it reports)."""
+        rows = sorted((row for (tid, _), row in self.curves.items() if tid == record.trial_id),
+                      key=lambda row: int(row["epoch"]))
+        for row in rows:
+            record.epochs = max(record.epochs, int(row["epoch"]))
+            record.last = {k: _number(v) for k, v in row.items() if k not in CURVE_KEY_COLUMNS}
+            record.last["epoch"] = int(row["epoch"])
+            value = record.last.get(self.metric)
+            if isinstance(value, float) and math.isfinite(value) and (
+                    record.best_val is None
+                    or (value > record.best_val if self.mode == "max" else value < record.best_val)):
+                record.best_val = value
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         record = self.trials[trial_id]

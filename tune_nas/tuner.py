@@ -73,6 +73,52 @@ class RecordingOptunaSearch(OptunaSearch):
     The final ``tell`` is made by :class:`TrialEvents`, which sees the whole Ray trial.
     """
 
+    #: Where the study lives now; set by the tuner on every run, fresh or resumed. The pickled
+    #: searcher (Ray's tuner.pkl and searcher-state-*.pkl) holds only the study's name and its
+    #: trials' ids, never a storage: an experiment that moved since (another disk, a renamed
+    #: folder, a new head node) resumes with its own optuna.db, not a path that is gone.
+    storage_url: str | None = None
+
+    def _detached(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if state.get("_ot_study") is not None:
+            state["_ot_trial_ids"] = {rid: t._trial_id for rid, t in state["_ot_trials"].items()}
+            state.update(_ot_study=None, _ot_trials={}, _storage=None)
+        return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._detached()
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self._detached(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        url = self.storage_url  # this run's, not the one saved with the state
+        super().restore(checkpoint_path)
+        self.attach(url)
+
+    def attach(self, storage_url: str | None = None) -> None:
+        """Open the study (at ``storage_url``, else :attr:`storage_url`) for a searcher that
+        was unpickled; a searcher that holds its study already is left as it is."""
+        import optuna
+
+        from .study_storage import open_storage
+
+        if storage_url:
+            self.storage_url = storage_url
+        ids = self.__dict__.pop("_ot_trial_ids", None)
+        if ids is None:
+            return
+        if not self.storage_url:
+            raise RuntimeError("the restored Optuna searcher was given no study storage")
+        self._storage = open_storage(self.storage_url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                           sampler=self._sampler, pruner=optuna.pruners.NopPruner())
+        self._ot_trials = {rid: optuna.trial.Trial(self._ot_study, tid) for rid, tid in ids.items()}
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
         if config is None:
@@ -204,6 +250,7 @@ class TrialEvents(tune.Callback):
     def on_step_begin(self, iteration, trials, **info) -> None:
         if not getattr(self, "orphans_checked", False):
             self.orphans_checked = True
+            self.searcher.attach()  # no searcher state was saved before the driver stopped
             self.searcher.skip_told()
             self.searcher.fail_orphans()
 
@@ -446,6 +493,10 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
+        # the paths saved with the callbacks are the first run's; the experiment's files may
+        # be elsewhere now (a new head node fetching its mirror into another directory)
+        events.bookkeeper = Bookkeeper(experiment_dir, spec.metric, spec.mode, spec.max_epochs)
+        events.searcher.storage_url = storage_url
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
             mirror.upload.local_dir = experiment_dir  # this machine's mirror
         return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
@@ -456,6 +507,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     searcher = RecordingOptunaSearch(space=define_by_run, metric=spec.metric,
                                      mode=spec.mode, sampler=sampler, study_name=name,
                                      storage=storage)
+    searcher.storage_url = storage_url
     if spec.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="epoch", metric=spec.metric, mode=spec.mode,
                                   max_t=spec.max_epochs, grace_period=spec.grace_period,
