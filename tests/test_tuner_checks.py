@@ -129,3 +129,42 @@ def test_gpu_workers_an_autoscaler_may_still_add_count():
             tuner.check_resources(ExperimentSpec(gpus_per_trial=3))
     finally:
         tuner.shutdown()
+
+
+def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_now(tmp_path):
+    """Ray pickles the searcher (tuner.pkl, searcher-state-*.pkl); with the study's SQLite
+    path inside, a resume from another directory would open a file that is gone."""
+    import pickle
+    import shutil
+
+    import optuna
+    from ray import tune
+
+    from tune_nas.study_storage import open_storage
+    from tune_nas.tuner import RecordingOptunaSearch
+
+    first = tmp_path / "first" / "optuna.db"
+    first.parent.mkdir()
+    url = f"sqlite:///{first}"
+    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
+                                     mode="max", study_name="s", storage=open_storage(url),
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.storage_url = url
+    done, running = searcher.suggest("ray-a"), searcher.suggest("ray-b")
+    searcher.finish("ray-a", "COMPLETE", 0.9, {"epochs": 3})
+    saved = pickle.dumps(searcher)
+    assert str(first).encode() not in saved  # only the study's name and trial ids
+
+    moved = tmp_path / "elsewhere" / "optuna.db"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    shutil.rmtree(first.parent)
+    restored = pickle.loads(saved)
+    restored.attach(f"sqlite:///{moved}")
+    restored.on_trial_result("ray-b", {"val/acc": 0.5, "epoch": 1})
+    restored.finish("ray-b", "PRUNED", None, {"epochs": 1})
+    trials = {t.number: t for t in optuna.load_study(study_name="s", storage=f"sqlite:///{moved}").trials}
+    assert trials[done["trial_number"]].state.name == "COMPLETE"
+    assert trials[running["trial_number"]].state.name == "PRUNED"
+    assert trials[running["trial_number"]].intermediate_values == {1: 0.5}
+    assert not first.parent.exists()  # nothing recreated at the old place

@@ -84,6 +84,7 @@ class RecordingOptunaSearch(OptunaSearch):
         if state.get("_ot_study") is not None:
             state["_ot_trial_ids"] = {rid: t._trial_id for rid, t in state["_ot_trials"].items()}
             state.update(_ot_study=None, _ot_trials={}, _storage=None)
+        state["storage_url"] = None  # given anew by every run
         return state
 
     def __getstate__(self) -> dict[str, Any]:
