@@ -203,6 +203,8 @@ class Bookkeeper:
         self.tensorboard = TensorBoardRuns(Path(tensorboard_dir or self.dir / "tensorboard"), metric)
         self.trials: dict[str, TrialRecord] = {}
         self.curves: dict[tuple[str, int], dict[str, Any]] = {}
+        #: on resume: the rows of trials that were running when the driver stopped, by trial
+        self._unfinished_rows: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def curves_path(self) -> Path:
@@ -240,6 +242,9 @@ class Bookkeeper:
                         break  # the line being written when the driver was killed
                     raise
                 self.curves[(row["trial_id"], int(row["epoch"]))] = row
+        for (trial_id, _), row in sorted(self.curves.items(), key=lambda item: item[0][1]):
+            if trial_id not in self.trials:
+                self._unfinished_rows.setdefault(trial_id, []).append(row)
 
     def trial_started(self, trial_id: str, number: int, config: dict[str, Any]) -> TrialRecord:
         record = self.trials.get(trial_id)
@@ -254,17 +259,18 @@ class Bookkeeper:
     def _resume_record(self, record: TrialRecord) -> None:
         """A trial that was running when the driver stopped starts again with the epochs it
         reported then (Ray may resume it from a checkpoint and stop it before it reports)."""
-        rows = sorted((row for (tid, _), row in self.curves.items() if tid == record.trial_id),
-                      key=lambda row: int(row["epoch"]))
-        for row in rows:
+        for row in self._unfinished_rows.pop(record.trial_id, []):
             record.epochs = max(record.epochs, int(row["epoch"]))
             record.last = {k: _number(v) for k, v in row.items() if k not in CURVE_KEY_COLUMNS}
             record.last["epoch"] = int(row["epoch"])
-            value = record.last.get(self.metric)
-            if isinstance(value, float) and math.isfinite(value) and (
-                    record.best_val is None
-                    or (value > record.best_val if self.mode == "max" else value < record.best_val)):
-                record.best_val = value
+            self._offer_best(record, record.last.get(self.metric))
+
+    def _offer_best(self, record: TrialRecord, value: Any) -> None:
+        """Keep ``value`` as the record's best metric value when it is finite and better."""
+        if isinstance(value, (int, float)) and math.isfinite(value) and (
+                record.best_val is None
+                or (value > record.best_val if self.mode == "max" else value < record.best_val)):
+            record.best_val = value
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         record = self.trials[trial_id]
@@ -273,11 +279,7 @@ class Bookkeeper:
         epoch = int(result["epoch"])
         record.epochs = max(record.epochs, epoch) if not result.get("error") else record.epochs
         record.last = dict(result)
-        value = result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            better = (record.best_val is None or
-                      (value > record.best_val if self.mode == "max" else value < record.best_val))
-            record.best_val = value if better else record.best_val
+        self._offer_best(record, result.get(self.metric))
         if result.get("error"):
             return
         self.tensorboard.epoch(record.run, result)

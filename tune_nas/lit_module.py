@@ -92,7 +92,6 @@ class TrialModule(pl.LightningModule):
         self.model = model
         self.training_config = training
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
-        self.num_classes = num_classes
         self.train_totals, self.val_totals = EpochTotals(), EpochTotals()
         self._searchable = callable(getattr(model, "arch_parameters", None))
 

@@ -79,15 +79,11 @@ class RemoteTrialsDir:
                                  "scheme://bucket[/prefix]")
         return cls(uri, filesystem, path)
 
-    @property
-    def scheme(self) -> str:
-        return urlsplit(self.uri).scheme
-
     def experiment_path(self, name: str) -> str:
         return f"{self.path}/{name}"
 
     def experiment_uri(self, name: str) -> str:
-        """``<URI>/<name>``, query options kept (for messages and Ray's restore)."""
+        """``<URI>/<name>``, query options kept."""
         parts = urlsplit(self.uri)
         return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 

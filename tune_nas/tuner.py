@@ -337,6 +337,14 @@ def _trainable(spec, splits: ArraySplits, max_epochs: int):
                                {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
 
 
+def _ray_storage(remote: RemoteTrialsDir | None, trials_dir: Path, *names: str) -> dict[str, Any]:
+    """Ray's ``storage_path`` and ``storage_filesystem`` for ``<trials dir>/<names...>``: the
+    object storage when the trials directory is one, else the local directory."""
+    if remote:
+        return {"storage_path": "/".join([remote.path, *names]), "storage_filesystem": remote.filesystem}
+    return {"storage_path": str(trials_dir.joinpath(*names)), "storage_filesystem": None}
+
+
 def checkpoint_location(trial) -> str | None:
     """A trial's last checkpoint: a local path, or a URI (``s3://bucket/...``) on object storage."""
     checkpoint = trial.checkpoint
@@ -487,10 +495,11 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         # nothing to sample (e.g. retraining one configuration): every trial gets the constants
         define_by_run, param_space = ConstantSpace(param_space), {}
     if resume:
-        tuner = tune.Tuner.restore(remote.experiment_path(name) if remote else str(experiment_dir),
-                                   trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False, param_space=param_space or None,
-                                   storage_filesystem=remote.filesystem if remote else None)
+        stored = _ray_storage(remote, experiment_dir.parent, name)
+        tuner = tune.Tuner.restore(stored["storage_path"], trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False,
+                                   param_space=param_space or None,
+                                   storage_filesystem=stored["storage_filesystem"])
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
@@ -536,8 +545,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             time_budget_s=spec.time_budget_s or None,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=name, storage_path=remote.path if remote else str(experiment_dir.parent),
-            storage_filesystem=remote.filesystem if remote else None, callbacks=callbacks, verbose=0,
+            name=name, **_ray_storage(remote, experiment_dir.parent), callbacks=callbacks, verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
@@ -614,9 +622,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
                                     trial_dirname_creator=trial_dirname,
                                     trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=FINAL_DIR, verbose=0,
-            storage_path=remote.experiment_path(search.study_name) if remote else str(experiment_dir),
-            storage_filesystem=remote.filesystem if remote else None,
+            name=FINAL_DIR, verbose=0, **_ray_storage(remote, experiment_dir.parent, experiment_dir.name),
             callbacks=[FinalStageEvents(keeper, printer)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
