@@ -99,3 +99,36 @@ def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["1151", "[]"], out.stdout
+
+
+def test_the_report_is_made_while_ray_stops_and_its_errors_reach_the_caller():
+    """``while_ray_stops`` runs the report beside Ray's shutdown (each waits for the other
+    here, so run one after the other they would time out), returns its result, and re-raises
+    its error after Ray has stopped."""
+    import threading
+
+    from tune_nas.launch import while_ray_stops
+
+    report_started, stopped = threading.Event(), []
+
+    def stop_ray():
+        assert report_started.wait(10), "the report did not run during the shutdown"
+        stopped.append(True)
+
+    def report():
+        report_started.set()
+        return {"counts": {"COMPLETE": 3}}
+
+    assert while_ray_stops(report, stop_ray) == {"counts": {"COMPLETE": 3}}
+    assert stopped == [True]
+
+    report_started.clear()
+
+    def failing_report():
+        report_started.set()
+        raise OSError("disk full")
+
+    stopped.clear()
+    with pytest.raises(OSError, match="disk full"):
+        while_ray_stops(failing_report, stop_ray)
+    assert stopped == [True]  # Ray was stopped all the same

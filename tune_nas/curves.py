@@ -407,14 +407,6 @@ def _atomic_write(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- plots
 
 
-def import_dependencies() -> None:
-    """Import scipy.stats and matplotlib (~2.5 s together), e.g. in a thread while Ray shuts
-    down, so that the report at the end of a search does not wait for them."""
-    import scipy.stats  # noqa: F401
-
-    _pyplot()
-
-
 def _pyplot():
     import matplotlib
 
