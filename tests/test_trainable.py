@@ -135,3 +135,21 @@ def test_trials_keep_the_users_nvml_cuda_check_setting(before, after):
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [after]
+
+
+def test_the_trial_module_keeps_hook_names_plain_and_still_registers_layers():
+    """Lightning's hook name skips nn.Module's attribute checks; parameters and layers set
+    on the module later are still registered (and so trained and checkpointed)."""
+    from tune_nas.lit_module import TrialModule
+    from tune_nas.training_config import TrainingConfig
+
+    module = TrialModule(torch.nn.Linear(4, 2), TrainingConfig(), 2, steps_per_epoch=1,
+                         max_epochs=1)
+    module._current_fx_name = "training_step"
+    assert module._current_fx_name == "training_step"
+    assert "_current_fx_name" not in module._parameters and "_current_fx_name" not in module._modules
+    module.head = torch.nn.Linear(2, 2)
+    module.scale = torch.nn.Parameter(torch.ones(1))
+    names = {n for n, _ in module.named_parameters()}
+    assert {"head.weight", "scale", "model.weight"} <= names
+    assert "head.weight" in module.state_dict()

@@ -95,6 +95,16 @@ class TrialModule(pl.LightningModule):
         self.train_totals, self.val_totals = EpochTotals(), EpochTotals()
         self._searchable = callable(getattr(model, "arch_parameters", None))
 
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning names the running hook in ``_current_fx_name`` around every hook call
+        # (~30 assignments a training step); nn.Module's __setattr__ checks each against the
+        # parameters, buffers and submodules, ~1 % of a small model's step. A hook name is a
+        # plain attribute.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
