@@ -1,3 +1,3 @@
-from .launch import main
+from .launch import exit_now, main
 
-raise SystemExit(main())
+exit_now(main())
