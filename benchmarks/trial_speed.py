@@ -46,10 +46,6 @@ sys.path.insert(0, str(REPO))
 def docs_style_search(trials: int, epochs: int, storage: str) -> dict:
     """The search as Ray's "Using PyTorch Lightning with Tune" guide writes it."""
     import numpy as np
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     def train_fn(config):
         import lightning.pytorch as pl
@@ -67,6 +63,22 @@ def docs_style_search(trials: int, epochs: int, storage: str) -> dict:
         torch.set_num_threads(1)
         trainer.fit(module, train_loader, val_loader)
 
+    results = _tune_search(train_fn, "docs", trials, storage, max_t=epochs)
+    epoch_s = [float(s) for r in results
+               for s in (r.metrics_dataframe["epoch_s"] if r.metrics_dataframe is not None else [])]
+    return {"train_s": float(np.sum(epoch_s)), "epochs": len(epoch_s), "trials": len(results)}
+
+
+def _tune_search(train_fn, name: str, trials: int, storage: str, reuse_actors: bool | None = None,
+                 **asha) -> list:
+    """The benchmark's search space, TPE and ASHA (``asha``: max_t, time_attr) in Ray Tune
+    with 1 CPU per trial, on a fresh local Ray (``reuse_actors=None``: Tune's default); the
+    results of every trial."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
     space = {"lr": tune.loguniform(1e-3, 3e-2), "width": tune.choice([16, 32, 64]),
              "depth": tune.randint(1, 4), "batch_size": tune.choice([32, 64])}
     ray.init(include_dashboard=False, log_to_driver=False)
@@ -74,16 +86,14 @@ def docs_style_search(trials: int, epochs: int, storage: str) -> dict:
         tune.with_resources(train_fn, {"cpu": 1}),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric="val_acc", mode="max", num_samples=trials,
+            metric="val_acc", mode="max", num_samples=trials, reuse_actors=reuse_actors,
             search_alg=OptunaSearch(seed=0),
-            scheduler=ASHAScheduler(max_t=epochs, grace_period=1, reduction_factor=2)),
-        run_config=tune.RunConfig(name="docs", storage_path=storage, verbose=0),
+            scheduler=ASHAScheduler(grace_period=1, reduction_factor=2, **asha)),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
-    results = tuner.fit()
-    epoch_s = [float(s) for r in results
-               for s in (r.metrics_dataframe["epoch_s"] if r.metrics_dataframe is not None else [])]
+    results = list(tuner.fit())
     ray.shutdown()
-    return {"train_s": float(np.sum(epoch_s)), "epochs": len(epoch_s), "trials": len(results)}
+    return results
 
 
 def floor_search(trials: int, epochs: int, storage: str) -> dict:
@@ -93,10 +103,7 @@ def floor_search(trials: int, epochs: int, storage: str) -> dict:
     reporting its epochs at once. Nobody's search can finish faster than this plus its training."""
     import os
 
-    import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     def train_fn(config):
         import lightning.pytorch  # noqa: F401  (what every Lightning trial's worker imports)
@@ -105,21 +112,8 @@ def floor_search(trials: int, epochs: int, storage: str) -> dict:
             tune.report({"epoch": epoch, "val_acc": config["lr"] * epoch})
 
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(min(trials, os.cpu_count() or 1))
-    space = {"lr": tune.loguniform(1e-3, 3e-2), "width": tune.choice([16, 32, 64]),
-             "depth": tune.randint(1, 4), "batch_size": tune.choice([32, 64])}
-    ray.init(include_dashboard=False, log_to_driver=False)
-    tuner = tune.Tuner(
-        tune.with_resources(train_fn, {"cpu": 1}),
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="val_acc", mode="max", num_samples=trials, reuse_actors=True,
-            search_alg=OptunaSearch(seed=0),
-            scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1,
-                                    reduction_factor=2)),
-        run_config=tune.RunConfig(name="floor", storage_path=storage, verbose=0),
-    )
-    results = tuner.fit()
-    ray.shutdown()
+    results = _tune_search(train_fn, "floor", trials, storage, reuse_actors=True, max_t=epochs,
+                           time_attr="epoch")
     return {"train_s": 0.0, "epochs": sum(len(r.metrics_dataframe) for r in results
                                           if r.metrics_dataframe is not None),
             "trials": len(results)}
