@@ -37,3 +37,25 @@ def test_epochs_reported_before_a_kill_are_kept_for_the_resumed_run(tmp_path):
     assert rows == [("done", 1, 0.5, "PRUNED"), ("running", 1, 0.6, "COMPLETE"),
                     ("running", 2, 0.71, "COMPLETE"), ("running", 3, 0.8, "COMPLETE")]
     assert not resumed.journal_path.exists()  # everything is in curves.csv
+
+
+def test_checkpoints_recorded_before_the_experiment_moved_point_where_it_is_now(tmp_path):
+    import json
+
+    from tune_nas.bookkeeping import Bookkeeper
+
+    old = tmp_path / "old" / "trials" / "exp"
+    exp = tmp_path / "new" / "trials" / "exp"
+    (exp / "trial_000_a" / "checkpoint_000003").mkdir(parents=True)
+    records = [{"trial_id": "a", "number": 0, "config": {}, "run": "000_a", "state": "COMPLETE",
+                "epochs": 3, "checkpoint": str(old / "trial_000_a" / "checkpoint_000003")},
+               {"trial_id": "b", "number": 1, "config": {}, "run": "001_b", "state": "PRUNED",
+                "epochs": 1, "checkpoint": str(old / "trial_001_b" / "checkpoint_000001")},
+               {"trial_id": "c", "number": 2, "config": {}, "run": "002_c", "state": "PRUNED",
+                "epochs": 1, "checkpoint": "s3://bucket/trials/exp/trial_002_c/checkpoint_000001"}]
+    (exp / "trials.json").write_text(json.dumps(records))
+    keeper = Bookkeeper(exp, "val/acc", "max", 3)
+    keeper.load_existing()
+    assert keeper.trials["a"].checkpoint == str(exp / "trial_000_a" / "checkpoint_000003")
+    assert keeper.trials["b"].checkpoint == records[1]["checkpoint"]  # not here either: as recorded
+    assert keeper.trials["c"].checkpoint == records[2]["checkpoint"]  # object storage: as recorded

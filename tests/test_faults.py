@@ -364,6 +364,71 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     assert len(searcher_state["_completed_trials"]) == num_samples
 
 
+@pytest.mark.slow
+def test_ctrl_c_says_how_to_continue_and_the_moved_experiment_resumes_where_it_is(tmp_path, ray_env):
+    """Ray Tune catches Ctrl-C, saves the experiment and returns from ``fit`` as if the search
+    were done: the launcher must not report it finished but say how to continue (exit 130).
+    The trials directory is then moved (a renamed folder, another disk) and resumed there."""
+    num_samples = 6
+    space = write_space(tmp_path / "interrupt_space.py", num_samples=num_samples, max_epochs=3,
+                        scheduler="asha", step_seconds=0.02)
+    first = tmp_path / "first"
+    exp = first / "trials" / "stopped"
+    started = time.monotonic()
+    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", "stopped",
+                                         "--trials-dir", str(first / "trials")),
+                              cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        while _finished(exp) < 2 and driver.poll() is None and time.monotonic() - started < 300:
+            time.sleep(0.1)
+        assert driver.poll() is None, "the search ended before Ctrl-C:\n" + driver.stdout.read()
+        driver.send_signal(signal.SIGINT)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:] + err[-3000:]
+    assert "Interrupted. Continue with: python -m tune_nas.launch --name stopped" in err
+    assert "Best trial" not in out and not (exp / "summary.json").exists()
+    assert _finished(exp) < num_samples
+
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    proc = launch("--name", "stopped", "--trials-dir", str(moved / "trials"), "--resume",
+                  env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert not first.exists(), "the resumed run wrote to the experiment's old place"
+    summary = assert_nothing_lost(moved / "trials" / "stopped", num_samples, allow_orphans=True)
+    for t in summary["trials"]:
+        if t["checkpoint"]:
+            assert t["checkpoint"].startswith(str(moved)), t["checkpoint"]
+
+
+def test_trials_running_when_the_time_budget_ends_are_recorded_as_pruned(tmp_path, ray_env):
+    """Ray stops the search at its time budget and leaves the trials that were running
+    unfinished; they are told to the study as PRUNED with the reason, not left RUNNING."""
+    space = write_space(tmp_path / "budget_space.py", num_samples=8, max_epochs=50,
+                        step_seconds=0.02)
+    exp = tmp_path / "trials" / "budget"
+    proc = launch("--space", str(space), "--name", "budget", "--trials-dir",
+                  str(tmp_path / "trials"), "--time-budget-s", "15", env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    summary = json.loads((exp / "summary.json").read_text())
+    assert "RUNNING" not in summary["counts"], summary["counts"]
+    stopped = [t for t in summary["trials"] if "time budget" in (t.get("reason") or "")]
+    assert stopped, summary["trials"]
+    study = {t.number: t for t in load_study(exp).trials}
+    for t in stopped:
+        assert t["state"] == "PRUNED" and 1 <= t["epochs"] < 50
+        assert study[t["number"]].state.name == "PRUNED"
+    assert "RUNNING" not in {t.state.name for t in study.values()}
+    recorded = {t["number"] for t in summary["trials"]}
+    for number, t in study.items():  # proposed for a trial Ray never started
+        if number not in recorded:
+            assert t.state.name == "FAIL" and t.user_attrs["error"].startswith("never started")
+
+
 # ----------------------------------------------------------- 3: a worker node is removed
 
 

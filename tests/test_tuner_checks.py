@@ -168,3 +168,33 @@ def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_n
     assert trials[running["trial_number"]].state.name == "PRUNED"
     assert trials[running["trial_number"]].intermediate_values == {1: 0.5}
     assert not first.parent.exists()  # nothing recreated at the old place
+
+
+def test_a_searcher_pickled_before_its_study_exists_sets_it_up_where_the_study_is_now(tmp_path):
+    """Ray's tuner.pkl pickles the searcher as the Tuner is built, before the study is set
+    up; an experiment moved since must not reopen (or recreate) the first run's optuna.db."""
+    import pickle
+
+    import optuna
+    from ray import tune
+
+    from tune_nas.study_storage import open_storage
+    from tune_nas.tuner import RecordingOptunaSearch
+
+    first = tmp_path / "first" / "optuna.db"
+    first.parent.mkdir()
+    searcher = RecordingOptunaSearch(metric="val/acc", mode="max", study_name="s",
+                                     storage=open_storage(f"sqlite:///{first}"),
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    saved = pickle.dumps(searcher)
+    assert str(first).encode() not in saved
+
+    (tmp_path / "first").rename(tmp_path / "moved")
+    moved = tmp_path / "moved" / "optuna.db"
+    restored = pickle.loads(saved)
+    restored.storage_url = f"sqlite:///{moved}"
+    assert restored.set_search_properties("val/acc", "max", {"lr": tune.loguniform(1e-3, 1e-1)})
+    config = restored.suggest("ray-a")
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{moved}").trials
+    assert [t.number for t in trials] == [config["trial_number"]]
+    assert not (tmp_path / "first").exists()  # nothing recreated at the old place

@@ -227,6 +227,7 @@ class Bookkeeper:
             for item in json.loads(self.trials_path.read_text()):
                 record = TrialRecord(**item)
                 if record.state != RUNNING:
+                    record.checkpoint = self._moved_here(record.checkpoint)
                     self.trials[record.trial_id] = record
         if self.curves_path.exists():
             with self.curves_path.open(newline="") as f:
@@ -245,6 +246,16 @@ class Bookkeeper:
         for (trial_id, _), row in sorted(self.curves.items(), key=lambda item: item[0][1]):
             if trial_id not in self.trials:
                 self._unfinished_rows.setdefault(trial_id, []).append(row)
+
+    def _moved_here(self, checkpoint: str | None) -> str | None:
+        """A checkpoint recorded where this experiment was before its trials directory was
+        moved or renamed, as the same path where the experiment is now (when it is there)."""
+        marker = f"{os.sep}{self.dir.name}{os.sep}"
+        if not checkpoint or "://" in checkpoint or marker not in checkpoint or \
+                os.path.exists(checkpoint):
+            return checkpoint
+        here = self.dir / checkpoint.rsplit(marker, 1)[1]
+        return str(here) if here.exists() else checkpoint
 
     def trial_started(self, trial_id: str, number: int, config: dict[str, Any]) -> TrialRecord:
         record = self.trials.get(trial_id)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bookkeeping import COMPLETE, FAIL, PRUNED, Bookkeeper, final_state, run_name
+from .bookkeeping import COMPLETE, FAIL, PRUNED, RUNNING, Bookkeeper, final_state, run_name
 from .console import ProgressPrinter
 from .data import ArraySplits
 from .spaces import SearchSpace
@@ -41,6 +43,11 @@ STUDY_FILE = "optuna.db"
 
 class ResourceError(ValueError):
     """The cluster cannot run the requested trials (e.g. GPUs asked for, none present)."""
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGUSR1) reached Ray Tune: it saved the experiment and ended the search
+    early, with trials unfinished; ``--resume`` continues it."""
 
 
 def study_storage_url(experiment_dir: Path) -> str:
@@ -83,9 +90,19 @@ class RecordingOptunaSearch(OptunaSearch):
         state = self.__dict__.copy()
         if state.get("_ot_study") is not None:
             state["_ot_trial_ids"] = {rid: t._trial_id for rid, t in state["_ot_trials"].items()}
-            state.update(_ot_study=None, _ot_trials={}, _storage=None)
-        state["storage_url"] = None  # given anew by every run
+            state.update(_ot_study=None, _ot_trials={})
+        # Ray's tuner.pkl is written before the study is set up: the storage goes in neither
+        state.update(_storage=None, storage_url=None)  # given anew by every run
         return state
+
+    def _setup_study(self, mode) -> None:
+        """Create (or load) the study where :attr:`storage_url` says, for a searcher that was
+        unpickled before its study was set up (Ray's tuner.pkl)."""
+        if self._storage is None and self.storage_url:
+            from .study_storage import open_storage
+
+            self._storage = open_storage(self.storage_url)
+        super()._setup_study(mode)
 
     def __getstate__(self) -> dict[str, Any]:
         return self._detached()
@@ -174,14 +191,28 @@ class RecordingOptunaSearch(OptunaSearch):
                                                states=(optuna.trial.TrialState.RUNNING,))
                    if t.number not in known]
         for t in orphans:
-            study._storage.set_trial_user_attr(
-                t._trial_id, "error", "orphaned: the driver stopped after Optuna proposed this "
-                "trial and before Ray recorded it; it never trained (the resumed run proposes "
-                "a new trial instead)")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            _tell_failed(study, t, "orphaned: the driver stopped after Optuna proposed this "
+                         "trial and before Ray recorded it; it never trained (the resumed run "
+                         "proposes a new trial instead)")
         return [t.number for t in orphans]
+
+    def fail_unstarted(self, reason: str) -> list[int]:
+        """Optuna trials proposed for Ray trials that never started (the search ended first,
+        e.g. at its time budget): FAIL with ``reason``, so that none stays RUNNING in the
+        study. Returns their numbers."""
+        study = getattr(self, "_ot_study", None)
+        if study is None:
+            return []
+        failed = []
+        for trial_id, ot_trial in self._ot_trials.items():
+            if trial_id in self._completed_trials:
+                continue
+            frozen = study._storage.get_trial(ot_trial._trial_id)
+            if not frozen.state.is_finished():
+                _tell_failed(study, frozen, reason)
+                failed.append(frozen.number)
+            self._completed_trials.add(trial_id)
+        return failed
 
     def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any],
                last_result: dict[str, Any] | None = None) -> int | None:
@@ -216,6 +247,16 @@ class RecordingOptunaSearch(OptunaSearch):
         return ot_trial.number
 
 
+def _tell_failed(study, trial, reason: str) -> None:
+    """Tell the study that ``trial`` (a frozen trial) failed, with ``reason`` as its error."""
+    import optuna
+
+    study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
 def _error_reason(trial) -> str:
     """The last line of a trial's error (the exception's message), for humans and Optuna."""
     try:
@@ -234,6 +275,26 @@ class TrialEvents(tune.Callback):
     def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
                  printer: ProgressPrinter) -> None:
         self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
+        self.live: dict[str, Any] = {}  # Ray's trials that started and have not ended
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "live": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"live": {}, **state})  # experiments saved before ``live`` existed
+
+    def end_unfinished(self, reason: str) -> list[int]:
+        """Record the trials still running when the search ended (its time budget ran out)
+        as PRUNED, with ``reason``, in the study and the bookkeeping, and the ones proposed
+        but never started as FAIL in the study; returns the numbers of the PRUNED ones."""
+        ended = []
+        for trial in list(self.live.values()):
+            record = self.bookkeeper.trials.get(trial.trial_id)
+            if record is not None and record.state == RUNNING:
+                self._ended(trial, PRUNED, reason)
+                ended.append(record.number)
+        self.searcher.fail_unstarted(f"never started: {reason}")
+        return ended
 
     def setup(self, **info: Any) -> None:
         self.bookkeeper.load_existing()
@@ -244,6 +305,7 @@ class TrialEvents(tune.Callback):
         self.printer.start(info.get("total_num_samples"))
 
     def _started(self, trial) -> None:
+        self.live[trial.trial_id] = trial
         if trial.trial_id not in self.bookkeeper.trials:
             self.bookkeeper.trial_started(trial.trial_id, int(trial.config.get("trial_number", -1)),
                                           trial.config)
@@ -283,6 +345,7 @@ class TrialEvents(tune.Callback):
                 self.bookkeeper.write_trials()
             return
         self._started(trial)
+        self.live.pop(trial.trial_id, None)
         last = trial.last_result or {}
         checkpoint = checkpoint_location(trial)
         value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
@@ -509,7 +572,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         events.searcher.storage_url = storage_url
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
             mirror.upload.local_dir = experiment_dir  # this machine's mirror
-        return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
+        return SearchOutcome(_fit(tuner, events, spec.time_budget_s), name, mask_url(storage_url),
+                             storage_url)
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
                                          multivariate=True, constant_liar=True)
@@ -549,7 +613,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    return SearchOutcome(_fit(tuner, events), name, mask_url(storage_url), storage_url)
+    return SearchOutcome(_fit(tuner, events, spec.time_budget_s), name, mask_url(storage_url),
+                         storage_url)
 
 
 FINAL_DIR = "final"
@@ -660,22 +725,52 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
     }
 
 
+class _StopSignal:
+    """Whether Ray Tune caught a stop signal (Ctrl-C, SIGUSR1) during ``fit``.
+
+    For the run Ray installs a SIGINT handler that saves the experiment and ends the search;
+    ``fit`` then returns as if the search were done. That handler puts the previous one back
+    when it fires, and only then, so finding the previous handler in place afterwards is the
+    sign. Ray's handler, left installed after a normal end, is replaced by the previous one.
+    """
+
+    def __enter__(self) -> _StopSignal:
+        self.armed = (threading.current_thread() is threading.main_thread()
+                      and not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0")))
+        self.before = signal.getsignal(signal.SIGINT)
+        self.caught = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.armed:
+            self.caught = signal.getsignal(signal.SIGINT) is self.before
+            signal.signal(signal.SIGINT, self.before)
+
+
 def _fit_final(tuner, keeper: Bookkeeper) -> None:
     try:
-        tuner.fit()
+        with _StopSignal() as stop:
+            tuner.fit()
     finally:
         keeper.write_curves()
         keeper.write_trials()
         keeper.close()
+    if stop.caught:
+        raise SearchInterrupted()
 
 
-def _fit(tuner, events: TrialEvents) -> Bookkeeper:
+def _fit(tuner, events: TrialEvents, time_budget_s: float = 0.0) -> Bookkeeper:
     try:
-        tuner.fit()
+        with _StopSignal() as stop:
+            tuner.fit()
+        if not stop.caught and time_budget_s:
+            events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
     finally:
         events.bookkeeper.write_curves()
         events.bookkeeper.write_trials()
         events.bookkeeper.close()
+    if stop.caught:
+        raise SearchInterrupted()
     return events.bookkeeper
 
 
