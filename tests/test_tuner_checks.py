@@ -198,3 +198,22 @@ def test_a_searcher_pickled_before_its_study_exists_sets_it_up_where_the_study_i
     trials = optuna.load_study(study_name="s", storage=f"sqlite:///{moved}").trials
     assert [t.number for t in trials] == [config["trial_number"]]
     assert not (tmp_path / "first").exists()  # nothing recreated at the old place
+
+
+def test_the_search_generator_forgets_created_trials_the_restored_experiment_lost():
+    """A driver killed while Ray uploads its snapshot can leave a count of created trials
+    that includes trials the restored experiment does not hold; they never run, so the
+    generator counts only the trials it holds and creates the lost ones anew."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    from tune_nas.tuner import CheckedSearchGenerator, RecordingOptunaSearch
+
+    searcher = RecordingOptunaSearch(metric="val/acc", mode="max", study_name="s",
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    generator = CheckedSearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=2))
+    generator._total_samples, generator._counter = 6, 6  # as restored from the snapshot
+    assert generator.is_finished()
+    assert generator.reconcile(known_trials=4) == 2
+    assert not generator.is_finished() and generator._counter == 4
+    assert generator.reconcile(known_trials=4) == 0  # a consistent snapshot: nothing changes

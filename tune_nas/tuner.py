@@ -35,6 +35,7 @@ os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 from ray.tune.search.sample import Domain  # noqa: E402
 
@@ -43,6 +44,24 @@ STUDY_FILE = "optuna.db"
 
 class ResourceError(ValueError):
     """The cluster cannot run the requested trials (e.g. GPUs asked for, none present)."""
+
+
+class CheckedSearchGenerator(SearchGenerator):
+    """Ray's wrapper of a searcher, which counts the trials it has created, with a check of
+    that count on resume.
+
+    Ray's experiment snapshot on object storage is uploaded file by file: a driver killed in
+    between can leave a count that includes trials the restored experiment does not hold.
+    Those never run, and Ray, counting them, would end the search short of ``num_samples``.
+    """
+
+    def reconcile(self, known_trials: int) -> int:
+        """Count only the ``known_trials`` the restored experiment holds; returns how many
+        created trials it lost (their Optuna trials are FAIL "orphaned"), now created anew."""
+        lost = self._counter - known_trials
+        if lost > 0:
+            self._counter = known_trials
+        return max(0, lost)
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -273,15 +292,17 @@ class TrialEvents(tune.Callback):
     """Forwards Ray Tune's trial events to the bookkeeper, the study and the console."""
 
     def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
-                 printer: ProgressPrinter) -> None:
+                 printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None) -> None:
         self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
+        self.generator = generator
         self.live: dict[str, Any] = {}  # Ray's trials that started and have not ended
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "live": {}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"live": {}, **state})  # experiments saved before ``live`` existed
+        # experiments saved before ``live`` and ``generator`` existed
+        self.__dict__.update({"live": {}, "generator": None, **state})
 
     def end_unfinished(self, reason: str) -> list[int]:
         """Record the trials still running when the search ended (its time budget ran out)
@@ -316,6 +337,8 @@ class TrialEvents(tune.Callback):
             self.searcher.attach()  # no searcher state was saved before the driver stopped
             self.searcher.skip_told()
             self.searcher.fail_orphans()
+            if self.generator is not None:
+                self.generator.reconcile(len(trials))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)
@@ -596,7 +619,10 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     else:
         scheduler = FIFOScheduler()
     bookkeeper = Bookkeeper(experiment_dir, spec.metric, spec.mode, spec.max_epochs)
-    events = TrialEvents(bookkeeper, searcher, printer)
+    limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
+               if spec.max_concurrent_trials else searcher)
+    generator = CheckedSearchGenerator(limited)  # what Ray would wrap the searcher in
+    events = TrialEvents(bookkeeper, searcher, printer, generator)
     callbacks: list[tune.Callback] = [events]
     if remote:
         callbacks.append(MirrorUpload(ThrottledUpload(remote, experiment_dir, name)))
@@ -604,8 +630,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
-            reuse_actors=True, max_concurrent_trials=spec.max_concurrent_trials or None,
+            search_alg=generator, scheduler=scheduler, num_samples=spec.num_samples,
+            reuse_actors=True,
             time_budget_s=spec.time_budget_s or None,
             trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
