@@ -296,6 +296,20 @@ def _finished(exp: Path) -> int:
     return sum(r["state"] != "RUNNING" for r in records)
 
 
+def search_until_two_trials_end(exp: Path, space: Path, cwd: Path, env: dict, stderr) -> subprocess.Popen:
+    """Start the search of ``space`` into ``exp`` and return its running driver once two of
+    its trials have ended."""
+    started = time.monotonic()
+    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", exp.name,
+                                         "--trials-dir", str(exp.parent)),
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    while _finished(exp) < 2 and driver.poll() is None and time.monotonic() - started < 300:
+        time.sleep(0.1)
+    if driver.poll() is not None:
+        raise AssertionError("the search ended before the test could stop it:\n" + driver.stdout.read())
+    return driver
+
+
 @pytest.mark.slow
 def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     num_samples = 6
@@ -303,14 +317,8 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
                         scheduler="asha", step_seconds=0.02)
     exp = tmp_path / "trials" / "killed"
     started = time.monotonic()
-    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", "killed",
-                                         "--trials-dir", str(tmp_path / "trials")),
-                              cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.STDOUT)
     try:
-        while _finished(exp) < 2 and driver.poll() is None and time.monotonic() - started < 300:
-            time.sleep(0.1)
-        assert driver.poll() is None, "the search ended before the driver could be killed:\n" + driver.stdout.read()
         finished_before = _finished(exp)
         assert 2 <= finished_before < num_samples
         driver.send_signal(signal.SIGKILL)
@@ -346,13 +354,15 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     assert summary["study"]["name"] == "killed"
     # ... and so is the searcher that the resumed Tuner saved
     from tune_nas.spaces import load_space
-    from tune_nas.tuner import RecordingOptunaSearch
+    from tune_nas.tuner import CheckedSearchGenerator, RecordingOptunaSearch
 
     load_space(str(space))  # the define-by-run function's module (named after the file) ...
     load_space(str(exp / "space.py"), base_dir=space.parent)  # ... and after the saved copy
     with (exp / "tuner.pkl").open("rb") as f:
         tuner_state = pickle.load(f)
-    assert type(tuner_state["_tune_config"].search_alg) is RecordingOptunaSearch
+    generator = tuner_state["_tune_config"].search_alg
+    assert type(generator) is CheckedSearchGenerator
+    assert type(generator.searcher) is RecordingOptunaSearch
     states = sorted(glob.glob(str(exp / "searcher-state-*.pkl")))
     assert states
     with open(states[-1], "rb") as f:
@@ -374,15 +384,8 @@ def test_ctrl_c_says_how_to_continue_and_the_moved_experiment_resumes_where_it_i
                         scheduler="asha", step_seconds=0.02)
     first = tmp_path / "first"
     exp = first / "trials" / "stopped"
-    started = time.monotonic()
-    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", "stopped",
-                                         "--trials-dir", str(first / "trials")),
-                              cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.PIPE)
     try:
-        while _finished(exp) < 2 and driver.poll() is None and time.monotonic() - started < 300:
-            time.sleep(0.1)
-        assert driver.poll() is None, "the search ended before Ctrl-C:\n" + driver.stdout.read()
         driver.send_signal(signal.SIGINT)
         out, err = driver.communicate(timeout=120)
     finally:
