@@ -184,16 +184,22 @@ class RecordingOptunaSearch(OptunaSearch):
         experiment snapshot are re-run by Ray (its state says RUNNING; on object storage that
         snapshot is minutes old). What the study was told first stands: the re-run's results
         are not reported to the finished Optuna trial. Returns their numbers."""
+        told = []
+        for trial_id, frozen in self._open_trials():
+            if frozen.state.is_finished():
+                self._completed_trials.add(trial_id)
+                told.append(frozen.number)
+        return told
+
+    def _open_trials(self) -> list[tuple[str, Any]]:
+        """(Ray trial id, the study's frozen trial) of every trial this searcher proposed and
+        has not recorded as ended; none before the study is opened."""
         study = getattr(self, "_ot_study", None)
         if study is None:
             return []
-        told = []
-        for trial_id, ot_trial in self._ot_trials.items():
-            if trial_id not in self._completed_trials and \
-                    study._storage.get_trial(ot_trial._trial_id).state.is_finished():
-                self._completed_trials.add(trial_id)
-                told.append(ot_trial.number)
-        return told
+        return [(trial_id, study._storage.get_trial(ot_trial._trial_id))
+                for trial_id, ot_trial in self._ot_trials.items()
+                if trial_id not in self._completed_trials]
 
     def fail_orphans(self) -> list[int]:
         """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
@@ -219,16 +225,10 @@ class RecordingOptunaSearch(OptunaSearch):
         """Optuna trials proposed for Ray trials that never started (the search ended first,
         e.g. at its time budget): FAIL with ``reason``, so that none stays RUNNING in the
         study. Returns their numbers."""
-        study = getattr(self, "_ot_study", None)
-        if study is None:
-            return []
         failed = []
-        for trial_id, ot_trial in self._ot_trials.items():
-            if trial_id in self._completed_trials:
-                continue
-            frozen = study._storage.get_trial(ot_trial._trial_id)
+        for trial_id, frozen in self._open_trials():
             if not frozen.state.is_finished():
-                _tell_failed(study, frozen, reason)
+                _tell_failed(self._ot_study, frozen, reason)
                 failed.append(frozen.number)
             self._completed_trials.add(trial_id)
         return failed
@@ -295,21 +295,18 @@ class TrialEvents(tune.Callback):
                  printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None) -> None:
         self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
         self.generator = generator
-        self.live: dict[str, Any] = {}  # Ray's trials that started and have not ended
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "live": {}}
+        self.trials_at_end: list[Any] = []  # Ray's trials as the search ended
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # experiments saved before ``live`` and ``generator`` existed
-        self.__dict__.update({"live": {}, "generator": None, **state})
+        # experiments saved before ``generator`` and ``trials_at_end`` existed
+        self.__dict__.update({"generator": None, "trials_at_end": [], **state})
 
     def end_unfinished(self, reason: str) -> list[int]:
         """Record the trials still running when the search ended (its time budget ran out)
         as PRUNED, with ``reason``, in the study and the bookkeeping, and the ones proposed
         but never started as FAIL in the study; returns the numbers of the PRUNED ones."""
         ended = []
-        for trial in list(self.live.values()):
+        for trial in self.trials_at_end:
             record = self.bookkeeper.trials.get(trial.trial_id)
             if record is not None and record.state == RUNNING:
                 self._ended(trial, PRUNED, reason)
@@ -326,7 +323,6 @@ class TrialEvents(tune.Callback):
         self.printer.start(info.get("total_num_samples"))
 
     def _started(self, trial) -> None:
-        self.live[trial.trial_id] = trial
         if trial.trial_id not in self.bookkeeper.trials:
             self.bookkeeper.trial_started(trial.trial_id, int(trial.config.get("trial_number", -1)),
                                           trial.config)
@@ -368,7 +364,6 @@ class TrialEvents(tune.Callback):
                 self.bookkeeper.write_trials()
             return
         self._started(trial)
-        self.live.pop(trial.trial_id, None)
         last = trial.last_result or {}
         checkpoint = checkpoint_location(trial)
         value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
@@ -391,6 +386,7 @@ class TrialEvents(tune.Callback):
         self._ended(trial, FAIL, _error_reason(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
+        self.trials_at_end = list(trials)
         self.bookkeeper.close()
 
 
@@ -595,8 +591,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         events.searcher.storage_url = storage_url
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
             mirror.upload.local_dir = experiment_dir  # this machine's mirror
-        return SearchOutcome(_fit(tuner, events, spec.time_budget_s), name, mask_url(storage_url),
-                             storage_url)
+        keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)
+        return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
 
     sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=spec.n_startup_trials,
                                          multivariate=True, constant_liar=True)
@@ -639,8 +635,8 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
     )
-    return SearchOutcome(_fit(tuner, events, spec.time_budget_s), name, mask_url(storage_url),
-                         storage_url)
+    keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)
+    return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
 
 
 FINAL_DIR = "final"
@@ -717,7 +713,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
             callbacks=[FinalStageEvents(keeper, printer)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
-    _fit_final(tuner, keeper)
+    _fit(tuner, keeper)
 
     proxy = {t.number: t.last[spec.metric] for t in top}
     final = {t.number: t.last.get(spec.metric) for t in keeper.trials.values()
@@ -773,31 +769,23 @@ class _StopSignal:
             signal.signal(signal.SIGINT, self.before)
 
 
-def _fit_final(tuner, keeper: Bookkeeper) -> None:
+def _fit(tuner, keeper: Bookkeeper, events: TrialEvents | None = None,
+         time_budget_s: float = 0.0) -> Bookkeeper:
+    """Run ``tuner``; ``keeper``'s files are written whatever happens. At the time budget the
+    search's trials still running are ended (``events``); a stop signal raises
+    :class:`SearchInterrupted`."""
     try:
         with _StopSignal() as stop:
             tuner.fit()
+        if events is not None and not stop.caught and time_budget_s:
+            events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
     finally:
         keeper.write_curves()
         keeper.write_trials()
         keeper.close()
     if stop.caught:
         raise SearchInterrupted()
-
-
-def _fit(tuner, events: TrialEvents, time_budget_s: float = 0.0) -> Bookkeeper:
-    try:
-        with _StopSignal() as stop:
-            tuner.fit()
-        if not stop.caught and time_budget_s:
-            events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
-    finally:
-        events.bookkeeper.write_curves()
-        events.bookkeeper.write_trials()
-        events.bookkeeper.close()
-    if stop.caught:
-        raise SearchInterrupted()
-    return events.bookkeeper
+    return keeper
 
 
 def shutdown() -> None:
