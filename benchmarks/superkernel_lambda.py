@@ -16,12 +16,12 @@ import os
 
 import torch
 
-from tune_nas.batches import TensorBatches, to_device_tensor
-from tune_nas.data import load_splits
+from tune_nas.data.batches import TensorBatches, to_device_tensor
+from tune_nas.data.sources import load_splits
 from tune_nas.models import create_model
 from tune_nas.models.superkernel import extract_child
-from tune_nas.profile import count_parameters, flops_per_image
-from tune_nas.trainable import CHECKPOINT_FILE, TrialSetup, run_trial, split_config
+from tune_nas.trial.cost import count_parameters, flops_per_image
+from tune_nas.trial.run import CHECKPOINT_FILE, TrialSetup, run_trial, split_config
 
 SUPERNET = {"preset": "full_res", "channels": "8,8,16,16,24,24,32", "channel_divisor": 4,
             "kernel_sizes": "3,5,7,9", "expansions": "3,6,9", "cost": "flops"}

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from tune_nas.models import create_model, superkernel
-from tune_nas.profile import flops_per_image
+from tune_nas.trial.cost import flops_per_image
 
 DIGITS_SUPERNET = {"preset": "full_res", "channels": "8,8,16,16,24,24,32", "channel_divisor": 4}
 

@@ -176,7 +176,7 @@ def _docs_loaders(batch_size: int):
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from tune_nas.data import load_splits
+    from tune_nas.data.sources import load_splits
 
     splits = load_splits("digits")
     tf = transforms.Compose([transforms.ToTensor(),
@@ -240,10 +240,10 @@ def epoch_times_cpu(epochs: int, rounds: int = 3) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from tune_nas.batches import TensorBatches, to_device_tensor
-    from tune_nas.data import load_splits
+    from tune_nas.data.batches import TensorBatches, to_device_tensor
+    from tune_nas.data.sources import load_splits
     from tune_nas.models import create_model
-    from tune_nas.trainable import TrialSetup, run_trial
+    from tune_nas.trial.run import TrialSetup, run_trial
 
     torch.set_num_threads(1)
     splits = load_splits("digits")
@@ -335,10 +335,10 @@ def epoch_times_gpu(cifar: str, epochs: int) -> dict:
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from tune_nas.batches import Augment, TensorBatches, to_device_tensor
-    from tune_nas.data import load_splits
+    from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
+    from tune_nas.data.sources import load_splits
     from tune_nas.models import create_model
-    from tune_nas.trainable import TrialSetup, run_trial
+    from tune_nas.trial.run import TrialSetup, run_trial
 
     splits = load_splits(f"imagefolder:{cifar}")
     dev = torch.device("cuda")

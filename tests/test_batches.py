@@ -1,6 +1,6 @@
 import torch
 
-from tune_nas.batches import Augment, TensorBatches, random_crop, random_flip
+from tune_nas.data.batches import Augment, TensorBatches, random_crop, random_flip
 
 
 def test_random_crop_matches_a_shifted_window_of_the_padded_image():

@@ -2,7 +2,8 @@
 
 import csv
 
-from tune_nas.bookkeeping import Bookkeeper
+from tune_nas.objectives import Objective
+from tune_nas.record.bookkeeper import Bookkeeper
 
 
 def _result(epoch: int, acc: float) -> dict:
@@ -10,7 +11,7 @@ def _result(epoch: int, acc: float) -> dict:
 
 
 def test_epochs_reported_before_a_kill_are_kept_for_the_resumed_run(tmp_path):
-    keeper = Bookkeeper(tmp_path, "val/acc", "max", max_epochs=3)
+    keeper = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=3)
     keeper.trial_started("done", 0, {"lr": 0.1, "trial_number": 0})
     keeper.trial_started("running", 1, {"lr": 0.2, "trial_number": 1})
     keeper.trial_result("done", _result(1, 0.5))
@@ -21,12 +22,12 @@ def test_epochs_reported_before_a_kill_are_kept_for_the_resumed_run(tmp_path):
         f.write('{"trial_id": "running", "epo')  # the line being written at the kill
     keeper.close()
 
-    resumed = Bookkeeper(tmp_path, "val/acc", "max", max_epochs=3)
+    resumed = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=3)
     resumed.load_existing()
     assert sorted(resumed.curves) == [("done", 1), ("running", 1), ("running", 2)]
     # the trial starts again with what it had reported (Ray may stop it before it reports)
     record = resumed.trial_started("running", 1, {"lr": 0.2, "trial_number": 1})
-    assert (record.epochs, record.last["val/acc"], record.best_val) == (2, 0.7, 0.7)
+    assert (record.epochs, record.last["val/acc"], record.best_value) == (2, 0.7, 0.7)
     # Ray resumes "running" from its epoch-1 checkpoint: epoch 2 again, then 3
     resumed.trial_result("running", _result(2, 0.71))
     resumed.trial_result("running", _result(3, 0.8))
@@ -42,7 +43,7 @@ def test_epochs_reported_before_a_kill_are_kept_for_the_resumed_run(tmp_path):
 def test_checkpoints_recorded_before_the_experiment_moved_point_where_it_is_now(tmp_path):
     import json
 
-    from tune_nas.bookkeeping import Bookkeeper
+    from tune_nas.record.bookkeeper import Bookkeeper
 
     old = tmp_path / "old" / "trials" / "exp"
     exp = tmp_path / "new" / "trials" / "exp"
@@ -54,7 +55,7 @@ def test_checkpoints_recorded_before_the_experiment_moved_point_where_it_is_now(
                {"trial_id": "c", "number": 2, "config": {}, "run": "002_c", "state": "PRUNED",
                 "epochs": 1, "checkpoint": "s3://bucket/trials/exp/trial_002_c/checkpoint_000001"}]
     (exp / "trials.json").write_text(json.dumps(records))
-    keeper = Bookkeeper(exp, "val/acc", "max", 3)
+    keeper = Bookkeeper(exp, Objective("val/acc", "max"), 3)
     keeper.load_existing()
     assert keeper.trials["a"].checkpoint == str(exp / "trial_000_a" / "checkpoint_000003")
     assert keeper.trials["b"].checkpoint == records[1]["checkpoint"]  # not here either: as recorded

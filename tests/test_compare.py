@@ -15,7 +15,7 @@ import pytest
 from tune_nas import compare
 from tune_nas.compare import CompareError, DataChoice, parse_datasets
 from tune_nas.models import create_model
-from tune_nas.profile import count_parameters
+from tune_nas.trial.cost import count_parameters
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ def test_other_models_retrain_their_own_config():
 
 
 def test_the_final_space_file_loads_and_samples_the_config(tmp_path):
-    from tune_nas.spaces import load_space
+    from tune_nas.config.space_file import load_space
 
     pair = compare.resolve_pairs(["superkernel"], [DataChoice("digits", "digits")], "_tiny",
                                  {})[0]
@@ -280,6 +280,6 @@ def test_comparison_report_charts_and_reuse(digits_comparison):
 
 
 def compare_training_keys() -> set[str]:
-    from tune_nas.training_config import TrainingConfig
+    from tune_nas.config.training import TrainingConfig
 
     return set(TrainingConfig.keys())

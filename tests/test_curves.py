@@ -1,4 +1,4 @@
-"""tune_nas.curves: fidelity analysis of recorded learning curves (made up in each test)."""
+"""tune_nas.analysis.fidelity: fidelity analysis of recorded learning curves (made up in each test)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
-from tune_nas.curves import (
+from tune_nas.analysis.fidelity import (
     MIN_FULL_TRIALS,
     CurvesError,
     aligned_rank_correlation,

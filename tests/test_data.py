@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tune_nas.data import DataError, load_splits, stratified_split
+from tune_nas.data.sources import DataError, load_splits, stratified_split
 
 
 def test_digits_split_is_deterministic_disjoint_and_complete():

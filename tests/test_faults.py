@@ -38,7 +38,7 @@ BATCH_SIZE = 64
 
 
 def batches_per_epoch() -> int:
-    from tune_nas.data import load_splits
+    from tune_nas.data.sources import load_splits
 
     return len(load_splits("digits").train_x) // BATCH_SIZE  # drop_last=True
 
@@ -353,8 +353,8 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     assert summary["counts"]["COMPLETE"] >= 1
     assert summary["study"]["name"] == "killed"
     # ... and so is the searcher that the resumed Tuner saved
-    from tune_nas.spaces import load_space
-    from tune_nas.tuner import CheckedSearchGenerator, RecordingOptunaSearch
+    from tune_nas.config.space_file import load_space
+    from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
 
     load_space(str(space))  # the define-by-run function's module (named after the file) ...
     load_space(str(exp / "space.py"), base_dir=space.parent)  # ... and after the saved copy
@@ -499,8 +499,8 @@ def test_removed_node_trials_are_rescheduled_on_the_remaining_node(tmp_path, ray
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_memory_is_released_after_each_trial():
-    from tune_nas.data import load_splits
-    from tune_nas.trainable import TrialSetup, run_trial
+    from tune_nas.data.sources import load_splits
+    from tune_nas.trial.run import TrialSetup, run_trial
 
     class Quiet:
         def report(self, metrics, checkpoint_dir):
@@ -533,14 +533,14 @@ class _Recorder:
 
 @pytest.fixture(scope="module")
 def digits():
-    from tune_nas.data import load_splits
+    from tune_nas.data.sources import load_splits
 
     return load_splits("digits")
 
 
 @pytest.fixture(scope="module")
 def good_checkpoint(digits, tmp_path_factory) -> Path:
-    from tune_nas.trainable import TrialSetup, run_trial
+    from tune_nas.trial.run import TrialSetup, run_trial
 
     keep = tmp_path_factory.mktemp("ckpt")
     run_trial(TINY, digits, TrialSetup("small_cnn", max_epochs=1), _Recorder(keep))
@@ -551,7 +551,7 @@ TINY = {"lr": 3e-3, "width": 8, "depth": 1, "batch_size": 128, "trial_number": 0
 
 
 def _resume_from(ckpt_dir: Path, digits):
-    from tune_nas.trainable import TrialSetup, run_trial
+    from tune_nas.trial.run import TrialSetup, run_trial
 
     run_trial(TINY, digits, TrialSetup("small_cnn", max_epochs=2), _Recorder(),
               resume_dir=str(ckpt_dir))
@@ -563,7 +563,7 @@ def _assert_one_line_naming(exc: BaseException, path: Path) -> None:
 
 
 def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
-    from tune_nas.trainable import CHECKPOINT_FILE
+    from tune_nas.trial.run import CHECKPOINT_FILE
 
     bad = tmp_path / "truncated"
     shutil.copytree(good_checkpoint, bad)
@@ -575,7 +575,7 @@ def test_truncated_checkpoint_is_refused_with_a_clear_error(good_checkpoint, dig
 
 
 def test_garbage_checkpoint_is_refused_with_a_clear_error(good_checkpoint, digits, tmp_path):
-    from tune_nas.trainable import CHECKPOINT_FILE
+    from tune_nas.trial.run import CHECKPOINT_FILE
 
     bad = tmp_path / "garbage"
     bad.mkdir()
@@ -594,7 +594,7 @@ class Payload:
 
 def test_checkpoint_with_a_pickled_object_is_refused(good_checkpoint, digits, tmp_path,
                                                      monkeypatch):
-    from tune_nas.trainable import CHECKPOINT_FILE
+    from tune_nas.trial.run import CHECKPOINT_FILE
 
     pwned = tmp_path / "pwned"
     monkeypatch.setenv("TNF_PWNED", str(pwned))
@@ -611,8 +611,8 @@ def test_checkpoint_with_a_pickled_object_is_refused(good_checkpoint, digits, tm
 
 def _started_experiment(root: Path, name: str = "exp") -> Path:
     """An experiment directory as a first run leaves it before Ray starts (no Ray here)."""
+    from tune_nas.config.space_file import load_space
     from tune_nas.launch import _overrides, build_parser, write_experiment_files
-    from tune_nas.spaces import load_space
 
     args = build_parser().parse_args(["--num-samples", "2", "--max-epochs", "1"])
     space = load_space("default").with_overrides(**_overrides(args))
@@ -645,7 +645,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
 def test_resume_of_a_corrupt_experiment_fails_in_one_line_before_ray(corruption, tmp_path,
                                                                       capsys):
-    from tune_nas.cli import EXIT_BAD_INPUT
+    from tune_nas.bad_input import EXIT_BAD_INPUT
     from tune_nas.launch import prepare
 
     exp = _started_experiment(tmp_path)

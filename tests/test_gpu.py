@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from tune_nas.batches import random_crop, random_flip
-from tune_nas.data import load_splits
-from tune_nas.packing import HEADROOM, PackingEstimate, estimate_packing
-from tune_nas.trainable import TrialSetup, run_trial
+from tune_nas.data.batches import random_crop, random_flip
+from tune_nas.data.sources import load_splits
+from tune_nas.trial.packing import HEADROOM, PackingEstimate, estimate_packing
+from tune_nas.trial.run import TrialSetup, run_trial
 
 
 def test_packing_estimate_arithmetic_runs_on_cpu():

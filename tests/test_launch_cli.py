@@ -89,7 +89,8 @@ def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_
 
     code = (
         "import sys\n"
-        "from tune_nas import launch, tuner\n"
+        "from tune_nas import launch\n"
+        "from tune_nas.ray_tune import run as tuner\n"
         f"args = launch.build_parser().parse_args(['--trials-dir', {str(tmp_path)!r}, '--name', 'x'])\n"
         "space, (splits, _), *_ = launch.prepare(args)\n"
         "tuner._trainable(space.spec, splits, space.spec.max_epochs)\n"

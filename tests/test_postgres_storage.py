@@ -21,7 +21,7 @@ import pytest
 from conftest import run_launch
 
 from tune_nas.launch import main
-from tune_nas.study_storage import StorageError, check_storage, mask_url
+from tune_nas.storage.study_db import StorageError, check_storage, mask_url
 
 PG_URL_ENV = "TUNE_NAS_TEST_PG_URL"
 NO_SERVER = (f"no PostgreSQL server configured: set {PG_URL_ENV} (e.g. "

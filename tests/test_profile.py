@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tune_nas.profile import count_parameters, flops_per_image, latency_ms
+from tune_nas.trial.cost import count_parameters, flops_per_image, latency_ms
 
 
 def conv_net() -> nn.Module:

@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from tune_nas.spaces import SpaceError, load_space
+from tune_nas.config.space_file import SpaceError, load_space
 
 
 def write(tmp_path, body: str, name="space.py"):

@@ -331,11 +331,11 @@ def test_multi_objective_study_gets_a_pareto_front(tmp_path, capsys):
 
 
 def test_fidelity_when_curves_is_not_available(experiment, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tune_nas.curves", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "tune_nas.analysis.fidelity", None)  # import raises ImportError
     code, out, err = run_cli(capsys, str(experiment), "--fidelity")
     assert code == study_cli.EXIT_UNAVAILABLE
     assert "Study exp:" in out  # the rest of the report still comes
-    assert "--fidelity: tune_nas.curves.fidelity_report is not available" in err
+    assert "--fidelity: tune_nas.analysis.fidelity.fidelity_report is not available" in err
     assert "Traceback" not in err
 
 
@@ -353,9 +353,9 @@ def test_fidelity_calls_curves_with_the_experiment(experiment, capsys, monkeypat
         calls.append((Path(experiment_dir), write))
         return Report()
 
-    fake = types.ModuleType("tune_nas.curves")
+    fake = types.ModuleType("tune_nas.analysis.fidelity")
     fake.fidelity_report = fidelity_report
-    monkeypatch.setitem(sys.modules, "tune_nas.curves", fake)
+    monkeypatch.setitem(sys.modules, "tune_nas.analysis.fidelity", fake)
     code, out, _ = run_cli(capsys, str(experiment), "--fidelity")
     assert code == 0 and out.rstrip().endswith("FIDELITY TEXT")
     assert calls == [(experiment.resolve(), True)]

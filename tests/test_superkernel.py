@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tune_nas.lit_module import TrainingConfig
+from tune_nas.config.space_file import load_space
 from tune_nas.models import architecture_args, create_model
 from tune_nas.models.superkernel import (
     ArchSpec,
@@ -17,8 +17,8 @@ from tune_nas.models.superkernel import (
     format_arch,
     parse_arch,
 )
-from tune_nas.profile import count_parameters, flops_per_image
-from tune_nas.spaces import load_space
+from tune_nas.trial.cost import count_parameters, flops_per_image
+from tune_nas.trial.module import TrainingConfig
 
 SUPERKERNEL_SPACES = ["superkernel_digits", "superkernel_mnist", "superkernel_cifar10"]
 

@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
-from tune_nas.data import load_splits
+from tune_nas.data.sources import load_splits
 from tune_nas.models import register_model
-from tune_nas.trainable import FINAL_METRICS, METRICS, TrialSetup, run_trial
+from tune_nas.trial.run import FINAL_METRICS, METRICS, TrialSetup, run_trial
 
 
 class Recorder:
@@ -98,7 +98,7 @@ def test_epoch_totals_equal_torchmetrics_mean_loss_and_micro_accuracy():
     from torchmetrics import MeanMetric
     from torchmetrics.classification import MulticlassAccuracy
 
-    from tune_nas.lit_module import EpochTotals
+    from tune_nas.trial.module import EpochTotals
 
     gen = torch.Generator().manual_seed(0)
     totals, mean, acc = EpochTotals(), MeanMetric(), MulticlassAccuracy(10, average="micro")
@@ -129,7 +129,7 @@ def test_trials_keep_the_users_nvml_cuda_check_setting(before, after):
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
     if before is not None:
         env["PYTORCH_NVML_BASED_CUDA_CHECK"] = before
-    code = ("import os, tune_nas.trainable\n"
+    code = ("import os, tune_nas.trial.run\n"
             "print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -140,8 +140,8 @@ def test_trials_keep_the_users_nvml_cuda_check_setting(before, after):
 def test_the_trial_module_keeps_hook_names_plain_and_still_registers_layers():
     """Lightning's hook name skips nn.Module's attribute checks; parameters and layers set
     on the module later are still registered (and so trained and checkpointed)."""
-    from tune_nas.lit_module import TrialModule
-    from tune_nas.training_config import TrainingConfig
+    from tune_nas.config.training import TrainingConfig
+    from tune_nas.trial.module import TrialModule
 
     module = TrialModule(torch.nn.Linear(4, 2), TrainingConfig(), 2, steps_per_epoch=1,
                          max_epochs=1)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tune_nas.trials_storage import RemoteTrialsDir, TrialsDirError, is_uri
+from tune_nas.storage.trials_dir import RemoteTrialsDir, TrialsDirError, is_uri
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the dev extras")
 

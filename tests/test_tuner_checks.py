@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from tune_nas import tuner
-from tune_nas.spaces import ExperimentSpec
+from tune_nas.config.space_file import ExperimentSpec
+from tune_nas.ray_tune import cluster as tuner
+from tune_nas.ray_tune.callbacks import _error_reason
 
 
 def test_concurrent_slots_follow_resources(monkeypatch):
@@ -73,8 +74,8 @@ def test_a_trial_error_that_cannot_be_read_is_reported_not_hidden():
         def get_error(self):
             return RuntimeError("Traceback ...\nValueError: width must be positive")
 
-    assert "error file could not be read (FileNotFoundError" in tuner._error_reason(Unreadable())
-    assert tuner._error_reason(Raised()) == "ValueError: width must be positive"
+    assert "error file could not be read (FileNotFoundError" in _error_reason(Unreadable())
+    assert _error_reason(Raised()) == "ValueError: width must be positive"
 
 
 def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
@@ -83,7 +84,7 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     import optuna
     from ray import tune
 
-    from tune_nas.tuner import RecordingOptunaSearch
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
 
     storage = optuna.storages.InMemoryStorage()
     searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
@@ -140,8 +141,8 @@ def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_n
     import optuna
     from ray import tune
 
-    from tune_nas.study_storage import open_storage
-    from tune_nas.tuner import RecordingOptunaSearch
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
+    from tune_nas.storage.study_db import open_storage
 
     first = tmp_path / "first" / "optuna.db"
     first.parent.mkdir()
@@ -178,8 +179,8 @@ def test_a_searcher_pickled_before_its_study_exists_sets_it_up_where_the_study_i
     import optuna
     from ray import tune
 
-    from tune_nas.study_storage import open_storage
-    from tune_nas.tuner import RecordingOptunaSearch
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
+    from tune_nas.storage.study_db import open_storage
 
     first = tmp_path / "first" / "optuna.db"
     first.parent.mkdir()
@@ -207,7 +208,7 @@ def test_the_search_generator_forgets_created_trials_the_restored_experiment_los
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    from tune_nas.tuner import CheckedSearchGenerator, RecordingOptunaSearch
+    from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
 
     searcher = RecordingOptunaSearch(metric="val/acc", mode="max", study_name="s",
                                      sampler=optuna.samplers.RandomSampler(seed=0))

@@ -1,3 +1,3 @@
-from .launch import exit_now, main
+from tune_nas.launch import exit_now, main
 
 exit_now(main())

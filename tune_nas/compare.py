@@ -40,11 +40,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .cli import EXIT_BAD_INPUT, OneLineParser, number
-from .data import DataError, check_dataset_name, load_splits
-from .launch import SUMMARY_FILE
-from .spaces import SPACES_DIR, SearchSpace, SpaceError, load_space
-from .trials_storage import is_uri
+from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
+from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load_space
+from tune_nas.data.sources import DataError, check_dataset_name, load_splits
+from tune_nas.launch import SUMMARY_FILE
+from tune_nas.storage.trials_dir import is_uri
 
 DEFAULT_MODELS = "resnet50,superkernel"
 DEFAULT_DATASETS = "mnist,cifar10"
@@ -152,7 +152,7 @@ def parse_datasets(text: str) -> list[DataChoice]:
 
 
 def parse_models(text: str) -> list[str]:
-    from .models import list_models
+    from tune_nas.models import list_models
 
     models = [m.strip() for m in text.split(",")]
     for m in models:
@@ -300,8 +300,8 @@ def final_config(model: str, config: dict[str, Any], arch: str | None
     with the training hyperparameters minus the supernet-only ones."""
     if model not in CHILD_MODELS:
         return model, dict(config)
-    from .models import architecture_args
-    from .training_config import TrainingConfig
+    from tune_nas.config.training import TrainingConfig
+    from tune_nas.models import architecture_args
 
     child, supernet_only = CHILD_MODELS[model]
     if not arch:
@@ -660,7 +660,7 @@ def _check_data(datasets: Sequence[DataChoice], data_dir: str | None,
 
 def _absence(label: str, data_dir: str) -> str:
     """Why a research data set was not run, when it is simply not here (no download)."""
-    from .data import _TORCHVISION
+    from tune_nas.data.sources import _TORCHVISION
 
     if label not in _TORCHVISION:
         return ""

@@ -21,14 +21,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .cli import OneLineParser, fail, number
-from .data import DataError, load_splits, reduce_fidelity
-from .spaces import SpaceError, load_space
-from .trials_storage import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
-
-EXPERIMENT_FILE = "experiment.json"
-SPACE_COPY = "space.py"
-SUMMARY_FILE = "summary.json"
+from tune_nas.bad_input import OneLineParser, fail, number
+from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
+from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
+from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE
+from tune_nas.objectives import Objective
+from tune_nas.search import list_searchers
+from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="where torchvision data sets live / are downloaded to")
     p.add_argument("--model", default=None, help="model name in the registry (small_cnn, resnet50, ...)")
+    p.add_argument("--searcher", default=None,
+                   help=f"search strategy: {', '.join(list_searchers())} (default: the space file's, else tpe)")
+    p.add_argument("--scheduler", default=None,
+                   help=f"when to stop (or pause) trials early: {', '.join(SCHEDULERS)} (default: the "
+                   "space file's, else asha)")
     p.add_argument("--num-samples", type=number("--num-samples", int, 0, exclusive=True), default=None,
                    help="number of trials")
     p.add_argument("--max-epochs", type=number("--max-epochs", int, 0, exclusive=True), default=None,
@@ -87,7 +91,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "grace_period": args.grace_period, "gpus_per_trial": args.gpus_per_trial,
             "cpus_per_trial": args.cpus_per_trial,
             "max_concurrent_trials": args.max_concurrent_trials, "seed": args.seed,
-            "time_budget_s": args.time_budget_s}
+            "time_budget_s": args.time_budget_s, "searcher": args.searcher,
+            "scheduler": args.scheduler}
 
 
 def _versions() -> dict[str, str]:
@@ -120,6 +125,7 @@ def prepare(args: argparse.Namespace):
             resolved = json.loads(saved.read_text())
             if not isinstance(resolved, dict):
                 raise ValueError(f"it holds a JSON {type(resolved).__name__}, not an object")
+            _check_format(saved, resolved)
             space = load_space(str(experiment_dir / SPACE_COPY),
                                base_dir=Path(resolved["space_file"]).parent).with_overrides(
                 **resolved["overrides"])
@@ -162,6 +168,17 @@ def prepare(args: argparse.Namespace):
     return space, splits, name, experiment_dir, storage, remote
 
 
+def _check_format(saved: Path, resolved: dict[str, Any]) -> None:
+    """An experiment written by another version of tune_nas's layout (its pickled Ray state
+    names modules that moved) is refused in one line naming the version that wrote it."""
+    written = resolved.get("format", 1)
+    if written != FORMAT_VERSION:
+        _fail(f"{saved}: written by tune_nas experiment format {written} (format 1: tune_nas "
+              f"0.1.x before the layout of format {FORMAT_VERSION}); rule: --resume continues "
+              f"experiments of format {FORMAT_VERSION}: resume it with the tune_nas that "
+              "started it, or start a new experiment")
+
+
 def _remote_trials_dir(trials_dir: str) -> RemoteTrialsDir | None:
     """``--trials-dir`` as object storage (checked reachable), or None for a local path."""
     if not is_uri(trials_dir):
@@ -192,7 +209,7 @@ def _check_saved_study(experiment_dir: Path, name: str) -> None:
     optuna.db would otherwise fail deep inside Ray's restore, with a traceback)."""
     import optuna
 
-    from .study_storage import open_storage
+    from tune_nas.storage.study_db import open_storage
 
     path = experiment_dir / "optuna.db"
     if not path.is_file():
@@ -209,7 +226,7 @@ def _check_saved_study(experiment_dir: Path, name: str) -> None:
 def _check_storage(url: str) -> None:
     """An external Optuna storage must be reachable before anything runs (password from the
     environment, e.g. PGPASSWORD; the URL is only ever written with its password masked)."""
-    from .study_storage import StorageError, check_storage
+    from tune_nas.storage.study_db import StorageError, check_storage
 
     try:
         check_storage(url)
@@ -219,8 +236,8 @@ def _check_storage(url: str) -> None:
 
 def _check_model_builds(space, splits) -> None:
     """Build the model once for a sampled config, so a bad architecture fails here."""
-    from .models import create_model
-    from .training_config import split_config
+    from tune_nas.config.training import split_config
+    from tune_nas.models import create_model
 
     try:
         _, arch = split_config(space.sample())
@@ -240,7 +257,7 @@ def _check_packing(space, splits) -> None:
 
     if not torch.cuda.is_available():
         return  # the GPUs are on other nodes: Ray places the trials, nothing to measure here
-    from .packing import estimate_packing
+    from tune_nas.trial.packing import estimate_packing
 
     config = space.sample(spec.seed)
     estimate = estimate_packing(spec.model, config, splits, spec.gpus_per_trial)
@@ -252,13 +269,14 @@ def _check_packing(space, splits) -> None:
 
 def write_experiment_files(space, name: str, experiment_dir: Path, args,
                            storage: str | None = None) -> None:
-    from .study_storage import mask_url
+    from tune_nas.storage.study_db import mask_url
 
     experiment_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(space.path, experiment_dir / SPACE_COPY)
     from dataclasses import asdict
 
-    resolved = {"name": name, "space_file": str(space.path), "space_kind": space.kind,
+    resolved = {"name": name, "format": FORMAT_VERSION, "space_file": str(space.path),
+                "space_kind": space.kind,
                 "spec": asdict(space.spec),
                 "overrides": {k: v for k, v in _overrides(args).items() if v is not None},
                 "param_space": {k: repr(v) for k, v in space.param_space.items()},
@@ -269,30 +287,37 @@ def write_experiment_files(space, name: str, experiment_dir: Path, args,
 
 def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float,
                   splits) -> dict[str, Any]:
-    from .bookkeeping import hyperparameters
+    """summary.json: the experiment, its objective, counts by state, the best trial by the
+    objective (``value`` in the objective's units: a loss for ``val/loss``), every trial."""
+    from tune_nas.record.bookkeeper import hyperparameters
 
     keeper = outcome.bookkeeper
+    objective = space.spec.objective
     best = keeper.best()
     best_dict = None
     if best is not None:
         best_dict = {"number": best.number, "trial_id": best.trial_id, "run": best.run,
                      "config": hyperparameters(best.config), "epochs": best.epochs,
-                     "val_acc": best.last.get("val/acc"), "test_acc": best.last.get("test/acc"),
+                     "value": best.last.get(objective.metric),
+                     "val_acc": best.last.get("val/acc"), "val_loss": best.last.get("val/loss"),
+                     "test_acc": best.last.get("test/acc"),
                      "params": best.last.get("model/params"), "flops": best.last.get("model/flops"),
                      "arch": best.last.get("arch"), "checkpoint": best.checkpoint}
     return {
-        "experiment": name, "space_file": str(space.path), "dataset": splits.describe(),
-        "model": space.spec.model, "metric": space.spec.metric, "mode": space.spec.mode,
+        "experiment": name, "format": FORMAT_VERSION, "space_file": str(space.path),
+        "dataset": splits.describe(), "model": space.spec.model,
+        "objective": objective.as_dict(), "metric": objective.metric, "mode": objective.direction,
+        "searcher": space.spec.searcher, "scheduler": space.spec.scheduler,
         "max_epochs": space.spec.max_epochs, "num_samples": space.spec.num_samples,
         "counts": keeper.counts(), "best": best_dict, "wall_time_s": round(wall_s, 2),
         "study": {"name": outcome.study_name, "storage": outcome.storage_url},
         "versions": _versions(),
-        "trials": [t.as_dict() for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
+        "trials": [t.as_dict(objective) for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
     }
 
 
 def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
-    from .console import short_config
+    from tune_nas.record.console import short_config
 
     print()
     counts = ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
@@ -300,8 +325,11 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
           f"({counts}) in {summary['wall_time_s']:.1f} s")
     best = summary["best"]
     if best:
+        objective = Objective.from_dict(summary["objective"])
+        extra = "" if objective.metric == "val/acc" or best["val_acc"] is None else \
+            f", val acc {best['val_acc']:.4f}"
         print(f"Best trial {best['number']} ({best['epochs']} epochs, {best['params']} params): "
-              f"val acc {best['val_acc']:.4f}, test acc {best['test_acc']:.4f}")
+              f"{objective.label} {_num(best['value'])}{extra}, test acc {_num(best['test_acc'])}")
         print(f"  config: {short_config(best['config'])}")
         if best.get("arch"):
             print(f"  architecture: {best['arch']}")
@@ -334,7 +362,7 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
 
 def _fidelity(experiment_dir: Path) -> None:
     """Write fidelity.json / fidelity.txt / curves.png / fidelity.png and print the gist."""
-    from .curves import fidelity_report
+    from tune_nas.analysis.fidelity import fidelity_report
 
     try:
         report = fidelity_report(experiment_dir)
@@ -363,42 +391,44 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     space, (splits, full_splits), name, experiment_dir, storage, remote = prepare(args)
 
-    from . import tuner
-    from .console import ProgressPrinter
+    from tune_nas.ray_tune import cluster
+    from tune_nas.ray_tune.run import run_final_stage, run_search
+    from tune_nas.record.console import ProgressPrinter
 
     started = time.monotonic()
     spec = space.spec
     print(f"tune_nas: {'resuming' if args.resume else 'starting'} {name}: {spec.num_samples} "
           f"trials of {spec.model} on {splits.describe()}; ≤{spec.max_epochs} epochs each, "
-          f"{spec.scheduler.upper()} on {spec.metric} ({spec.mode})", flush=True)
+          f"{spec.searcher} search, {spec.scheduler} scheduler on {spec.objective.describe()}",
+          flush=True)
     # Ray's start is mostly waiting for its processes: meanwhile the study's database layer
     # is imported (what opening optuna.db costs), off the path to the first trial.
-    from .study_storage import warm_up
+    from tune_nas.storage.study_db import warm_up
 
     warming = threading.Thread(target=warm_up, name="warm-up-study-storage", daemon=True)
     warming.start()
     try:
-        tuner.init_ray(args.address)
-        tuner.check_resources(spec)
+        cluster.init_ray(args.address)
+        cluster.check_resources(spec)
         if remote is None:
-            tuner.check_trials_dir_is_shared(experiment_dir.parent)
-    except tuner.ResourceError as exc:
-        tuner.shutdown()
+            cluster.check_trials_dir_is_shared(experiment_dir.parent)
+    except cluster.ResourceError as exc:
+        cluster.shutdown()
         _fail(str(exc))
     if not args.resume:
         write_experiment_files(space, name, experiment_dir, args, storage)
         if remote:
             remote.upload(experiment_dir, name)
-    printer = ProgressPrinter(spec.metric)
+    printer = ProgressPrinter(spec.objective)
     warming.join()
     try:
-        outcome = tuner.run_search(space, splits, experiment_dir, name, printer,
+        outcome = run_search(space, splits, experiment_dir, name, printer,
                                    resume=args.resume, storage_url=storage, remote=remote)
-        final = (tuner.run_final_stage(space, full_splits, outcome, experiment_dir, printer,
+        final = (run_final_stage(space, full_splits, outcome, experiment_dir, printer,
                                        remote=remote)
                  if space.spec.final_top_k else None)
     except BaseException as exc:
-        tuner.shutdown()
+        cluster.shutdown()
         if not isinstance(exc, KeyboardInterrupt):
             raise
         if remote:
@@ -410,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     wall_s = time.monotonic() - started
 
     def report() -> dict[str, Any]:
-        from .bookkeeping import write_json
+        from tune_nas.record.bookkeeper import write_json
 
         summary = build_summary(outcome, space, name, experiment_dir, wall_s, splits)
         if remote:
@@ -427,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ray's shutdown is mostly waiting for its processes to exit: the report (summary, the
     # terminal report, the fidelity analysis with pandas and scipy) is made meanwhile.
-    summary = while_ray_stops(report, tuner.shutdown)
+    summary = while_ray_stops(report, cluster.shutdown)
     finished = summary["counts"].get("COMPLETE", 0) + summary["counts"].get("PRUNED", 0)
     return 0 if finished else 1
 

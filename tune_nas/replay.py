@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
-from .cli import EXIT_BAD_INPUT, OneLineParser
-from .curves import CurvesError, experiment_settings, load_curves
+from tune_nas.analysis.fidelity import CurvesError, experiment_settings, load_curves
+from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
 
 REPLAY_FILE = "replay.json"
 CONTINUE, STOP = "CONTINUE", "STOP"  # Ray's TrialScheduler decisions
@@ -147,7 +147,7 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
                      min_epochs: Sequence[int] = (4,)) -> list[PolicySpec]:
     """``none``, ASHA for every grace period × reduction factor, curve-fit for every
     minimum × threshold (settings that do not fit in ``max_epochs`` are left out)."""
-    from .schedulers import CurveFitPolicy, CurvePredictor, default_bounds
+    from tune_nas.schedulers import CurveFitPolicy, CurvePredictor, default_bounds
 
     specs = [PolicySpec("none", NoStopping, {"kind": "none"})]
     for grace in grace_periods:
@@ -334,7 +334,7 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
 
 def recorded_trials(curves, metric: str, trial_set: str = "all",
                     max_epochs: int | None = None) -> list[RecordedTrial]:
-    """The trials of a curves table (as :func:`tune_nas.curves.load_curves` returns)."""
+    """The trials of a curves table (as :func:`tune_nas.analysis.fidelity.load_curves` returns)."""
     if trial_set not in TRIAL_SETS:
         raise ValueError(f"trial_set={trial_set!r}: rule: one of {TRIAL_SETS}")
     if metric not in curves.columns:

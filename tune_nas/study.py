@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-from .cli import EXIT_BAD_INPUT, OneLineParser, number
+from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
 EXIT_UNAVAILABLE = 1
-STUDY_FILE = "optuna.db"  # tune_nas.tuner.STUDY_FILE (not imported: tuner imports Ray)
+STUDY_FILE = "optuna.db"  # tune_nas.ray_tune.run.STUDY_FILE (not imported: tuner imports Ray)
 EXPERIMENT_FILE = "experiment.json"  # tune_nas.launch.EXPERIMENT_FILE
 #: Seconds a reader waits for a writer's lock before giving up (a commit takes milliseconds).
 LOCK_TIMEOUT_S = 30.0
@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the HTML plots get plotly.js: one plotly.min.js beside them "
                    "(offline), inline in every file (offline, ~4 MB each), or the CDN")
     p.add_argument("--fidelity", action="store_true",
-                   help="also run tune_nas.curves' fidelity analysis of the experiment's curves")
+                   help="also run tune_nas.analysis.fidelity' fidelity analysis of the experiment's curves")
     return p
 
 
@@ -718,14 +718,14 @@ def _check_plots_dir(plots: str, source: Source) -> Path:
 
 
 def _fidelity(source: Source) -> tuple[Any, str | None, int]:
-    """(report, problem, exit code) of tune_nas.curves' fidelity report, imported only here
-    so this module works before (or without) tune_nas.curves. With ``write=True`` it writes
+    """(report, problem, exit code) of tune_nas.analysis.fidelity' fidelity report, imported only here
+    so this module works before (or without) tune_nas.analysis.fidelity. With ``write=True`` it writes
     its own files (fidelity.json/.txt, curves.png, fidelity.png) into the experiment: the one
     exception to "inspection writes nothing there", asked for explicitly by ``--fidelity``."""
     try:
-        from .curves import fidelity_report
+        from tune_nas.analysis.fidelity import fidelity_report
     except ImportError as exc:
-        return None, (f"--fidelity: tune_nas.curves.fidelity_report is not available in this "
+        return None, (f"--fidelity: tune_nas.analysis.fidelity.fidelity_report is not available in this "
                       f"installation ({_first_line(exc)})"), EXIT_UNAVAILABLE
     try:
         report = fidelity_report(source.experiment_dir, write=True)

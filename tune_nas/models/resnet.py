@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .registry import register_model
+from tune_nas.models.registry import register_model
 
 SMALL_IMAGE_PX = 64
 

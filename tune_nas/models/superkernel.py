@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_model
+from tune_nas.models.registry import register_model
 
 #: MobileNetV2's seven bottleneck stages (Sandler et al., 2018): output channels.
 MOBILENET_CHANNELS = (16, 24, 32, 64, 96, 160, 320)
@@ -376,7 +376,7 @@ class SuperkernelMBConv(nn.Module):
         """Measure every candidate op (kernel × expansion) as a plain MBConv on this machine:
         one image at this layer's input size, median milliseconds (Single-Path NAS's runtime
         model, made of measurements instead of a fitted formula)."""
-        from ..profile import latency_ms
+        from tune_nas.trial.cost import latency_ms
 
         table = torch.zeros(len(self.kernel_sizes), len(self.expansions))
         for i, k in enumerate(self.kernel_sizes):

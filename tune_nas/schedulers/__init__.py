@@ -3,7 +3,7 @@
 * :mod:`.curve_fit` — learning-curve extrapolation (Domhan et al. 2015, simplified).
 """
 
-from .curve_fit import (
+from tune_nas.schedulers.curve_fit import (
     CONTINUE,
     FAMILIES,
     STOP,

@@ -43,9 +43,9 @@ def estimate_packing(model_name: str, config: dict[str, Any], splits, gpus_per_t
     """One dry training step of ``model_name`` with ``config`` on CUDA device ``device_index``."""
     import torch
 
-    from .lit_module import resolve_precision
-    from .models import create_model
-    from .training_config import split_config
+    from tune_nas.config.training import split_config
+    from tune_nas.models import create_model
+    from tune_nas.trial.module import resolve_precision
 
     training, arch = split_config(config)
     device = torch.device("cuda", device_index)

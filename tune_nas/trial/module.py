@@ -1,7 +1,7 @@
 """One LightningModule for every model: loss, optimizer, schedule, metrics on the device.
 
 The training hyperparameters a search space may set are the fields of
-:class:`tune_nas.training_config.TrainingConfig`; everything else in a trial's config goes to
+:class:`tune_nas.config.training.TrainingConfig`; everything else in a trial's config goes to
 the model factory.
 Loss and accuracy are summed on the device and read once per epoch, so no step forces a host
 synchronisation.
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .training_config import TrainingConfig  # noqa: E402
+from tune_nas.config.training import TrainingConfig  # noqa: E402
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

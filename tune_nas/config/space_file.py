@@ -25,16 +25,19 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .data import DataError, check_dataset_name
-from .metrics import METRICS, RESERVED_KEYS
-from .models import architecture_args, list_models
-from .plugins import PluginError, import_plugins
-from .training_config import TrainingConfig
+from tune_nas.config.plugins import PluginError, import_plugins
+from tune_nas.config.training import TrainingConfig
+from tune_nas.data.sources import DataError, check_dataset_name
+from tune_nas.metric_keys import METRICS, RESERVED_KEYS
+from tune_nas.models import architecture_args, list_models
+from tune_nas.objectives import DIRECTIONS, Objective
+from tune_nas.search import SearcherError, create_sampler, list_searchers
+from tune_nas.search.registry import SearcherSettings
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 DEFAULT_SPACE = "default"
 SCHEDULERS = ("asha", "curve_fit", "none")
-MODES = ("max", "min")
+MODES = DIRECTIONS
 
 
 class SpaceError(ValueError):
@@ -54,6 +57,8 @@ class ExperimentSpec:
     grace_period: int = 1
     reduction_factor: int = 3
     scheduler: str = "asha"
+    searcher: str = "tpe"
+    searcher_options: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 16
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
@@ -95,6 +100,11 @@ class ExperimentSpec:
             ("reduction_factor", isinstance(self.reduction_factor, (int, float))
              and self.reduction_factor >= 2, "a number >= 2"),
             ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
+            ("searcher", isinstance(self.searcher, str) and self.searcher in list_searchers(),
+             f"one of {', '.join(list_searchers())}"),
+            ("searcher_options", isinstance(self.searcher_options, Mapping)
+             and all(isinstance(k, str) for k in self.searcher_options),
+             "a dict of the searcher's options (name -> value)"),
             ("num_samples", positive_int(self.num_samples), "a positive integer"),
             ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial > 0,
              "a number > 0"),
@@ -132,7 +142,21 @@ class ExperimentSpec:
             check_dataset_name(self.dataset)
         except DataError as exc:
             raise SpaceError(f"{where}: {exc}") from None
+        try:
+            create_sampler(self.searcher, self.searcher_settings())  # its options, checked
+        except SearcherError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
         return self
+
+    def searcher_settings(self) -> SearcherSettings:
+        return SearcherSettings(seed=self.seed, objectives=(self.objective,),
+                                n_startup_trials=self.n_startup_trials,
+                                options=dict(self.searcher_options))
+
+    @property
+    def objective(self) -> Objective:
+        """What the search optimises (``metric`` in direction ``mode``)."""
+        return Objective(self.metric, self.mode)
 
     @classmethod
     def keys(cls) -> list[str]:

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .bookkeeping import Bookkeeper, TrialRecord, hyperparameters
+from tune_nas.objectives import Objective
+from tune_nas.record.bookkeeper import Bookkeeper, TrialRecord, hyperparameters
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -24,17 +25,19 @@ def short_config(config: dict[str, Any]) -> str:
 class ProgressPrinter:
     """Prints trial results as they end, and a status line at most every ``every_s`` seconds."""
 
-    HEADER = f"{'trial':>5}  {'state':<8} {'epochs':>6}  {'val_acc':>7}  {'test_acc':>8}  config"
-
-    def __init__(self, metric: str, stream: TextIO | None = None, every_s: float = 15.0) -> None:
-        self.metric, self.every_s = metric, every_s
+    def __init__(self, objective: Objective, stream: TextIO | None = None,
+                 every_s: float = 15.0) -> None:
+        self.objective, self.every_s = objective, every_s
+        self.metric = objective.metric
+        self.width = max(7, len(objective.column))
         self.stream = stream or sys.stdout
         self.t0 = time.monotonic()
         self.last_tick = self.t0
         self.total: int | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"metric": self.metric, "every_s": self.every_s, "stream": None,
+        return {"objective": self.objective, "metric": self.metric, "width": self.width,
+                "every_s": self.every_s, "stream": None,
                 "t0": 0.0, "last_tick": 0.0, "total": self.total}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -47,7 +50,13 @@ class ProgressPrinter:
 
     def start(self, total: int | None) -> None:
         self.total = total
-        self._print(self.HEADER)
+        self._print(self.header)
+
+    @property
+    def header(self) -> str:
+        """The trial table's header: the objective's column over its values."""
+        return (f"{'trial':>5}  {'state':<8} {'epochs':>6}  {self.objective.column:>{self.width}}  "
+                f"{'test_acc':>8}  config")
 
     def elapsed(self) -> str:
         s = int(time.monotonic() - self.t0)
@@ -56,7 +65,7 @@ class ProgressPrinter:
     def trial_ended(self, record: TrialRecord, bookkeeper: Bookkeeper) -> None:
         state = record.state + (f" ({record.reason})" if record.reason else "")
         self._print(f"{record.number:>5}  {record.state:<8} {record.epochs:>6}  "
-                    f"{_fmt(record.last.get(self.metric)):>7}  {_fmt(record.last.get('test/acc')):>8}  "
+                    f"{_fmt(record.last.get(self.metric)):>{self.width}}  {_fmt(record.last.get('test/acc')):>8}  "
                     f"{short_config(record.config)}" + ("" if not record.reason else f"  [{state}]"))
 
     def tick(self, bookkeeper: Bookkeeper) -> None:

@@ -22,14 +22,14 @@ from typing import Any, Protocol
 
 import torch
 
-from .batches import Augment, TensorBatches, to_device_tensor
-from .data import ArraySplits
-from .lit_module import TrialModule, resolve_precision
-from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
-from .models import create_model
-from .plugins import import_plugins
-from .profile import count_parameters, flops_per_image, latency_ms
-from .training_config import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
+from tune_nas.config.plugins import import_plugins
+from tune_nas.config.training import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
+from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
+from tune_nas.data.sources import ArraySplits
+from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
+from tune_nas.models import create_model
+from tune_nas.trial.cost import count_parameters, flops_per_image, latency_ms
+from tune_nas.trial.module import TrialModule, resolve_precision
 
 CHECKPOINT_FILE = "trial.ckpt"
 
@@ -71,7 +71,7 @@ def data_device(splits: ArraySplits, device: torch.device) -> torch.device:
     """Where a trial keeps its data: on ``device`` when it fits comfortably, else the CPU."""
     if device.type != "cuda":
         return device
-    from .packing import dataset_bytes
+    from tune_nas.trial.packing import dataset_bytes
 
     free, _ = torch.cuda.mem_get_info(device)
     return device if dataset_bytes(splits) <= RESIDENT_SHARE * free else torch.device("cpu")

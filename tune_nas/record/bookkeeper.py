@@ -1,14 +1,10 @@
 """What TensorBoard, ``curves.csv`` and the summary are told about each trial (driver side).
 
-The tuner forwards Ray Tune's trial events here; nothing in this module imports Ray. All
+The Ray layer forwards Ray Tune's trial events here; nothing in this module imports Ray. All
 writing happens in the driver process, so one writer owns every file (this also holds on a
-cluster, where trials run on other machines).
-
-A trial ends in one of three states, decided by :func:`final_state`:
-
-* ``COMPLETE`` — it trained its full budget (``max_epochs``);
-* ``PRUNED`` — the scheduler (ASHA) stopped it early;
-* ``FAIL`` — it raised, or reported an ``error`` (NaN loss, out of memory).
+cluster, where trials run on other machines). A trial's state is a
+:class:`tune_nas.states.TrialState`; what is best is the experiment's
+:class:`tune_nas.objectives.Objective`; file names come from :mod:`tune_nas.layout`.
 """
 
 from __future__ import annotations
@@ -22,28 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .metrics import FINAL_METRICS, METRICS, RESERVED_KEYS
+from tune_nas.layout import CURVE_KEY_COLUMNS, ExperimentLayout
+from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS
+from tune_nas.objectives import Objective
+from tune_nas.states import TrialState
 
-COMPLETE, PRUNED, FAIL, RUNNING = "COMPLETE", "PRUNED", "FAIL", "RUNNING"
-STATES = (COMPLETE, PRUNED, FAIL, RUNNING)
-#: curves.csv starts with these columns; every other reported metric follows, sorted by name.
-CURVE_KEY_COLUMNS = ("trial_id", "trial_number", "run", "state", "final_epoch", "epoch")
+COMPLETE, PRUNED, FAIL, RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                   TrialState.RUNNING)
 CURVE_METRIC_COLUMNS = tuple(m for m in (*METRICS, *FINAL_METRICS) if m != "epoch")
 _NOT_METRICS = {"trial_id", "done", "training_iteration", "timestamp", "time_this_iter_s",
                 "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
                 "iterations_since_restore", "checkpoint_dir_name", "date", "config",
                 "should_checkpoint", "experiment_tag", "error"}
-_SHORT_NAMES = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "ls",
+_SHORT_NAMES = {"weight_decay": "wd", "label_smoothing": "ls",
                 "batch_size": "bs", "optimizer": "opt", "dropout": "do", "momentum": "mom"}
-
-
-def final_state(last_result: dict[str, Any] | None, max_epochs: int, errored: bool = False) -> str:
-    """COMPLETE when the trial reached ``max_epochs``; PRUNED when stopped before; FAIL on error."""
-    if errored or (last_result and last_result.get("error")):
-        return FAIL
-    if not last_result or "epoch" not in last_result:
-        return PRUNED  # stopped before its first epoch ended
-    return COMPLETE if int(last_result["epoch"]) >= max_epochs else PRUNED
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -85,15 +73,18 @@ class TrialRecord:
     state: str = RUNNING
     epochs: int = 0
     last: dict[str, Any] = field(default_factory=dict)
-    best_val: float | None = None
+    best_value: float | None = None
     reason: str | None = None
     checkpoint: str | None = None
     retries: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, objective: Objective) -> dict[str, Any]:
+        """The record for summary.json: ``value`` is the objective's metric at the trial's last
+        epoch, ``best_value`` its best over the epochs (both in the objective's own units)."""
         return {"trial_id": self.trial_id, "number": self.number, "run": self.run,
                 "state": self.state, "epochs": self.epochs, "config": hyperparameters(self.config),
-                "val_acc": self.last.get("val/acc"), "best_val_acc": self.best_val,
+                "value": self.last.get(objective.metric), "best_value": self.best_value,
+                "val_acc": self.last.get("val/acc"), "val_loss": self.last.get("val/loss"),
                 "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
                 "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
                 "arch": self.last.get("arch"),
@@ -196,36 +187,43 @@ def _atomic_write(path: Path, text: str) -> None:
 class Bookkeeper:
     """Receives trial events in the driver and keeps TensorBoard, curves.csv and records."""
 
-    def __init__(self, experiment_dir: str | Path, metric: str, mode: str, max_epochs: int,
+    def __init__(self, experiment_dir: str | Path, objective: Objective, max_epochs: int,
                  tensorboard_dir: str | Path | None = None) -> None:
         self.dir = Path(experiment_dir)
-        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
-        self.tensorboard = TensorBoardRuns(Path(tensorboard_dir or self.dir / "tensorboard"), metric)
+        self.layout = ExperimentLayout(self.dir)
+        self.objective, self.max_epochs = objective, max_epochs
+        self.tensorboard = TensorBoardRuns(Path(tensorboard_dir or self.layout.tensorboard),
+                                           objective.metric)
         self.trials: dict[str, TrialRecord] = {}
         self.curves: dict[tuple[str, int], dict[str, Any]] = {}
         #: on resume: the rows of trials that were running when the driver stopped, by trial
         self._unfinished_rows: dict[str, list[dict[str, Any]]] = {}
 
     @property
+    def metric(self) -> str:
+        return self.objective.metric
+
+    @property
     def curves_path(self) -> Path:
-        return self.dir / "curves.csv"
+        return self.layout.curves
 
     @property
     def trials_path(self) -> Path:
-        return self.dir / "trials.json"
+        return self.layout.trials
 
     @property
     def journal_path(self) -> Path:
         """Curve rows received since curves.csv was last written, one JSON line each (so that a
         driver killed mid-trial loses no epoch a trial reported: a resumed trial continues
         from its checkpoint, maybe epochs later)."""
-        return self.dir / "curves.journal.jsonl"
+        return self.layout.curves_journal
 
     def load_existing(self) -> None:
         """On resume: keep the trials and curve rows an earlier run of this experiment wrote."""
         if self.trials_path.exists():
             for item in json.loads(self.trials_path.read_text()):
                 record = TrialRecord(**item)
+                record.state = TrialState(record.state)
                 if record.state != RUNNING:
                     record.checkpoint = self._moved_here(record.checkpoint)
                     self.trials[record.trial_id] = record
@@ -278,10 +276,8 @@ class Bookkeeper:
 
     def _offer_best(self, record: TrialRecord, value: Any) -> None:
         """Keep ``value`` as the record's best metric value when it is finite and better."""
-        if isinstance(value, (int, float)) and math.isfinite(value) and (
-                record.best_val is None
-                or (value > record.best_val if self.mode == "max" else value < record.best_val)):
-            record.best_val = value
+        if self.objective.better(value, record.best_value):
+            record.best_value = value
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         record = self.trials[trial_id]
@@ -348,16 +344,14 @@ class Bookkeeper:
 
     def ranked(self) -> list[TrialRecord]:
         """COMPLETE trials, best final metric first."""
-        done = [t for t in self.trials.values() if t.state == COMPLETE
-                and isinstance(t.last.get(self.metric), (int, float))
-                and math.isfinite(t.last[self.metric])]
-        return sorted(done, key=lambda t: t.last[self.metric], reverse=self.mode == "max")
+        done = [t for t in self.trials.values() if t.state == COMPLETE]
+        return self.objective.ranked(done, lambda t: t.last.get(self.metric))
 
     def counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in (COMPLETE, PRUNED, FAIL)}
+        counts = {str(s): 0 for s in (COMPLETE, PRUNED, FAIL)}
         for t in self.trials.values():
-            counts[t.state] = counts.get(t.state, 0) + 1
-        return {k: v for k, v in counts.items() if v or k != RUNNING}
+            counts[str(t.state)] = counts.get(str(t.state), 0) + 1
+        return counts
 
     def close(self) -> None:
         self.tensorboard.close()

@@ -1,0 +1,1 @@
+"""Read-only analysis of an experiment: its typed record, fidelity, rank correlations, plots."""

@@ -1,0 +1,193 @@
+"""Ray Tune callbacks: every trial event forwarded to the bookkeeper, the study and the
+console; the final stage's bookkeeping; the object-storage mirror."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
+from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, RUNNING, Bookkeeper
+from tune_nas.record.console import ProgressPrinter
+from tune_nas.states import final_state
+from tune_nas.storage.trials_dir import ThrottledUpload
+
+FINAL_KEY = "final"  # a final-stage trial's config is {FINAL_KEY: the configuration to retrain}
+
+
+def trial_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a trial trains (unwrapping a final-stage trial's)."""
+    return config.get(FINAL_KEY, config) if isinstance(config.get(FINAL_KEY), dict) else config
+
+
+
+def _error_reason(trial) -> str:
+    """The last line of a trial's error (the exception's message), for humans and Optuna."""
+    try:
+        err = trial.get_error()
+    except (OSError, ValueError) as exc:  # the error file is missing or unreadable: say so
+        return (f"the trial failed and its error file could not be read "
+                f"({type(exc).__name__}: {exc})")[:500]
+    text = str(err) if err else ""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "the trial's worker failed without an error message"
+
+
+class TrialEvents(tune.Callback):
+    """Forwards Ray Tune's trial events to the bookkeeper, the study and the console."""
+
+    def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
+                 printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None) -> None:
+        self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
+        self.generator = generator
+        self.trials_at_end: list[Any] = []  # Ray's trials as the search ended
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # experiments saved before ``generator`` and ``trials_at_end`` existed
+        self.__dict__.update({"generator": None, "trials_at_end": [], **state})
+
+    def end_unfinished(self, reason: str) -> list[int]:
+        """Record the trials still running when the search ended (its time budget ran out)
+        as PRUNED, with ``reason``, in the study and the bookkeeping, and the ones proposed
+        but never started as FAIL in the study; returns the numbers of the PRUNED ones."""
+        ended = []
+        for trial in self.trials_at_end:
+            record = self.bookkeeper.trials.get(trial.trial_id)
+            if record is not None and record.state == RUNNING:
+                self._ended(trial, PRUNED, reason)
+                ended.append(record.number)
+        self.searcher.fail_unstarted(f"never started: {reason}")
+        return ended
+
+    def setup(self, **info: Any) -> None:
+        self.bookkeeper.load_existing()
+        # On resume: trials that ended before the driver stopped. Ray re-runs those that ended
+        # after its last experiment snapshot (its state still says RUNNING); their recorded
+        # outcome stands and the re-run's events are ignored.
+        self.ended_before = set(self.bookkeeper.trials)
+        self.printer.start(info.get("total_num_samples"))
+
+    def _started(self, trial) -> None:
+        if trial.trial_id not in self.bookkeeper.trials:
+            self.bookkeeper.trial_started(trial.trial_id, int(trial.config.get("trial_number", -1)),
+                                          trial.config)
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if not getattr(self, "orphans_checked", False):
+            self.orphans_checked = True
+            self.searcher.attach()  # no searcher state was saved before the driver stopped
+            self.searcher.skip_told()
+            self.searcher.fail_orphans()
+            if self.generator is not None:
+                self.generator.reconcile(len(trials))
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._started(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            return
+        self._started(trial)
+        self.bookkeeper.trial_result(trial.trial_id, result)
+        self.printer.tick(self.bookkeeper)
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            return
+        self.bookkeeper.trial_retried(trial.trial_id)
+        self.printer.note(f"trial {trial.config.get('trial_number')} failed "
+                          f"({_error_reason(trial)}); retrying from its last checkpoint")
+
+    def _ended(self, trial, state: str, reason: str | None) -> None:
+        if trial.trial_id in getattr(self, "ended_before", ()):
+            self.searcher._completed_trials.add(trial.trial_id)
+            record, location = self.bookkeeper.trials.get(trial.trial_id), checkpoint_location(trial)
+            if record is not None and location and location != record.checkpoint:
+                # the re-run replaced the checkpoint recorded first (Ray keeps one per trial):
+                # point at the one that exists (the study's attribute keeps what it was told)
+                record.checkpoint = location
+                self.bookkeeper.write_trials()
+            return
+        self._started(trial)
+        last = trial.last_result or {}
+        checkpoint = checkpoint_location(trial)
+        value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
+        record = self.bookkeeper.trials[trial.trial_id]
+        self.searcher.finish(trial.trial_id, state, value, {
+            "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
+            "params": last.get("model/params"), "flops": last.get("model/flops"),
+            "latency_ms": last.get("model/latency_ms"), "arch": last.get("arch"),
+            "error": reason, "retries": record.retries},
+            last_result=last)
+        record = self.bookkeeper.trial_ended(trial.trial_id, state, reason, checkpoint)
+        self.printer.trial_ended(record, self.bookkeeper)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        state = final_state(last, self.bookkeeper.max_epochs)
+        self._ended(trial, state, last.get("error"))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended(trial, FAIL, _error_reason(trial))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.trials_at_end = list(trials)
+        self.bookkeeper.close()
+
+
+def checkpoint_location(trial) -> str | None:
+    """A trial's last checkpoint: a local path, or a URI (``s3://bucket/...``) on object storage."""
+    checkpoint = trial.checkpoint
+    if checkpoint is None:
+        return None
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
+
+
+class MirrorUpload(tune.Callback):
+    """With the trials directory on object storage: copy the driver's files there as trials
+    end (throttled) and when the experiment ends."""
+
+    def __init__(self, upload: ThrottledUpload) -> None:
+        self.upload = upload
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.upload()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.upload()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.upload(force=True)
+
+
+class FinalStageEvents(tune.Callback):
+    """Bookkeeping of the final stage: curves, records and TensorBoard runs, no searcher."""
+
+    def __init__(self, bookkeeper: Bookkeeper, printer: ProgressPrinter) -> None:
+        self.bookkeeper, self.printer = bookkeeper, printer
+
+    def _started(self, trial) -> None:
+        if trial.trial_id not in self.bookkeeper.trials:
+            config = trial_config(trial.config)
+            self.bookkeeper.trial_started(trial.trial_id, int(config["trial_number"]), config)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._started(trial)
+        self.bookkeeper.trial_result(trial.trial_id, result)
+
+    def _ended(self, trial, state: str, reason: str | None) -> None:
+        self._started(trial)
+        record = self.bookkeeper.trial_ended(
+            trial.trial_id, state, reason, checkpoint_location(trial))
+        self.printer.trial_ended(record, self.bookkeeper)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        self._ended(trial, final_state(last, self.bookkeeper.max_epochs), last.get("error"))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._ended(trial, FAIL, _error_reason(trial))
+
+

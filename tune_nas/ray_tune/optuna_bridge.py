@@ -1,0 +1,237 @@
+"""The bridge between Ray Tune's search loop and the Optuna study: Ray's Optuna searcher,
+telling the study what actually happened to each trial, and Ray's search generator with a
+check of its trial count on resume."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+from ray.tune.search import SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, run_name
+
+
+class CheckedSearchGenerator(SearchGenerator):
+    """Ray's wrapper of a searcher, which counts the trials it has created, with a check of
+    that count on resume.
+
+    Ray's experiment snapshot on object storage is uploaded file by file: a driver killed in
+    between can leave a count that includes trials the restored experiment does not hold.
+    Those never run, and Ray, counting them, would end the search short of ``num_samples``.
+    """
+
+    def reconcile(self, known_trials: int) -> int:
+        """Count only the ``known_trials`` the restored experiment holds; returns how many
+        created trials it lost (their Optuna trials are FAIL "orphaned"), now created anew."""
+        lost = self._counter - known_trials
+        if lost > 0:
+            self._counter = known_trials
+        return max(0, lost)
+
+
+class ConstantSpace:
+    """A define-by-run "space" that samples nothing and returns fixed values."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = dict(values)
+
+    def __call__(self, trial) -> dict[str, Any]:
+        return dict(self.values)
+
+
+class RecordingOptunaSearch(OptunaSearch):
+    """Ray's Optuna searcher, telling the study what actually happened to each trial.
+
+    Ray's ``OptunaSearch`` stores every stopped trial as COMPLETE with its last (early-rung)
+    value. Here a trial the scheduler stopped is told as PRUNED (its per-epoch values are its
+    intermediate values), only a trial that trained ``max_epochs`` is COMPLETE, and a failed
+    one is FAIL with the reason as a user attribute. The sampler therefore learns from pruned
+    trials the way Optuna's TPE does by design: they rank below every complete trial, ordered
+    by the epoch they reached and their last value there.
+
+    Each Optuna trial carries ``ray_trial_id`` and ``tensorboard_run`` from its start and
+    ``epochs``, ``checkpoint``, ``test_acc`` and ``params`` at its end; each Ray trial's config
+    carries ``trial_number`` (the Optuna number) and ``trial_run`` (its TensorBoard run).
+    The final ``tell`` is made by :class:`TrialEvents`, which sees the whole Ray trial.
+    """
+
+    #: Where the study lives now; set by the tuner on every run, fresh or resumed. The pickled
+    #: searcher (Ray's tuner.pkl and searcher-state-*.pkl) holds only the study's name and its
+    #: trials' ids, never a storage: an experiment that moved since (another disk, a renamed
+    #: folder, a new head node) resumes with its own optuna.db, not a path that is gone.
+    storage_url: str | None = None
+
+    def _detached(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if state.get("_ot_study") is not None:
+            state["_ot_trial_ids"] = {rid: t._trial_id for rid, t in state["_ot_trials"].items()}
+            state.update(_ot_study=None, _ot_trials={})
+        # Ray's tuner.pkl is written before the study is set up: the storage goes in neither
+        state.update(_storage=None, storage_url=None)  # given anew by every run
+        return state
+
+    def _setup_study(self, mode) -> None:
+        """Create (or load) the study where :attr:`storage_url` says, for a searcher that was
+        unpickled before its study was set up (Ray's tuner.pkl)."""
+        if self._storage is None and self.storage_url:
+            from tune_nas.storage.study_db import open_storage
+
+            self._storage = open_storage(self.storage_url)
+        super()._setup_study(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self._detached()
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self._detached(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        url = self.storage_url  # this run's, not the one saved with the state
+        super().restore(checkpoint_path)
+        self.attach(url)
+
+    def attach(self, storage_url: str | None = None) -> None:
+        """Open the study (at ``storage_url``, else :attr:`storage_url`) for a searcher that
+        was unpickled; a searcher that holds its study already is left as it is."""
+        import optuna
+
+        from tune_nas.storage.study_db import open_storage
+
+        if storage_url:
+            self.storage_url = storage_url
+        ids = self.__dict__.pop("_ot_trial_ids", None)
+        if ids is None:
+            return
+        if not self.storage_url:
+            raise RuntimeError("the restored Optuna searcher was given no study storage")
+        self._storage = open_storage(self.storage_url)
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
+                                           sampler=self._sampler, pruner=optuna.pruners.NopPruner())
+        self._ot_trials = {rid: optuna.trial.Trial(self._ot_study, tid) for rid, tid in ids.items()}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        config = super().suggest(trial_id)
+        if config is None:
+            return None
+        ot_trial = self._ot_trials[trial_id]
+        config["trial_number"] = ot_trial.number
+        config["trial_run"] = run_name(ot_trial.number, config)
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr("tensorboard_run", config["trial_run"])
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and math.isfinite(value) and "epoch" in result:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a retried epoch is reported once only
+                self._ot_trials[trial_id].report(float(value), int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
+
+    def skip_told(self) -> list[int]:
+        """After a driver restart: trials the study was told the end of after Ray's last
+        experiment snapshot are re-run by Ray (its state says RUNNING; on object storage that
+        snapshot is minutes old). What the study was told first stands: the re-run's results
+        are not reported to the finished Optuna trial. Returns their numbers."""
+        told = []
+        for trial_id, frozen in self._open_trials():
+            if frozen.state.is_finished():
+                self._completed_trials.add(trial_id)
+                told.append(frozen.number)
+        return told
+
+    def _open_trials(self) -> list[tuple[str, Any]]:
+        """(Ray trial id, the study's frozen trial) of every trial this searcher proposed and
+        has not recorded as ended; none before the study is opened."""
+        study = getattr(self, "_ot_study", None)
+        if study is None:
+            return []
+        return [(trial_id, study._storage.get_trial(ot_trial._trial_id))
+                for trial_id, ot_trial in self._ot_trials.items()
+                if trial_id not in self._completed_trials]
+
+    def fail_orphans(self) -> list[int]:
+        """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
+        are unknown to the restored searcher (its state is saved in the same snapshot as
+        Ray's trials), never train, and would stay RUNNING; record them as FAIL with the
+        reason. Returns their numbers."""
+        import optuna
+
+        study = getattr(self, "_ot_study", None)
+        if study is None or not self._ot_trials:
+            return []
+        known = {t.number for t in self._ot_trials.values()}
+        orphans = [t for t in study.get_trials(deepcopy=False,
+                                               states=(optuna.trial.TrialState.RUNNING,))
+                   if t.number not in known]
+        for t in orphans:
+            _tell_failed(study, t, "orphaned: the driver stopped after Optuna proposed this "
+                         "trial and before Ray recorded it; it never trained (the resumed run "
+                         "proposes a new trial instead)")
+        return [t.number for t in orphans]
+
+    def fail_unstarted(self, reason: str) -> list[int]:
+        """Optuna trials proposed for Ray trials that never started (the search ended first,
+        e.g. at its time budget): FAIL with ``reason``, so that none stays RUNNING in the
+        study. Returns their numbers."""
+        failed = []
+        for trial_id, frozen in self._open_trials():
+            if not frozen.state.is_finished():
+                _tell_failed(self._ot_study, frozen, reason)
+                failed.append(frozen.number)
+            self._completed_trials.add(trial_id)
+        return failed
+
+    def finish(self, trial_id: str, state: str, value: float | None, attrs: dict[str, Any],
+               last_result: dict[str, Any] | None = None) -> int | None:
+        """Tell the study how ``trial_id`` ended; returns its Optuna number.
+
+        Ray hands a trial's final result to ``on_trial_complete`` instead of
+        ``on_trial_result``, so that epoch's intermediate value is reported here.
+        """
+        import optuna
+
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return None
+        if self._ot_study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            # told before the driver was killed but after Ray's last experiment snapshot: the
+            # resumed run re-runs the trial; the study keeps what it was told first
+            self._completed_trials.add(trial_id)
+            return ot_trial.number
+        if last_result:
+            self.on_trial_result(trial_id, last_result)
+        for key, attr in attrs.items():
+            if attr is not None:
+                ot_trial.set_user_attr(key, attr)
+        states = {COMPLETE: optuna.trial.TrialState.COMPLETE,
+                  PRUNED: optuna.trial.TrialState.PRUNED, FAIL: optuna.trial.TrialState.FAIL}
+        if state == COMPLETE and (value is None or not math.isfinite(value)):
+            state = FAIL
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._ot_study.tell(ot_trial, value if state == COMPLETE else None, state=states[state])
+        self._completed_trials.add(trial_id)
+        return ot_trial.number
+
+
+def _tell_failed(study, trial, reason: str) -> None:
+    """Tell the study that ``trial`` (a frozen trial) failed, with ``reason`` as its error."""
+    import optuna
+
+    study._storage.set_trial_user_attr(trial._trial_id, "error", reason)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+

@@ -1,0 +1,299 @@
+"""Run a search (or its final stage) with Ray Tune: the Tuner, its storage, resume.
+
+Data flows one way: the launcher hands over a validated space, the decoded data and the
+experiment directory; trials run :func:`tune_nas.trial.run.run_trial` in reused Ray workers
+(no process start, no re-import, no re-read of the data per trial); the driver-side callback
+(:mod:`tune_nas.ray_tune.callbacks`) forwards every trial event to the bookkeeper and tells
+Optuna the truth about each trial (:mod:`tune_nas.ray_tune.optuna_bridge`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.sample import Domain
+
+from tune_nas.config.space_file import SearchSpace
+from tune_nas.config.training import TrialSetup
+from tune_nas.data.sources import ArraySplits
+from tune_nas.ray_tune.callbacks import (
+    FINAL_KEY,
+    FinalStageEvents,
+    MirrorUpload,
+    TrialEvents,
+    trial_config,
+)
+from tune_nas.ray_tune.cluster import concurrent_slots
+from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, ConstantSpace, RecordingOptunaSearch
+from tune_nas.record.bookkeeper import COMPLETE, Bookkeeper
+from tune_nas.record.console import ProgressPrinter
+from tune_nas.search import create_sampler
+from tune_nas.storage.trials_dir import RemoteTrialsDir, ThrottledUpload
+
+STUDY_FILE = "optuna.db"
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGUSR1) reached Ray Tune: it saved the experiment and ended the search
+    early, with trials unfinished; ``--resume`` continues it."""
+
+
+def study_storage_url(experiment_dir: Path) -> str:
+    return f"sqlite:///{experiment_dir / STUDY_FILE}"
+
+
+def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -> None:
+    """The function Ray runs per trial: resume from Ray's checkpoint if there is one."""
+
+    class Reporter:
+        def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+            tune.report(metrics, checkpoint=checkpoint)
+
+    from tune_nas.trial.run import run_trial  # in the worker: the driver never imports Lightning
+
+    config = trial_config(config)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(config, splits, setup, Reporter())
+        return
+    with checkpoint.as_directory() as resume_dir:
+        run_trial(config, splits, setup, Reporter(), resume_dir=resume_dir)
+
+
+def _trainable(spec, splits: ArraySplits, max_epochs: int):
+    """Ray's trainable for ``spec``: the data go to the object store once (shared by every
+    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs."""
+    setup = TrialSetup(model=spec.model, max_epochs=max_epochs, seed=spec.seed,
+                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
+                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
+    return tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
+                               {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+
+
+def _ray_storage(remote: RemoteTrialsDir | None, trials_dir: Path, *names: str) -> dict[str, Any]:
+    """Ray's ``storage_path`` and ``storage_filesystem`` for ``<trials dir>/<names...>``: the
+    object storage when the trials directory is one, else the local directory."""
+    if remote:
+        return {"storage_path": "/".join([remote.path, *names]), "storage_filesystem": remote.filesystem}
+    return {"storage_path": str(trials_dir.joinpath(*names)), "storage_filesystem": None}
+
+
+def trial_dirname(trial) -> str:
+    """Ray's per-trial directory: ``trial_007_<ray id>`` (Optuna number first)."""
+    number = trial_config(trial.config).get("trial_number")
+    return f"trial_{number:03d}_{trial.trial_id}" if isinstance(number, int) else f"trial_{trial.trial_id}"
+
+
+@dataclass
+class SearchOutcome:
+    bookkeeper: Bookkeeper
+    study_name: str
+    storage_url: str  # masked, for reports
+    storage_url_full: str = ""  # as given (never holds a password: those are refused)
+
+
+def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
+               printer: ProgressPrinter, resume: bool = False,
+               storage_url: str | None = None, remote: RemoteTrialsDir | None = None) -> SearchOutcome:
+    """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``
+    (Ray's trials in ``remote`` instead when the trials directory is object storage)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    spec = space.spec
+    trainable = _trainable(spec, splits, spec.max_epochs)
+    from tune_nas.storage.study_db import mask_url, open_storage
+
+    storage_url = storage_url or study_storage_url(experiment_dir)
+    # Ray lets a searcher keep only ONE trial pending by default, so with Optuna trials run
+    # one at a time whatever the resources: allow as many as can run at once.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(spec))
+    param_space, define_by_run = dict(space.param_space), space.define_by_run
+    if define_by_run is None and not any(isinstance(v, Domain) for v in param_space.values()):
+        # nothing to sample (e.g. retraining one configuration): every trial gets the constants
+        define_by_run, param_space = ConstantSpace(param_space), {}
+    if resume:
+        stored = _ray_storage(remote, experiment_dir.parent, name)
+        tuner = tune.Tuner.restore(stored["storage_path"], trainable=trainable,
+                                   resume_unfinished=True, resume_errored=False,
+                                   param_space=param_space or None,
+                                   storage_filesystem=stored["storage_filesystem"])
+        callbacks = tuner._local_tuner.get_run_config().callbacks or []
+        events = next(c for c in callbacks if isinstance(c, TrialEvents))
+        events.printer = printer
+        # the paths saved with the callbacks are the first run's; the experiment's files may
+        # be elsewhere now (a new head node fetching its mirror into another directory)
+        events.bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
+        events.searcher.storage_url = storage_url
+        for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
+            mirror.upload.local_dir = experiment_dir  # this machine's mirror
+        keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)
+        return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
+
+    sampler = create_sampler(spec.searcher, spec.searcher_settings())
+    storage = open_storage(storage_url)
+    searcher = RecordingOptunaSearch(space=define_by_run, metric=spec.metric,
+                                     mode=spec.mode, sampler=sampler, study_name=name,
+                                     storage=storage)
+    searcher.storage_url = storage_url
+    if spec.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric=spec.metric, mode=spec.mode,
+                                  max_t=spec.max_epochs, grace_period=spec.grace_period,
+                                  reduction_factor=spec.reduction_factor)
+    elif spec.scheduler == "curve_fit":
+        from tune_nas.schedulers import CurveFitScheduler, default_bounds
+
+        scheduler = CurveFitScheduler(metric=spec.metric, mode=spec.mode, max_t=spec.max_epochs,
+                                      time_attr="epoch", min_epochs=spec.curve_fit_min_epochs,
+                                      threshold=spec.curve_fit_threshold,
+                                      bounds=default_bounds(spec.metric))
+    else:
+        scheduler = FIFOScheduler()
+    bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
+    limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
+               if spec.max_concurrent_trials else searcher)
+    generator = CheckedSearchGenerator(limited)  # what Ray would wrap the searcher in
+    events = TrialEvents(bookkeeper, searcher, printer, generator)
+    callbacks: list[tune.Callback] = [events]
+    if remote:
+        callbacks.append(MirrorUpload(ThrottledUpload(remote, experiment_dir, name)))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=generator, scheduler=scheduler, num_samples=spec.num_samples,
+            reuse_actors=True,
+            time_budget_s=spec.time_budget_s or None,
+            trial_dirname_creator=trial_dirname, trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=name, **_ray_storage(remote, experiment_dir.parent), callbacks=callbacks, verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures)),
+    )
+    keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)
+    return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
+
+
+FINAL_DIR = "final"
+def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: SearchOutcome,
+                    experiment_dir: Path, printer: ProgressPrinter,
+                    remote: RemoteTrialsDir | None = None) -> dict[str, Any]:
+    """Retrain the search's top-k configurations at full fidelity (all data, native size,
+    ``final_max_epochs``), each as a trial of its own under ``<experiment>/final/``, record
+    them in the study ``<name>-final``, and measure whether the proxy ranked them well."""
+    import optuna
+
+    from tune_nas.analysis.fidelity import aligned_rank_correlation, top_k_overlap
+    from tune_nas.record.bookkeeper import hyperparameters
+    from tune_nas.storage.study_db import open_storage
+
+    spec = space.spec
+    top = search.bookkeeper.ranked()[: spec.final_top_k]
+    if not top:
+        return {"k": 0, "note": "no COMPLETE search trial to retrain"}
+    epochs = spec.final_max_epochs or spec.max_epochs
+    trainable = _trainable(spec, full_splits, epochs)
+    points = [{**hyperparameters(t.config), "trial_number": t.number,
+               "trial_run": f"final_{t.run}"} for t in top]
+    final_dir = experiment_dir / FINAL_DIR
+    keeper = Bookkeeper(final_dir, spec.objective, epochs,
+                        tensorboard_dir=experiment_dir / "tensorboard")
+    printer.note(f"final stage: retraining the top {len(top)} configurations at full fidelity "
+                 f"({full_splits.describe()}, {epochs} epochs)")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={FINAL_KEY: tune.grid_search(points)},  # one trial per configuration
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True,
+                                    trial_dirname_creator=trial_dirname,
+                                    trial_name_creator=trial_dirname),
+        run_config=tune.RunConfig(
+            name=FINAL_DIR, verbose=0, **_ray_storage(remote, experiment_dir.parent, experiment_dir.name),
+            callbacks=[FinalStageEvents(keeper, printer)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
+    _fit(tuner, keeper)
+
+    proxy = {t.number: t.last[spec.metric] for t in top}
+    final = {t.number: t.last.get(spec.metric) for t in keeper.trials.values()
+             if t.state == COMPLETE}
+    final_test = {t.number: t.last.get("test/acc") for t in keeper.trials.values()
+                  if t.state == COMPLETE}
+    study = optuna.create_study(study_name=f"{search.study_name}-final",
+                                storage=open_storage(search.storage_url_full),
+                                direction="maximize" if spec.mode == "max" else "minimize",
+                                load_if_exists=True)
+    for t in keeper.trials.values():
+        value = t.last.get(spec.metric) if t.state == COMPLETE else None
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL,
+            value=value, params={}, distributions={},
+            user_attrs={"search_trial": t.number, "config": hyperparameters(t.config),
+                        "search_value": proxy.get(t.number), "test_acc": t.last.get("test/acc"),
+                        "epochs": t.epochs, "checkpoint": t.checkpoint, "error": t.reason}))
+    corr = aligned_rank_correlation(proxy, {k: v for k, v in final.items() if v is not None})
+    best_final = (max if spec.mode == "max" else min)(final, key=final.get) if final else None
+    return {
+        "k": len(top), "epochs": epochs, "data": full_splits.describe(),
+        "study": f"{search.study_name}-final",
+        "trials": [{"search_trial": n, "search_value": proxy[n], "final_value": final.get(n),
+                    "final_test_acc": final_test.get(n)} for n in proxy],
+        "rank_correlation": corr.as_dict(),
+        "top1_agrees": best_final == top[0].number if best_final is not None else None,
+        "top_half_overlap": top_k_overlap(proxy, final, max(1, len(final) // 2), spec.mode)
+        if final else None,
+        "best_final_trial": best_final,
+    }
+
+
+class _StopSignal:
+    """Whether Ray Tune caught a stop signal (Ctrl-C, SIGUSR1) during ``fit``.
+
+    For the run Ray installs a SIGINT handler that saves the experiment and ends the search;
+    ``fit`` then returns as if the search were done. That handler puts the previous one back
+    when it fires, and only then, so finding the previous handler in place afterwards is the
+    sign. Ray's handler, left installed after a normal end, is replaced by the previous one.
+    """
+
+    def __enter__(self) -> _StopSignal:
+        self.armed = (threading.current_thread() is threading.main_thread()
+                      and not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0")))
+        self.before = signal.getsignal(signal.SIGINT)
+        self.caught = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.armed:
+            self.caught = signal.getsignal(signal.SIGINT) is self.before
+            signal.signal(signal.SIGINT, self.before)
+
+
+def _fit(tuner, keeper: Bookkeeper, events: TrialEvents | None = None,
+         time_budget_s: float = 0.0) -> Bookkeeper:
+    """Run ``tuner``; ``keeper``'s files are written whatever happens. At the time budget the
+    search's trials still running are ended (``events``); a stop signal raises
+    :class:`SearchInterrupted`."""
+    try:
+        with _StopSignal() as stop:
+            tuner.fit()
+        if events is not None and not stop.caught and time_budget_s:
+            events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
+    finally:
+        keeper.write_curves()
+        keeper.write_trials()
+        keeper.close()
+    if stop.caught:
+        raise SearchInterrupted()
+    return keeper
+
+

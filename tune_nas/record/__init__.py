@@ -1,0 +1,1 @@
+"""The driver's record of a search: TensorBoard runs, curves.csv, trials.json and the console."""

@@ -1,0 +1,44 @@
+"""A trial's state, one identity everywhere: the terminal, summary.json, trials.json,
+curves.csv, TensorBoard and the Optuna study.
+
+* ``RUNNING`` — it is training (or was, when the driver stopped);
+* ``PAUSED`` — a scheduler policy set it aside to continue later (room for pause-and-resume
+  schedulers; no built-in policy pauses yet);
+* ``COMPLETE`` — it trained its full budget (``max_epochs``);
+* ``PRUNED`` — a scheduler stopped it early, or the search's time budget ran out;
+* ``FAIL`` — it raised after its retries, its loss became NaN, or it ran out of memory.
+
+The members are strings (:class:`enum.StrEnum`), so JSON, CSV and comparisons with the plain
+names (``"COMPLETE"``) read and write them unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class TrialState(StrEnum):
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAIL = "FAIL"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+#: The states a trial can end in, in the order reports list them.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def final_state(last_result: dict[str, Any] | None, max_epochs: int) -> TrialState:
+    """How a trial that Ray reports as ended ended: FAIL when its last result carries an
+    ``error``; COMPLETE when it reached ``max_epochs``; PRUNED when it was stopped before."""
+    if last_result and last_result.get("error"):
+        return TrialState.FAIL
+    if not last_result or "epoch" not in last_result:
+        return TrialState.PRUNED  # stopped before its first epoch ended
+    return TrialState.COMPLETE if int(last_result["epoch"]) >= max_epochs else TrialState.PRUNED
