@@ -153,3 +153,41 @@ def test_the_trial_module_keeps_hook_names_plain_and_still_registers_layers():
     names = {n for n, _ in module.named_parameters()}
     assert {"head.weight", "scale", "model.weight"} <= names
     assert "head.weight" in module.state_dict()
+
+
+class _OutOfMemoryAt(torch.nn.Module):
+    """A linear classifier that raises torch.OutOfMemoryError at training forward ``step``."""
+
+    def __init__(self, num_classes, in_channels, image_size, step=25):
+        super().__init__()
+        self.fc = torch.nn.Linear(in_channels * image_size * image_size, num_classes)
+        self.step, self.calls = step, 0
+
+    def forward(self, x):
+        self.calls += int(self.training)
+        if self.calls == self.step:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.fc(x.flatten(1))
+
+
+@register_model("test_oom_at")
+def _oom_at(num_classes, in_channels, image_size, step: int = 25):
+    return _OutOfMemoryAt(num_classes, in_channels, image_size, step)
+
+
+def test_out_of_memory_reports_every_metric_so_any_objective_sees_the_failure(digits):
+    """Ray ends the WHOLE search when a result lacks the searched metric: a trial that ran out
+    of memory must report every metric (NaN), whichever one the search optimises."""
+    rec = Recorder()
+    run_trial({"lr": 1e-3, "batch_size": 64}, digits, TrialSetup("test_oom_at", max_epochs=3), rec)
+    assert [r["epoch"] for r in rec.results] == [1, 2]
+    last = rec.results[-1]
+    assert last["error"].startswith("out of memory: CUDA out of memory")
+    assert set(METRICS) <= set(last)
+    assert math.isnan(last["val/loss"]) and math.isnan(last["val/acc"])
+
+
+def test_nan_loss_report_carries_every_metric(digits):
+    rec = Recorder()
+    run_trial({"lr": 1e-3, "batch_size": 64}, digits, TrialSetup("test_nan_after", max_epochs=4), rec)
+    assert set(METRICS) <= set(rec.results[-1]) and math.isnan(rec.results[-1]["val/loss"])

@@ -91,12 +91,9 @@ class TrialSetup:
     checkpoint_every: int = 1
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    fixed: dict[str, Any] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
 
 
-def split_config(config: dict[str, Any], fixed: dict[str, Any] | None = None
-                 ) -> tuple[TrainingConfig, dict[str, Any]]:
+def split_config(config: dict[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:
     """(training hyperparameters, model architecture arguments) of a trial's config."""
-    merged = {**(fixed or {}), **{k: v for k, v in config.items() if k not in RESERVED_KEYS}}
-    return TrainingConfig.split(merged)
+    return TrainingConfig.split({k: v for k, v in config.items() if k not in RESERVED_KEYS})

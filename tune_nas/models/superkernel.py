@@ -487,7 +487,8 @@ class SuperkernelNet(nn.Module):
         return [p for layer in self.layers for p in layer.arch_parameters()]
 
     def full_cost(self) -> int:
-        """FLOPs per image or parameters of the full supernet as a plain net (all largest)."""
+        """FLOPs per image, parameters or measured latency (ms, layers only) of the full
+        supernet as a plain net (every layer at its largest kernel and expansion)."""
         fixed = self._fixed_cost()
         return fixed + sum(layer.full_cost(self.cost_kind) for layer in self.layers)
 
@@ -495,8 +496,9 @@ class SuperkernelNet(nn.Module):
         return {"flops": self._fixed_flops, "params": self._fixed_params}.get(self.cost_kind, 0.0)
 
     def expected_cost(self) -> torch.Tensor:
-        """The chosen child's FLOPs (or params) as a fraction of :meth:`full_cost`: a scalar in
-        (0, 1], exact in value, differentiable in the thresholds (straight-through)."""
+        """The chosen child's FLOPs, params or latency (``cost``) as a fraction of
+        :meth:`full_cost`: a scalar in (0, 1], exact in value, differentiable in the thresholds
+        (straight-through)."""
         fixed = self._fixed_cost()
         total = sum(layer.cost(self.cost_kind) for layer in self.layers)
         return (fixed + total) / self.full_cost()

@@ -43,10 +43,6 @@ class TrialEvents(tune.Callback):
         self.generator = generator
         self.trials_at_end: list[Any] = []  # Ray's trials as the search ended
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # experiments saved before ``generator`` and ``trials_at_end`` existed
-        self.__dict__.update({"generator": None, "trials_at_end": [], **state})
-
     def end_unfinished(self, reason: str) -> list[int]:
         """Record the trials still running when the search ended (its time budget ran out)
         as PRUNED, with ``reason``, in the study and the bookkeeping, and the ones proposed

@@ -94,17 +94,29 @@ def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:
     return out
 
 
+def failure_report(epoch: int, error: str, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The last report of a trial that failed by itself (NaN loss, out of memory): every metric
+    of :data:`METRICS` is present, NaN where it was not measured, so that whichever one the
+    search optimises is in the result (Ray's strict metric check would otherwise end the whole
+    search instead of this trial), and ``error`` holds the reason."""
+    report: dict[str, Any] = {key: float("nan") for key in METRICS}
+    report.update(measured or {})
+    for key in ("val/acc", "val/loss"):  # not measured for an epoch whose training diverged
+        report[key] = float("nan")
+    report.update(epoch=epoch, error=error)
+    return report
+
+
 class _EpochReport:
-    """Lightning callback: one report per epoch (test metrics and checkpoint as due)."""
+    """One report per epoch (test metrics and a checkpoint when due); a plain class that
+    :func:`_callback` hands to Lightning as a callback."""
 
     def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
                  setup: TrialSetup, cost: dict[str, float]) -> None:
         self.reporter, self.train, self.test = reporter, train, test
         self.setup, self.cost = setup, cost
         self.started = 0.0
-        self.error: str | None = None
 
-    # Lightning looks callbacks up by these hook names.
     def on_train_epoch_start(self, trainer, module) -> None:
         self.train.set_epoch(trainer.current_epoch)
         self.started = time.perf_counter()
@@ -115,9 +127,9 @@ class _EpochReport:
         metrics = {"epoch": epoch, **module.epoch_metrics(), "time/epoch_s": seconds,
                    **self.cost, **architecture_metrics(module.model)}
         if not math.isfinite(metrics["train/loss"]):
-            self.error = f"train/loss is {metrics['train/loss']} at epoch {epoch}"
             trainer.should_stop = True
-            self.reporter.report({**metrics, "val/acc": float("nan"), "error": self.error}, None)
+            error = f"train/loss is {metrics['train/loss']} at epoch {epoch}"
+            self.reporter.report(failure_report(epoch, error, metrics), None)
             return
         if epoch >= self.setup.max_epochs:
             started = time.perf_counter()
@@ -139,7 +151,7 @@ class _EpochReport:
 
 
 def _callback(obj: _EpochReport):
-    """Wrap ``obj`` as a Lightning Callback (kept separate so the class stays plain)."""
+    """``obj`` as a Lightning Callback (Lightning is imported only here, in the worker)."""
     import lightning.pytorch as pl
 
     class EpochReport(pl.Callback):
@@ -171,7 +183,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     _quiet_lightning()
     import_plugins(setup.plugins)
     torch.set_num_threads(max(1, int(setup.cpus_per_trial)))
-    training, arch = split_config(config, setup.fixed)
+    training, arch = split_config(config)
     seed = trial_seed(setup.seed, int(config.get("trial_number", 0)))
     pl.seed_everything(seed, workers=False, verbose=False)
     device = trial_device(setup.gpus_per_trial)
@@ -216,8 +228,8 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     try:
         trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     except torch.OutOfMemoryError as exc:
-        reporter.report({"epoch": trainer.current_epoch + 1, "val/acc": float("nan"),
-                         "error": f"out of memory: {str(exc).splitlines()[0]}"}, None)
+        reporter.report(failure_report(trainer.current_epoch + 1,
+                                       f"out of memory: {str(exc).splitlines()[0]}"), None)
     finally:
         del trainer, module, model, train, val, test
         if device.type == "cuda":
