@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,33 +120,62 @@ def test_other_models_retrain_their_own_config():
     assert compare.final_config("small_cnn", config, None) == ("small_cnn", config)
 
 
-def test_the_final_space_file_loads_and_samples_the_config(tmp_path):
+def test_the_final_space_is_json_read_by_a_fixed_space_file(tmp_path):
     from tune_nas.config.space_file import load_space
 
     pair = compare.resolve_pairs(["superkernel"], [DataChoice("digits", "digits")], "_tiny",
                                  {})[0]
     model, config = compare.final_config("superkernel", SUPERNET_CONFIG, ARCH)
-    text = compare.final_space_text(pair, model, config, 3, "a test", 2.0, 0.5, 6)
-    path = tmp_path / "final.py"
-    path.write_text(text)
+    settings = compare.final_space(pair, model, config, 3, "a test", 2.0, 0.5, 6)
+    path = compare.write_final_space(tmp_path, "sk-digits-final", settings)
+    assert path == tmp_path / "spaces" / "sk-digits-final.py"
+    assert path.read_text() == compare.FINAL_SPACE_SOURCE  # no configuration written as Python
+    assert json.loads(path.with_suffix(".json").read_text()) == settings
     space = load_space(str(path))
     spec = space.spec
     assert (spec.model, spec.max_epochs, spec.num_samples, spec.scheduler) == (
         "mbconv_net", 3, 1, "none")
     assert (spec.train_fraction, spec.image_size, spec.cpus_per_trial) == (0.5, 6, 2.0)
-    assert space.sample() == config  # the one searched key is a one-value choice
+    assert space.sample() == config  # every key a constant
+    # the launcher's copy in the experiment directory (what --resume loads) finds the same JSON
+    copy = tmp_path / "sk-digits-final" / "space.py"
+    copy.parent.mkdir()
+    shutil.copyfile(path, copy)
+    assert load_space(str(copy)).sample() == config
+    # once that experiment has started, it keeps what it retrains: other settings are refused
+    (copy.parent / "experiment.json").write_text("{}")
+    assert compare.write_final_space(tmp_path, "sk-digits-final", settings) == path
+    other = {**settings, "PARAM_SPACE": {**settings["PARAM_SPACE"], "lr": 0.5}}
+    with pytest.raises(CompareError, match="retrains another configuration"):
+        compare.write_final_space(tmp_path, "sk-digits-final", other)
+    assert json.loads(path.with_suffix(".json").read_text()) == settings
+
+
+def _pruned(number: int, epochs: int, value: float | None, val_acc: float | None) -> dict:
+    """A trial of summary.json as the launcher writes it (``value`` in the objective's units)."""
+    return {"number": number, "state": "PRUNED" if value is not None else "FAIL", "epochs": epochs,
+            "value": value, "best_value": value, "val_acc": val_acc, "config": {"lr": 0.1 * number}}
 
 
 def test_a_search_stopped_by_its_time_budget_retrains_its_furthest_best_trial():
-    summary = {"experiment": "x", "mode": "max", "best": None, "trials": [
-        {"number": 0, "state": "PRUNED", "epochs": 1, "val_acc": 0.9, "best_val_acc": 0.9},
-        {"number": 1, "state": "PRUNED", "epochs": 2, "val_acc": 0.5, "best_val_acc": 0.6},
-        {"number": 2, "state": "PRUNED", "epochs": 2, "val_acc": 0.7, "best_val_acc": 0.7},
-        {"number": 3, "state": "FAIL", "epochs": 3, "val_acc": None, "best_val_acc": None}]}
+    summary = {"experiment": "x", "objective": {"metric": "val/acc", "direction": "max"},
+               "best": None, "trials": [_pruned(0, 1, 0.9, 0.9), _pruned(1, 2, 0.5, 0.5),
+                                        _pruned(2, 2, 0.7, 0.7), _pruned(3, 3, None, None)]}
     best = compare.best_search_trial(summary)
     assert best["number"] == 2 and best["complete"] is False
-    summary["best"] = {"number": 0, "val_acc": 0.9}
-    assert compare.best_search_trial(summary) == {"number": 0, "val_acc": 0.9, "complete": True}
+    summary["best"] = {"number": 0, "value": 0.9}
+    assert compare.best_search_trial(summary) == {"number": 0, "value": 0.9, "complete": True}
+
+
+def test_a_loss_search_retrains_its_lowest_loss_trial():
+    """summary.json's trials carry ``value`` in the objective's units: for val/loss (min) the
+    pick is the lowest loss among the trials that went furthest, whatever their accuracy."""
+    summary = {"experiment": "x", "objective": {"metric": "val/loss", "direction": "min"},
+               "metric": "val/loss", "mode": "min", "best": None,
+               "trials": [_pruned(0, 2, 0.30, 0.93), _pruned(1, 2, 0.10, 0.97),
+                          _pruned(2, 2, 0.20, 0.95), _pruned(3, 1, 0.05, 0.99)]}
+    best = compare.best_search_trial(summary)
+    assert (best["number"], best["value"], best["complete"]) == (1, 0.10, False)
 
 
 # ------------------------------------------------------------------ the report
@@ -157,7 +187,8 @@ ROW = {"model": "superkernel", "dataset": "cifar10", "data": "imagefolder:x",
        "train_total_s": 30.0, "predict_s": 2.0, "images_per_s": 5000.0, "test_images": 10000,
        "params": 12345, "flops": 6.7e6, "final_epochs": 1, "search_trials": 2,
        "search_complete": 1, "search_pruned": 1, "search_failed": 0, "best_search_trial": 0,
-       "best_search_val_acc": 0.4, "search_preset": "superkernel_cifar10_cpu.py",
+       "best_search_val_acc": 0.4, "search_metric": "val/acc", "best_search_value": 0.4,
+       "search_preset": "superkernel_cifar10_cpu.py",
        "arch": ARCH, "config": "{}"}
 SETTINGS = {"date": "today", "machine": "CPU: 2 cores; no GPU", "models": ["resnet50",
             "superkernel"], "datasets": ["cifar10 (x)"], "preset_suffix": "_cpu",
@@ -176,6 +207,8 @@ def test_markdown_puts_the_research_beside_ours_and_marks_what_is_unmeasured():
     assert "| mnist | superkernel | not recorded | unmeasured | – |" in text
     assert "unmeasured: failed: boom" in text
     assert text.count("unmeasured (no GPU in this run)") == 2
+    assert "best trial 0 (search val/acc 0.4000)" in text
+    assert "| 15.0 | 2.00 | 5.0k | 12.3k | 6.70M |" in text  # seconds, then counts
 
 
 def test_charts_are_written_one_per_metric(tmp_path):

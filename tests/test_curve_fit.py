@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
-from tune_nas.schedulers import (
-    CONTINUE,
-    STOP,
-    CurveFitPolicy,
-    CurveFitScheduler,
-    CurvePredictor,
-    default_bounds,
-)
+from tune_nas.objectives import Objective
+from tune_nas.schedulers import CONTINUE, STOP
+from tune_nas.schedulers.curve_fit import CurveFitPolicy, CurvePredictor, default_bounds
 
 EPOCHS = np.arange(1, 21, dtype=float)
 
@@ -107,46 +100,20 @@ def test_policy_ignores_nan_and_validates_arguments():
             CurveFitPolicy(**kwargs)
 
 
-@dataclass
-class FakeTrial:
-    trial_id: str
+def test_on_end_offers_a_full_budget_final_and_drops_the_curve():
+    policy = CurveFitPolicy(Objective("val/acc", "max"), 5, min_epochs=2)
+    feed(policy, "a", [0.5, 0.6], 2)
+    policy.on_end("a", 2, 0.6)  # stopped early: no final
+    assert policy.best is None and "a" not in policy.history
+    policy.on_end("b", 5, 0.8)
+    policy.on_end("c", 5, 0.7)  # worse: the best stays
+    policy.on_end("d", 5, float("nan"))
+    assert policy.best == 0.8
+    assert policy.on_result("e", 5, float("nan")) == STOP  # the budget is spent whatever the value
 
 
-def test_ray_scheduler_decides_like_the_policy(tmp_path):
-    scheduler = CurveFitScheduler(metric="val/acc", mode="max", max_t=20, min_epochs=4)
-    good, worse = FakeTrial("good"), FakeTrial("worse")
-    scheduler.on_trial_add(None, good)
-    scheduler.on_trial_add(None, worse)
-    curve = saturating(0.95, 0.5)
-    decisions = [scheduler.on_trial_result(None, good, {"epoch": e, "val/acc": float(curve[e - 1]),
-                                                         "training_iteration": e})
-                 for e in range(1, 21)]
-    assert decisions == [CONTINUE] * 19 + [STOP]
-    scheduler.on_trial_complete(None, good, {"epoch": 20, "val/acc": float(curve[19])})
-    bad = saturating(0.6, 0.3, rate=0.8)
-    decisions = [scheduler.on_trial_result(None, worse, {"epoch": e, "val/acc": float(bad[e - 1])})
-                 for e in range(1, 5)]
-    assert decisions == [CONTINUE, CONTINUE, CONTINUE, STOP]
-    assert scheduler.on_trial_result(None, worse, {"error": "nan loss"}) == CONTINUE
-    assert "1 stopped" in scheduler.debug_string()
-
-    path = str(tmp_path / "scheduler.pkl")
-    scheduler.save(path)
-    restored = CurveFitScheduler(metric="val/acc", mode="max", max_t=20)
-    restored.restore(path)
-    assert restored.policy.best == pytest.approx(curve[19])
-
-
-def test_ray_scheduler_fails_loudly_on_a_misspelled_metric():
-    scheduler = CurveFitScheduler(metric="val/accuracy", mode="max", max_t=10)
-    with pytest.raises(ValueError, match="val/accuracy"):
-        scheduler.on_trial_result(None, FakeTrial("a"), {"epoch": 1, "val/acc": 0.5})
-
-
-def test_ray_scheduler_takes_metric_and_mode_from_tune_config():
-    scheduler = CurveFitScheduler(max_t=10)
-    with pytest.raises(ValueError, match="metric=None"):
-        scheduler.on_trial_add(None, FakeTrial("a"))
-    assert scheduler.set_search_properties("val/loss", "min") is True
-    assert scheduler.policy.mode == "min"
-    assert CurveFitScheduler("val/acc", "max").set_search_properties("val/loss", "min") is False
+def test_the_objective_gives_the_direction():
+    loss = CurveFitPolicy(Objective("val/loss", "min"), 20, min_epochs=5)
+    assert loss.mode == "min"
+    loss.on_end("good", 20, 0.2)
+    assert feed(loss, "high", 1.2 + 0.8 * np.exp(-0.9 * (EPOCHS - 1)), 5) == [CONTINUE] * 4 + [STOP]

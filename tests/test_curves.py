@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 from scipy.stats import kendalltau, spearmanr
 
+from tune_nas.analysis.experiment import ExperimentError, load_experiment
 from tune_nas.analysis.fidelity import (
     MIN_FULL_TRIALS,
-    CurvesError,
     aligned_rank_correlation,
     asha_rungs,
     fidelity_report,
-    load_curves,
     rank_correlation,
     top_k_overlap,
 )
+from tune_nas.objectives import Objective
 
 COLUMNS = ["trial_id", "trial_number", "run", "state", "final_epoch", "epoch", "train/loss",
            "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s", "model/params",
@@ -100,8 +100,11 @@ def test_search_vs_full_fidelity_helpers_align_by_key():
     result = aligned_rank_correlation(search, full, n_boot=0)
     assert result.n == 4
     assert result.spearman == pytest.approx(0.8)  # ranks 1,2,3,4 vs 1,3,2,4
-    assert top_k_overlap(search, full, k=2) == 0.5  # {a,b} vs {a,c}
-    assert top_k_overlap(search, full, k=2, mode="min") == 0.5  # {d,c} vs {d,b}
+    assert top_k_overlap(search, full, 2, Objective("val/acc", "max")) == 0.5  # {a,b} vs {a,c}
+    assert top_k_overlap(search, full, 1, Objective("val/acc", "max")) == 1.0  # a, a
+    assert top_k_overlap(search, full, 2, Objective("val/loss", "min")) == 0.5  # {d,c} vs {d,b}
+    assert top_k_overlap(search, full, 1, Objective("val/loss", "min")) == 1.0  # d, d
+    assert top_k_overlap({"a": 0.9, "b": 0.1}, {"a": 0.1, "b": 0.9}, 1, Objective("val/loss", "min")) == 0.0
 
 
 def test_asha_rungs_follow_grace_times_rf_powers():
@@ -164,19 +167,25 @@ def test_no_epoch_predicting_the_end_warns(tmp_path):
     assert any("no epoch before 6" in w for w in report.warnings)
 
 
-def test_min_mode_metric_and_load_curves(tmp_path):
+def test_min_mode_metric_and_loaded_curves(tmp_path):
     losses = {i: [2.0 - 0.1 * e * (i + 1) for e in range(1, 5)] for i in range(6)}
     exp = write_experiment(tmp_path / "exp", losses, 4, metric="val/loss", mode="min")
-    frame = load_curves(exp)
+    frame = load_experiment(exp).curves
     assert list(frame["epoch"][:4]) == [1, 2, 3, 4] and frame["val/acc"].isna().all()
     report = fidelity_report(exp, write=False, n_boot=50)
-    assert report.metric == "val/loss" and report.at(2).correlation.spearman == pytest.approx(1.0)
+    assert report.objective == Objective("val/loss", "min")
+    assert report.at(2).correlation.spearman == pytest.approx(1.0)
     assert report.suggested_grace_period == 1
+    assert report.as_dict()["mode"] == "min" and "val/loss (min)" in report.text()
 
 
-def test_missing_curves_is_a_clear_error(tmp_path):
-    with pytest.raises(CurvesError, match="curves.csv"):
+def test_not_an_experiment_and_no_curves_yet_are_clear_errors(tmp_path):
+    with pytest.raises(ExperimentError, match="has no experiment.json; rule: "):
         fidelity_report(tmp_path)
+    exp = write_experiment(tmp_path / "exp", {}, 4)
+    (exp / "curves.csv").unlink()  # started, no epoch reported yet
+    with pytest.raises(ExperimentError, match="curves.csv: no trial has reported an epoch yet"):
+        fidelity_report(exp)
 
 
 def test_bootstrap_interval_narrows_with_more_trials():

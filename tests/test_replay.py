@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +12,7 @@ from test_curves import write_experiment
 
 from tune_nas.replay import (
     EXIT_BAD_INPUT,
-    NoStopping,
     PolicySpec,
-    RayAsha,
     RecordedTrial,
     default_policies,
     main,
@@ -20,8 +20,10 @@ from tune_nas.replay import (
     replay_experiment,
     simulate,
 )
+from tune_nas.schedulers.asha import AshaPolicy
+from tune_nas.schedulers.none import NoStopping
 
-# max_t=4, grace 1, rf 2: Ray's rungs at epochs 1, 2 and 4.
+# max_t=4, grace 1, rf 2: ASHA's rungs at epochs 1, 2 and 4.
 LATE_BLOOMER = {
     0: [0.50, 0.60, 0.70, 0.80],
     1: [0.40, 0.90, 0.95, 0.99],  # worst at epoch 1, best at the end
@@ -36,14 +38,14 @@ def trials_of(curves: dict[int, list[float]], max_epochs: int) -> list[RecordedT
 
 
 def test_no_stopping_spends_the_full_budget_and_picks_the_true_best():
-    outcome = simulate(trials_of(LATE_BLOOMER, 4), NoStopping(), 4, "max", name="none")
+    outcome = simulate(trials_of(LATE_BLOOMER, 4), NoStopping(4), 4, "max", name="none")
     assert outcome.epochs == 12 and outcome.seconds == pytest.approx(24.0)
     assert outcome.full_trials == [0, 1, 2] and outcome.stopped == {}
     assert (outcome.pick, outcome.keeps_best, outcome.regret) == (1, True, 0.0)
 
 
-def test_ray_asha_stops_the_late_bloomer_and_pays_in_regret():
-    outcome = simulate(trials_of(LATE_BLOOMER, 4), RayAsha("max", 4, 1, 2), 4, "max")
+def test_asha_stops_the_late_bloomer_and_pays_in_regret():
+    outcome = simulate(trials_of(LATE_BLOOMER, 4), AshaPolicy("max", 4, 1, 2), 4, "max")
     # trial 1 at epoch 1: 0.40 < cutoff median{0.50} -> stop; trial 2: 0.60 >= median{0.5, 0.4}
     # at epoch 1 and 0.65 >= median{0.60} at epoch 2 -> runs to the end.
     assert outcome.stopped == {1: 1}
@@ -53,9 +55,9 @@ def test_ray_asha_stops_the_late_bloomer_and_pays_in_regret():
     assert outcome.keeps_best is False and outcome.regret == pytest.approx(0.19)
 
 
-def test_ray_asha_in_min_mode_mirrors_max_mode():
+def test_asha_in_min_mode_mirrors_max_mode():
     losses = {n: [1.0 - v for v in curve] for n, curve in LATE_BLOOMER.items()}
-    outcome = simulate(trials_of(losses, 4), RayAsha("min", 4, 1, 2), 4, "min")
+    outcome = simulate(trials_of(losses, 4), AshaPolicy("min", 4, 1, 2), 4, "min")
     assert outcome.stopped == {1: 1} and outcome.pick == 0
     assert outcome.regret == pytest.approx(0.19)
 
@@ -78,18 +80,18 @@ def test_curve_fit_stops_a_clearly_worse_trial_in_replay():
 def test_censored_trials_are_counted_but_never_picked():
     curves = {0: [0.5, 0.6, 0.7, 0.8], 1: [0.9, 0.95]}  # trial 1 was pruned at epoch 2
     trials = trials_of(curves, 4)
-    outcome = simulate(trials, NoStopping(), 4, "max")
+    outcome = simulate(trials, NoStopping(4), 4, "max")
     assert outcome.censored == [1] and outcome.epochs == 6
     assert outcome.pick == 0 and outcome.keeps_best  # the best *known* final
-    report = replay(trials, [PolicySpec("none", NoStopping)], 4, "max")
+    report = replay(trials, [PolicySpec("none", lambda: NoStopping(4))], 4, "max")
     assert report.complete_trials == 1 and report.best_trials == [0]
     assert "≥6" in report.text()
 
 
 def test_replay_report_ranks_policies_by_regret_then_epochs():
     report = replay(trials_of(LATE_BLOOMER, 4), [
-        PolicySpec("none", NoStopping),
-        PolicySpec("asha", lambda: RayAsha("max", 4, 1, 2)),
+        PolicySpec("none", lambda: NoStopping(4)),
+        PolicySpec("asha", lambda: AshaPolicy("max", 4, 1, 2)),
     ], 4, "max")
     assert [o.fraction_of_full for o in report.outcomes] == [pytest.approx(1.0), pytest.approx(0.75)]
     assert report.best_policy.policy == "none"  # ASHA loses the best trial here
@@ -130,8 +132,20 @@ def test_replay_experiment_complete_only_drops_pruned_trials(tmp_path):
     curves = dict(LATE_BLOOMER)
     curves[3] = [0.1]
     exp = write_experiment(tmp_path / "exp", curves, 4, grace=1, rf=2)
-    every = replay_experiment(exp, policies=[PolicySpec("none", NoStopping)])
+    every = replay_experiment(exp, policies=[PolicySpec("none", lambda: NoStopping(4))])
     complete = replay_experiment(exp, trial_set="complete",
-                                 policies=[PolicySpec("none", NoStopping)])
+                                 policies=[PolicySpec("none", lambda: NoStopping(4))])
     assert (every.trials, complete.trials) == (4, 3)
     assert every.outcomes[0].censored == [3] and complete.outcomes[0].censored == []
+
+
+def test_replay_runs_every_default_policy_without_importing_ray():
+    """The replay's policies are the search's own, pure: replaying loads no Ray."""
+    code = ("import sys\n"
+            "from tune_nas.replay import RecordedTrial, default_policies, replay\n"
+            "trials = [RecordedTrial(n, 'COMPLETE', {e: 0.1 * n + 0.01 * e for e in range(1, 7)}) for n in range(6)]\n"
+            "report = replay(trials, default_policies('max', 6, 'val/acc'), 6, 'max')\n"
+            "print(len(report.outcomes), sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "13 []"  # none + 3 x 3 ASHA + 3 curve-fit

@@ -22,6 +22,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from tune_nas import study as study_cli
+from tune_nas.objectives import Objective
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -248,6 +249,26 @@ def test_storage_url_picks_the_only_study(experiment, capsys):
     assert data["counts"]["COMPLETE"] == 3
 
 
+def test_a_study_in_another_database_is_found_through_experiment_json(experiment, tmp_path, capsys):
+    """Launched with --storage: experiment.json names the database; the directory has no optuna.db."""
+    elsewhere = tmp_path / "shared.db"
+    shutil.move(experiment / "optuna.db", elsewhere)
+    saved = json.loads((experiment / "experiment.json").read_text())
+    (experiment / "experiment.json").write_text(json.dumps({**saved, "storage": f"sqlite:///{elsewhere}"}))
+    code, out, err = run_cli(capsys, str(experiment), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["storage"] == f"sqlite:///{elsewhere}" and data["study"] == "exp"
+    assert data["max_epochs"] == MAX_EPOCHS and data["metric_names"] == ["val/acc"]
+
+
+def test_an_unreadable_experiment_json_is_one_line_naming_it(experiment, capsys):
+    (experiment / "experiment.json").write_text('{"name": "exp", "spec": {"mode": "up"}}')
+    code, out, err = run_cli(capsys, str(experiment))
+    assert code == study_cli.EXIT_BAD_INPUT and out == ""
+    assert err.count("\n") == 1 and "experiment.json: spec: objective val/acc: direction='up'" in err
+
+
 def test_experiment_dir_with_odd_characters(experiment, capsys):
     odd = experiment.parent / "exp %41 #x ?y"
     experiment.rename(odd)  # SQLite's URI must quote these; SQLAlchemy's URL would unquote %41
@@ -328,15 +349,6 @@ def test_multi_objective_study_gets_a_pareto_front(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- fidelity
-
-
-def test_fidelity_when_curves_is_not_available(experiment, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tune_nas.analysis.fidelity", None)  # import raises ImportError
-    code, out, err = run_cli(capsys, str(experiment), "--fidelity")
-    assert code == study_cli.EXIT_UNAVAILABLE
-    assert "Study exp:" in out  # the rest of the report still comes
-    assert "--fidelity: tune_nas.analysis.fidelity.fidelity_report is not available" in err
-    assert "Traceback" not in err
 
 
 def test_fidelity_calls_curves_with_the_experiment(experiment, capsys, monkeypatch):
@@ -523,7 +535,7 @@ def test_inspection_while_another_process_writes(experiment):
         source = study_cli.resolve_source(str(experiment), None, None)
         while writer.poll() is None or not seen:
             study = study_cli.load_study(source)
-            rows = [study_cli.trial_row(t, True) for t in study.get_trials(deepcopy=False)]
+            rows = [study_cli.trial_row(t, Objective()) for t in study.get_trials(deepcopy=False)]
             seen.append(len(rows))
             for row in rows[len(TRIALS):]:
                 assert row.state in ("RUNNING", "PRUNED")

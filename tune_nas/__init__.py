@@ -17,7 +17,7 @@ record → analysis):
 * ``models/``    the model registry: small_cnn, resnet50, the Single-Path NAS superkernel net
 * ``record/``    the driver's bookkeeping: TensorBoard, curves.csv, trials.json, console
 * ``storage/``   the study's database and remote trials directories
-* ``analysis/``  read-only: fidelity analysis of recorded curves
+* ``analysis/``  read-only: the typed record of an experiment, fidelity analysis
 * ``objectives.py``, ``states.py``, ``layout.py``, ``metric_keys.py``: the shared vocabulary
 * ``launch.py``, ``study.py``, ``replay.py``, ``compare.py``: the commands (``python -m``)
 """
@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "create_sampler": "tune_nas.search",
     "list_searchers": "tune_nas.search",
     "register_searcher": "tune_nas.search",
+    "create_policy": "tune_nas.schedulers",
+    "list_schedulers": "tune_nas.schedulers",
+    "register_scheduler": "tune_nas.schedulers",
     "create_model": "tune_nas.models",
     "list_models": "tune_nas.models",
     "register_model": "tune_nas.models",
@@ -55,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "run_trial": "tune_nas.trial.run",
     "TrialSetup": "tune_nas.config.training",
     # reading an experiment
+    "load_experiment": "tune_nas.analysis.experiment",
+    "Experiment": "tune_nas.analysis.experiment",
     "fidelity_report": "tune_nas.analysis.fidelity",
 }
 

@@ -9,9 +9,11 @@ machinery, for every (model, data set) pair:
    ``search_spaces/<model>_<dataset><suffix>.py`` in a subprocess (the same code path as a
    user's), under the budget of ``--num-samples`` / ``--time-budget-s``; an experiment whose
    ``summary.json`` already exists under the comparison directory is reused;
-2. **final** — the best configuration retrained at full budget (all training images, native
-   resolution, ``--final-epochs``) as an experiment of its own: a space file written into the
-   comparison directory holds the configuration as constants (one trial, no scheduler). For
+2. **final** — the best configuration (by the search's objective: the lowest loss for a
+   loss) retrained at full budget (all training images, native resolution,
+   ``--final-epochs``) as an experiment of its own (one trial, no scheduler): its settings and
+   the configuration, as constants, are JSON in ``spaces/<pair>-final.json``, read by a fixed
+   space file beside it (:data:`FINAL_SPACE_SOURCE`; no Python is generated). For
    the superkernel supernet the retrained model is the plain child its thresholds chose
    (``mbconv_net`` with the best trial's final ``arch`` string), trained from scratch with the
    search's training hyperparameters minus the supernet-only ones;
@@ -34,17 +36,24 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
+from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
+from tune_nas.bad_input import EXIT_BAD_INPUT, SEED_MAX, OneLineParser, number, plain_name, unwritable_reason
 from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load_space
 from tune_nas.data.sources import DataError, check_dataset_name, load_splits
-from tune_nas.launch import SUMMARY_FILE
+from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
+from tune_nas.objectives import Objective, is_number
+from tune_nas.record import formatting
+from tune_nas.states import TrialState
 from tune_nas.storage.trials_dir import is_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_MODELS = "resnet50,superkernel"
 DEFAULT_DATASETS = "mnist,cifar10"
@@ -56,6 +65,20 @@ CHILD_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: alias takes the one its file name starts with (``cifar10-jpeg.tar.gz`` → ``cifar10``).
 KNOWN_DATA_NAMES = ("fashion_mnist", "cifar10", "mnist", "digits")
 FINAL_SUFFIX = "-final"
+#: Where a comparison keeps the finals' space files and their settings (``<pair>-final.py``,
+#: ``<pair>-final.json``).
+FINAL_SPACES_DIR = "spaces"
+#: The space file of every final retraining: fixed code; what it retrains is the JSON beside it.
+FINAL_SPACE_SOURCE = '''"""A final retraining written by python -m tune_nas.compare.
+
+The settings and the configuration it retrains are the JSON file of the same name beside it
+(see tune_nas.compare.final_space_settings): one trial, no early stopping.
+"""
+
+from tune_nas.compare import final_space_settings
+
+EXPERIMENT, PARAM_SPACE = final_space_settings(__file__)
+'''
 CSV_FILE, MD_FILE, JSON_FILE = "comparison.csv", "comparison.md", "comparison.json"
 
 #: What the research reported (one V100). Only the CIFAR-10 accuracies are recorded here.
@@ -77,7 +100,7 @@ COLUMNS = ("model", "dataset", "data", "search_data", "final_data", "final_model
            "final_wall_s", "final_train_s", "train_total_s", "predict_s", "images_per_s",
            "test_images", "params", "flops", "final_epochs", "search_trials", "search_complete",
            "search_pruned", "search_failed", "best_search_trial", "best_search_val_acc",
-           "search_preset", "arch", "config")
+           "search_metric", "best_search_value", "search_preset", "arch", "config")
 
 
 class CompareError(ValueError):
@@ -240,56 +263,52 @@ def run_launch(args: list[str], log_path: Path) -> None:
                            f"(log: {_display(log_path)})", code)
 
 
-def experiment(root: Path, name: str, launch_args: list[str], expected_space: str | None = None
-               ) -> dict[str, Any]:
-    """The summary of experiment ``root/name``: reused when its ``summary.json`` exists, resumed
-    when it was interrupted, else run. ``expected_space`` (a final's space text) must match
-    what a reused experiment ran, so a stale final is never reported for a new search."""
-    exp_dir = root / name
-    summary_path = exp_dir / SUMMARY_FILE
-    copy = exp_dir / "space.py"
-    if expected_space is not None and copy.is_file() and copy.read_text() != expected_space:
-            raise CompareError(f"{exp_dir}: retrains another configuration than the search's "
-                               "best now; rule: remove that directory to retrain")
+def experiment(root: Path, name: str, launch_args: list[str]) -> Experiment:
+    """Experiment ``root/name``, finished: reused when its ``summary.json`` exists, resumed when
+    it was interrupted, else run (``launch_args`` and the name). Raises :class:`LaunchFailed`
+    when the launcher fails or leaves no summary."""
+    layout = ExperimentLayout(root / name)
     log = root / "logs" / f"{name}.log"
-    if summary_path.is_file():
-        print(f"tune_nas.compare: reusing {_display(exp_dir)} (summary.json exists)", flush=True)
-    elif (exp_dir / "experiment.json").is_file():
-        print(f"tune_nas.compare: resuming {_display(exp_dir)}", flush=True)
+    if layout.summary.is_file():
+        print(f"tune_nas.compare: reusing {_display(layout.root)} ({SUMMARY_FILE} exists)", flush=True)
+    elif layout.experiment.is_file():
+        print(f"tune_nas.compare: resuming {_display(layout.root)}", flush=True)
         run_launch(["--name", name, "--trials-dir", str(root), "--resume"], log)
     else:
         print(f"tune_nas.compare: running {name}", flush=True)
         run_launch([*launch_args, "--name", name, "--trials-dir", str(root)], log)
-    return json.loads(summary_path.read_text())
+    try:
+        loaded = load_experiment(layout.root)
+    except ExperimentError as exc:
+        raise LaunchFailed(f"{name}: {exc}", 1) from None
+    if not loaded.finished:
+        raise LaunchFailed(f"{name}: the launcher ended without writing {SUMMARY_FILE} (log: "
+                           f"{_display(log)})", 1)
+    return loaded
 
 
-def read_curves(exp_dir: Path) -> list[dict[str, str]]:
-    path = exp_dir / "curves.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+def last_epoch(curves: pd.DataFrame, trial_number: int) -> dict[str, Any]:
+    """The last epoch's curve row of trial ``trial_number`` (empty when it has none)."""
+    mine = curves[curves["trial_number"] == trial_number]
+    return {} if mine.empty else mine.loc[mine["epoch"].idxmax()].to_dict()
 
 
-def last_row(rows: list[dict[str, str]], trial_number: int) -> dict[str, str]:
-    """The last epoch's curves.csv row of trial ``trial_number`` (empty when it has none)."""
-    mine = [r for r in rows if int(r["trial_number"]) == trial_number]
-    return max(mine, key=lambda r: int(r["epoch"])) if mine else {}
-
-
-def best_search_trial(summary: dict[str, Any]) -> dict[str, Any]:
-    """The search's best trial: the best COMPLETE one (``summary["best"]``), else — when the
-    time budget stopped every trial early — the best of those that went furthest."""
+def best_search_trial(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The search's best trial by its objective (``summary["objective"]``, the units of every
+    trial's ``value``): the best COMPLETE one (``summary["best"]``), else — when the time
+    budget stopped every trial early — of the trials that went furthest, the one with the
+    best value there (the lowest loss when the objective is a loss)."""
+    objective = Objective.from_dict(summary.get("objective") or summary)
     best = summary.get("best")
     if best:
         return {**best, "complete": True}
-    alive = [t for t in summary.get("trials", []) if t.get("state") != "FAIL"
-             and isinstance(t.get("best_val_acc"), (int, float))]
+    alive = [t for t in summary.get("trials", []) if t.get("state") != TrialState.FAIL
+             and is_number(t.get("value"))]
     if not alive:
         raise LaunchFailed(f"{summary.get('experiment')}: no trial finished an epoch; nothing "
                            "to retrain", 1)
-    sign = 1 if summary.get("mode", "max") == "max" else -1
-    top = max(alive, key=lambda t: (t["epochs"], sign * t["val_acc"]))
+    furthest = max(t["epochs"] for t in alive)
+    top = objective.best_of([t for t in alive if t["epochs"] == furthest], lambda t: t["value"])
     return {**top, "complete": False}
 
 
@@ -305,7 +324,7 @@ def final_config(model: str, config: dict[str, Any], arch: str | None
 
     child, supernet_only = CHILD_MODELS[model]
     if not arch:
-        raise CompareError(f"{model}: the best trial recorded no 'arch' string in curves.csv; "
+        raise CompareError(f"{model}: the best trial recorded no 'arch' string in {CURVES_FILE}; "
                            "rule: a searchable model reports its architecture every epoch")
     training_keys = set(TrainingConfig.keys()) - set(supernet_only)
     child_args = set(architecture_args(child)) - {"arch"}
@@ -313,15 +332,11 @@ def final_config(model: str, config: dict[str, Any], arch: str | None
     return child, {**keep, "arch": arch}
 
 
-def final_space_text(pair: Pair, model: str, config: dict[str, Any], epochs: int,
-                     source: str, cpus: float, train_fraction: float = 1.0,
-                     image_size: int = 0) -> str:
-    """A space file retraining ``config`` once, at full fidelity (unless ``train_fraction`` /
-    ``image_size`` say otherwise), with no scheduler.
-
-    Every value is a constant except one, written as a one-value ``tune.choice``: Ray's
-    Optuna searcher refuses a param space with nothing to sample.
-    """
+def final_space(pair: Pair, model: str, config: dict[str, Any], epochs: int, source: str,
+                cpus: float, train_fraction: float = 1.0, image_size: int = 0) -> dict[str, Any]:
+    """The settings of a space retraining ``config`` once, at full fidelity (unless
+    ``train_fraction`` / ``image_size`` say otherwise), with no scheduler: ``{"EXPERIMENT":
+    ..., "PARAM_SPACE": ...}`` (every parameter a constant), as JSON values."""
     spec = pair.space.spec
     experiment_ = {
         "description": f"final retraining of {source}",
@@ -332,25 +347,45 @@ def final_space_text(pair: Pair, model: str, config: dict[str, Any], epochs: int
         "max_failures": spec.max_failures, "seed": spec.seed, "n_startup_trials": 1,
         "train_fraction": train_fraction, "image_size": image_size,
     }
-    anchor = "batch_size" if "batch_size" in config else sorted(config)[0]
-    lines = [f'"""Final retraining written by python -m tune_nas.compare: {source}.',
-             "", "The best configuration of the search as constants; full training set, native",
-             'resolution, one trial, no early stopping."""', "", "from ray import tune", "",
-             "EXPERIMENT = {"]
-    lines += [f"    {k!r}: {v!r}," for k, v in experiment_.items()]
-    lines += ["}", "", "PARAM_SPACE = {"]
-    lines += [f"    {k!r}: tune.choice([{v!r}])," if k == anchor else f"    {k!r}: {v!r},"
-              for k, v in sorted(config.items())]
-    lines += ["}", ""]
-    return "\n".join(lines)
+    return json.loads(json.dumps({"EXPERIMENT": experiment_, "PARAM_SPACE": dict(sorted(config.items()))}))
 
 
-def _float(row: dict[str, str], key: str) -> float | None:
-    try:
-        value = float(row.get(key, ""))
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+def final_space_settings(space_file: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(EXPERIMENT, PARAM_SPACE) of a final retraining's space file (:data:`FINAL_SPACE_SOURCE`
+    calls this with its own path): read from ``<comparison>/spaces/<final>.json``, found from
+    the space file itself (``<comparison>/spaces/<final>.py``) or from the experiment's copy
+    of it (``<comparison>/<final>/space.py``, what the launcher loads on ``--resume``)."""
+    here = Path(space_file).resolve()
+    name = here.parent.name if here.name == SPACE_COPY else here.stem
+    settings = json.loads((here.parent.parent / FINAL_SPACES_DIR / f"{name}.json").read_text())
+    return settings["EXPERIMENT"], settings["PARAM_SPACE"]
+
+
+def write_final_space(root: Path, name: str, settings: dict[str, Any]) -> Path:
+    """``spaces/<name>.py`` (:data:`FINAL_SPACE_SOURCE`) and ``spaces/<name>.json``
+    (``settings``) in the comparison ``root``; the space file's path. Once experiment ``name``
+    has started it retrains what its JSON says: other settings are refused, never written
+    over it (a stale final would be reported for a new search)."""
+    space_file = root / FINAL_SPACES_DIR / f"{name}.py"
+    settings_file = space_file.with_suffix(".json")
+    if ExperimentLayout(root / name).experiment.is_file():
+        saved = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+        if saved != settings:
+            raise CompareError(f"{root / name}: retrains another configuration than the search's "
+                               "best now; rule: remove that directory to retrain")
+        return space_file
+    space_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    space_file.write_text(FINAL_SPACE_SOURCE)
+    return space_file
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if is_number(value) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _device(gpus_per_trial: float) -> str:
@@ -367,10 +402,8 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
     """Search, retrain and measure one (model, data set) pair; the row of the comparison."""
     search = experiment(root, pair.name, ["--space", str(pair.preset), "--dataset",
                                           pair.data.dataset, *launch_flags])
-    best = best_search_trial(search)
-    search_rows = read_curves(root / pair.name)
-    arch = (best.get("arch") or last_row(search_rows, int(best["number"])).get("arch")
-            or None)
+    best = best_search_trial(search.summary)
+    arch = _text(best.get("arch")) or _text(last_epoch(search.curves, int(best["number"])).get("arch"))
     model, config = final_config(pair.model, best["config"], arch)
     spec = pair.space.spec
     epochs = final_epochs or spec.final_max_epochs or spec.max_epochs
@@ -378,39 +411,38 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
                           else max(spec.cpus_per_trial, float(os.cpu_count() or 1)))
     source = (f"{pair.name} trial {best['number']} (search_spaces/{pair.preset.name}"
               f"{'' if best['complete'] else ', stopped early by the time budget'})")
-    text = final_space_text(pair, model, config, epochs, source, cpus, final_train_fraction,
-                            final_image_size)
     final_name = pair.name + FINAL_SUFFIX
-    space_file = root / "spaces" / f"{final_name}.py"
-    space_file.parent.mkdir(parents=True, exist_ok=True)
-    if not (root / final_name / SUMMARY_FILE).is_file():
-        space_file.write_text(text)
-    final = experiment(root, final_name, ["--space", str(space_file)], expected_space=text)
-    if not final.get("best"):
+    settings = final_space(pair, model, config, epochs, source, cpus, final_train_fraction,
+                           final_image_size)
+    space_file = write_final_space(root, final_name, settings)
+    final = experiment(root, final_name, ["--space", str(space_file)])
+    fbest = final.summary.get("best")
+    if not fbest:
         raise LaunchFailed(f"{final_name}: the final trial did not complete "
-                           f"({final.get('counts')}); see {_display(root / final_name)}", 1)
-    fbest = final["best"]
-    rows = read_curves(root / final_name)
-    row = last_row(rows, int(fbest["number"]))
-    epoch_times = [_float(r, "time/epoch_s") for r in rows
-                   if int(r["trial_number"]) == int(fbest["number"])]
-    counts = search.get("counts", {})
-    images_per_s, predict_s = _float(row, "test/images_per_s"), _float(row, "test/seconds")
+                           f"({final.summary.get('counts')}); see {_display(final.root)}", 1)
+    curves = final.curves
+    row = last_epoch(curves, int(fbest["number"]))
+    epoch_times = curves.loc[curves["trial_number"] == int(fbest["number"]), "time/epoch_s"]
+    counts = search.summary.get("counts", {})
+    images_per_s, predict_s = _finite(row.get("test/images_per_s")), _finite(row.get("test/seconds"))
+    search_wall_s, final_wall_s = search.summary["wall_time_s"], final.summary["wall_time_s"]
     return {
         "model": pair.model, "dataset": pair.data.label, "data": pair.data.dataset,
-        "search_data": search.get("dataset"), "final_data": final.get("dataset"),
+        "search_data": search.summary.get("dataset"), "final_data": final.summary.get("dataset"),
         "final_model": model, "device": _device(spec.gpus_per_trial),
-        "test_acc": fbest["test_acc"], "search_wall_s": search["wall_time_s"],
-        "final_wall_s": final["wall_time_s"],
-        "final_train_s": round(sum(t for t in epoch_times if t is not None), 2),
-        "train_total_s": round(search["wall_time_s"] + final["wall_time_s"], 2),
+        "test_acc": fbest["test_acc"], "search_wall_s": search_wall_s,
+        "final_wall_s": final_wall_s,
+        "final_train_s": round(float(epoch_times[epoch_times.notna()].sum()), 2),
+        "train_total_s": round(search_wall_s + final_wall_s, 2),
         "predict_s": predict_s, "images_per_s": images_per_s,
         "test_images": round(images_per_s * predict_s) if images_per_s and predict_s else None,
-        "params": fbest["params"], "flops": _float(row, "model/flops"),
+        "params": fbest["params"], "flops": _finite(row.get("model/flops")),
         "final_epochs": fbest["epochs"], "search_trials": sum(counts.values()),
-        "search_complete": counts.get("COMPLETE", 0), "search_pruned": counts.get("PRUNED", 0),
-        "search_failed": counts.get("FAIL", 0), "best_search_trial": best["number"],
-        "best_search_val_acc": best["val_acc"], "search_preset": pair.preset.name,
+        "search_complete": counts.get(TrialState.COMPLETE, 0),
+        "search_pruned": counts.get(TrialState.PRUNED, 0),
+        "search_failed": counts.get(TrialState.FAIL, 0), "best_search_trial": best["number"],
+        "best_search_val_acc": best.get("val_acc"), "search_metric": search.objective.metric,
+        "best_search_value": best.get("value"), "search_preset": pair.preset.name,
         "arch": arch or "", "config": json.dumps(fbest["config"], sort_keys=True),
     }
 
@@ -429,21 +461,20 @@ def machine() -> str:
     return f"{cpu}; {gpu}; {platform.system()} {platform.release()}; torch {torch.__version__}"
 
 
-def _pct(v: Any) -> str:
-    return "–" if v is None else f"{100 * v:.2f} %"
+#: What the report shows for a value that was not measured.
+NA = "–"
 
 
-def _num(v: Any, digits: int = 1) -> str:
-    if v is None or v == "":
-        return "–"
-    v = float(v)
-    if abs(v) >= 1e9:
-        return f"{v / 1e9:.2f} G"
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:.2f} M"
-    if abs(v) >= 1e4:
-        return f"{v / 1e3:.1f} k"
-    return f"{v:.{digits}f}"
+def _pct(value: Any) -> str:
+    return formatting.percent(value, NA)
+
+
+def _seconds(value: Any, digits: int = 1) -> str:
+    return formatting.number(value, digits, NA)
+
+
+def _count(value: Any) -> str:
+    return formatting.count(value, NA)
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -472,10 +503,10 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
            "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r['dataset']} | {r['model']} | {r['final_model']} | {r['device']} | "
-                   f"{_pct(r['test_acc'])} | {_num(r['search_wall_s'])} | "
-                   f"{_num(r['final_wall_s'])} | {_num(r['final_train_s'])} | "
-                   f"{_num(r['predict_s'], 2)} | {_num(r['images_per_s'], 0)} | "
-                   f"{_num(r['params'], 0)} | {_num(r['flops'], 0)} |")
+                   f"{_pct(r['test_acc'])} | {_seconds(r['search_wall_s'])} | "
+                   f"{_seconds(r['final_wall_s'])} | {_seconds(r['final_train_s'])} | "
+                   f"{_seconds(r['predict_s'], 2)} | {_count(r['images_per_s'])} | "
+                   f"{_count(r['params'])} | {_count(r['flops'])} |")
     for model, label, why in missing:
         out.append(f"| {label} | {model} | – | – | unmeasured: {why} | – | – | – | – | – | – "
                    "| – |")
@@ -504,7 +535,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
             continue
         mine = ours.get((model, label))
         if mine and mine["device"].startswith("GPU"):
-            status = (f"{_pct(mine['test_acc'])} in {_num(mine['train_total_s'])} s on "
+            status = (f"{_pct(mine['test_acc'])} in {_seconds(mine['train_total_s'])} s on "
                       f"{mine['device'][5:]}")
         else:
             status = "unmeasured (no GPU in this run)"
@@ -515,7 +546,7 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
                    f"`{r['search_preset']}`, {r['search_trials']} search trials "
                    f"({r['search_complete']} complete, {r['search_pruned']} pruned, "
                    f"{r['search_failed']} failed), best trial {r['best_search_trial']} "
-                   f"(search val acc {_pct(r['best_search_val_acc'])}) on "
+                   f"(search {r['search_metric']} {formatting.number(r['best_search_value'], missing=NA)}) on "
                    f"{r.get('search_data')}; final on {r.get('final_data')}: "
                    f"{r['final_epochs']} epochs of `{r['final_model']}` with `{r['config']}`")
     out += ["", "Charts: " + ", ".join(f"`comparison_{k}.png`" for k, *_ in CHARTS), ""]
@@ -559,7 +590,7 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
                 bars = ax.bar(xs, values, width, label=model, color=f"C{i}")
             for bar, v, c in zip(bars, values, cells):
                 text = ("n/a" if not c else _pct(v) if key == "test_acc"
-                        else _num(v, 0 if key in ("params", "flops", "images_per_s") else 1))
+                        else _count(v) if key in ("params", "flops", "images_per_s") else _seconds(v))
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, max(0, v)),
                             ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                             textcoords="offset points")
@@ -623,8 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-image-size", type=number("--final-image-size", int, 0), default=0,
                    help="image size of the final retraining in px (0: native; it is reported)")
     p.add_argument("--data-dir", default=None, help="where torchvision data sets live")
-    p.add_argument("--seed", type=number("--seed", int, 0), default=None, help="seed of every search")
-    p.add_argument("--name", default=None,
+    p.add_argument("--seed", type=number("--seed", int, 0, maximum=SEED_MAX), default=None,
+                   help="seed of every search")
+    p.add_argument("--name", type=plain_name("--name"), default=None,
                    help="comparison name (default: compare-<timestamp>); rerunning a name "
                    "reuses its finished experiments")
     p.add_argument("--trials-dir", default="trials", help="where comparisons are written")
@@ -694,6 +726,10 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"--trials-dir {args.trials_dir}: rule: a comparison is written "
                                "to a local (or mounted) directory; object storage is for "
                                "python -m tune_nas.launch")
+        unwritable = unwritable_reason(Path(args.trials_dir).expanduser().resolve() / name)
+        if unwritable:
+            raise CompareError(f"--trials-dir {args.trials_dir}: {unwritable}; rule: a directory this "
+                               "user may write (created if missing)")
     except CompareError as exc:
         _fail(str(exc))
     root = Path(args.trials_dir).expanduser().resolve() / name
@@ -759,8 +795,8 @@ def markdown_table_console(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"{r['dataset']:<10} {r['model']:<12} {r['test_acc']:>8.4f} "
                      f"{r['search_wall_s']:>9.1f} {r['final_wall_s']:>8.1f} "
-                     f"{_num(r['images_per_s'], 0):>8} {_num(r['params']):>9} "
-                     f"{_num(r['flops']):>9}")
+                     f"{_count(r['images_per_s']):>8} {_count(r['params']):>9} "
+                     f"{_count(r['flops']):>9}")
     return "\n".join(lines)
 
 
@@ -768,12 +804,15 @@ __all__ = [
     "DataChoice",
     "best_search_trial",
     "final_config",
-    "final_space_text",
+    "final_space",
+    "final_space_settings",
+    "last_epoch",
     "main",
     "markdown",
     "parse_datasets",
     "parse_models",
     "write_charts",
+    "write_final_space",
 ]
 
 if __name__ == "__main__":

@@ -16,12 +16,21 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tune_nas.bad_input import OneLineParser, fail, number
+from tune_nas.bad_input import (
+    NAME_RULE,
+    SEED_MAX,
+    OneLineParser,
+    fail,
+    number,
+    plain_name,
+    unwritable_reason,
+)
 from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
 from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
 from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE
@@ -33,7 +42,7 @@ from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDir
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tune_nas.launch", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--space", default=None,
+    p.add_argument("--space", type=_space_argument, default=None,
                    help="space file (path) or preset name in search_spaces/ (default: default)")
     p.add_argument("--dataset", default=None, help="digits, mnist, fashion_mnist, cifar10 or "
                    "imagefolder:PATH (a directory or .tar.gz with train/ and test/); "
@@ -60,18 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many trials at once (0: as many as resources allow)")
     p.add_argument("--time-budget-s", type=number("--time-budget-s", float, 0), default=None,
                    help="stop the search after this many seconds (0: no limit)")
-    p.add_argument("--seed", type=number("--seed", int, 0), default=None,
+    p.add_argument("--seed", type=number("--seed", int, 0, maximum=SEED_MAX), default=None,
                    help="seed of the sampler and of every trial's initialisation")
-    p.add_argument("--address", default=None,
+    p.add_argument("--address", type=_not_empty("--address", "a Ray cluster's address"), default=None,
                    help="Ray cluster address ('auto' for the cluster this node belongs to); "
                    "default: start Ray locally")
-    p.add_argument("--name", default=None,
+    p.add_argument("--name", type=plain_name("--name"), default=None,
                    help="experiment name (default: <space>-<timestamp>)")
-    p.add_argument("--trials-dir", default="trials",
+    p.add_argument("--trials-dir", type=_not_empty("--trials-dir", "a directory or a URI"), default="trials",
                    help="where experiments are written: a directory (on a multi-node cluster one "
                    "every node mounts) or object storage, s3://bucket/prefix, gs://... (the "
                    "driver's own files are then mirrored in ./trials/<name>/)")
-    p.add_argument("--storage", default=None,
+    p.add_argument("--storage", type=_not_empty("--storage", "a database URL"), default=None,
                    help="Optuna storage URL for the study, e.g. postgresql://user@host/db "
                    "(password from the environment: PGPASSWORD); default: sqlite optuna.db in "
                    "the experiment directory")
@@ -79,6 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the experiment --name where it stopped (same study, same "
                    "settings; finished trials are kept)")
     return p
+
+
+def _space_argument(text: str) -> str:
+    """``--space``: a path to a .py file or a preset name; an existing path of another kind
+    (a directory, a text file) is refused here, since it would be imported as Python."""
+    path = Path(text).expanduser()
+    rule = "rule: --space is a path to a .py space file or the name of a preset"
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; {rule}")
+    if path.exists() and not (path.is_file() and path.suffix == ".py"):
+        kind = "a directory" if path.is_dir() else "not a .py file"
+        raise argparse.ArgumentTypeError(f"{text!r} is {kind}; {rule}")
+    return text
+
+
+def _not_empty(flag: str, what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{text!r} is empty; rule: {flag} is {what}")
+        return text
+
+    return parse
 
 
 def _fail(message: str) -> NoReturn:
@@ -111,6 +142,7 @@ def prepare(args: argparse.Namespace):
     """Validate everything a run needs; raises SystemExit(2) with one line on bad input."""
     remote = _remote_trials_dir(args.trials_dir)
     trials_dir = (LOCAL_MIRROR if remote else Path(args.trials_dir).expanduser()).resolve()
+    _check_trials_dir(str(LOCAL_MIRROR) if remote else args.trials_dir, trials_dir)
     if args.resume:
         if not args.name:
             _fail("--resume needs --name NAME: rule: name the experiment to continue")
@@ -126,9 +158,10 @@ def prepare(args: argparse.Namespace):
             if not isinstance(resolved, dict):
                 raise ValueError(f"it holds a JSON {type(resolved).__name__}, not an object")
             _check_format(saved, resolved)
-            space = load_space(str(experiment_dir / SPACE_COPY),
-                               base_dir=Path(resolved["space_file"]).parent).with_overrides(
-                **resolved["overrides"])
+            with _no_bytecode_files():
+                space = load_space(str(experiment_dir / SPACE_COPY),
+                                   base_dir=Path(resolved["space_file"]).parent).with_overrides(
+                    **resolved["overrides"])
             storage = args.storage or resolved.get("storage")
             _alias_space_module(space, Path(resolved["space_file"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -139,12 +172,13 @@ def prepare(args: argparse.Namespace):
             _check_saved_study(experiment_dir, name)
     else:
         try:
-            space = load_space(args.space).with_overrides(**_overrides(args))
+            with _no_bytecode_files():
+                space = load_space(args.space).with_overrides(**_overrides(args))
         except SpaceError as exc:
             _fail(str(exc))
         name = args.name or f"{space.path.stem}-{datetime.now():%Y%m%d-%H%M%S}"
         if "/" in name or name in (".", ".."):
-            _fail(f"--name {name!r}: rule: a plain directory name")
+            _fail(f"--name {name!r}: rule: {NAME_RULE}")
         storage = args.storage
         experiment_dir = trials_dir / name
         if experiment_dir.exists():
@@ -153,6 +187,11 @@ def prepare(args: argparse.Namespace):
         if remote and remote.exists(name):
             _fail(f"--name {name}: {remote.display(name)} already exists; rule: use --resume "
                   "to continue it, or a new name")
+    address = args.address if args.address is not None else os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _check_address(address, "--address" if args.address is not None else "RAY_ADDRESS")
+    else:
+        _check_this_machine_fits(space, args)
     if storage:
         _check_storage(storage)
     try:
@@ -166,6 +205,57 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage, remote
+
+
+@contextmanager
+def _no_bytecode_files() -> Iterator[None]:
+    """Import the space file (and its plugins) without writing ``__pycache__/`` beside them:
+    the launcher writes nothing outside the experiment directory."""
+    saved = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = saved
+
+
+def _check_trials_dir(given: str, trials_dir: Path) -> None:
+    """The trials directory is a directory, or can be made one: its nearest existing ancestor
+    is a directory this user may write (found here, not by ``mkdir`` once Ray runs)."""
+    reason = unwritable_reason(trials_dir)
+    if reason:
+        _fail(f"--trials-dir {given}: {reason}; rule: a directory this user may write (created if missing)")
+
+
+def _check_address(address: str, source: str) -> None:
+    """A Ray cluster must answer at ``address`` (from ``--address`` or the environment's
+    ``RAY_ADDRESS``) within seconds: ``ray.init`` would retry for minutes."""
+    from tune_nas.ray_tune.cluster import AddressError, check_address
+
+    try:
+        check_address(address, what=None if source == "--address" else f"RAY_ADDRESS={address}")
+    except AddressError as exc:
+        _fail(str(exc))
+
+
+def _check_this_machine_fits(space, args: argparse.Namespace) -> None:
+    """Without a cluster Ray starts on this machine: a trial asking for more CPUs or GPUs than
+    it has would never start (Ray would wait for them forever)."""
+    spec = space.spec
+    cpus = os.cpu_count() or 1
+    if spec.cpus_per_trial > cpus:
+        where = "--cpus-per-trial" if args.cpus_per_trial is not None else str(space.path)
+        _fail(f"cpus_per_trial={spec.cpus_per_trial:g} ({where}): this machine has {cpus} CPU(s) and "
+              "Ray starts on it; rule: at most its CPUs, or --address of a cluster that has them")
+    if spec.gpus_per_trial > 0:
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if spec.gpus_per_trial > gpus:
+            where = "--gpus-per-trial" if args.gpus_per_trial is not None else str(space.path)
+            _fail(f"gpus_per_trial={spec.gpus_per_trial:g} ({where}): this machine has {gpus} GPU(s) "
+                  "and Ray starts on it; rule: at most its GPUs (0 for CPU), or --address of a "
+                  "cluster that has them")
 
 
 def _check_format(saved: Path, resolved: dict[str, Any]) -> None:
@@ -225,13 +315,39 @@ def _check_saved_study(experiment_dir: Path, name: str) -> None:
 
 def _check_storage(url: str) -> None:
     """An external Optuna storage must be reachable before anything runs (password from the
-    environment, e.g. PGPASSWORD; the URL is only ever written with its password masked)."""
+    environment, e.g. PGPASSWORD; the URL is only ever written with its password masked).
+    A SQLite file that does not exist yet is not created here: its directory is checked."""
     from tune_nas.storage.study_db import StorageError, check_storage
 
+    new_file = _new_sqlite_file(url)
+    if new_file is not None:
+        folder = new_file.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = "is not a directory" if not folder.is_dir() else "is not writable"
+            _fail(f"--storage {url}: {folder} {problem}; rule: a SQLite file in a directory this "
+                  "user may write")
+        return
     try:
         check_storage(url)
     except StorageError as exc:
         _fail(str(exc))
+
+
+def _new_sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL whose file does not exist yet; else None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or \
+            database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else path
 
 
 def _check_model_builds(space, splits) -> None:
@@ -244,8 +360,9 @@ def _check_model_builds(space, splits) -> None:
         create_model(space.spec.model, splits.num_classes, splits.in_channels,
                      splits.image_size, **arch)
     except (ValueError, TypeError, RuntimeError) as exc:
+        rule = "" if "rule:" in str(exc) else "; rule: the space's architecture arguments must build the model"
         _fail(f"{space.path}: model {space.spec.model!r} cannot be built for "
-              f"{splits.describe()}: {exc}")
+              f"{splits.describe()}: {exc}{rule}")
 
 
 def _check_packing(space, splits) -> None:

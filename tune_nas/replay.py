@@ -4,11 +4,13 @@ Nothing is trained: the learning curves an experiment recorded (``curves.csv``) 
 simulated time, to each stopping policy, and each policy's decisions are replayed:
 
 * ``none`` — every trial trains ``max_epochs`` (the reference);
-* ``asha(g,rf)`` — Ray Tune's own :class:`~ray.tune.schedulers.AsyncHyperBandScheduler`
-  (grace period ``g``, reduction factor ``rf``), called exactly as Ray's trial runner calls
-  it (``on_trial_add``, ``on_trial_result`` per epoch, ``on_trial_complete``);
-* ``curvefit(m,p)`` — :class:`tune_nas.schedulers.CurveFitPolicy` (no stop before ``m``
-  epochs; stop when P(final ≥ best final) < ``p``).
+* ``asha(g,rf)`` — :class:`tune_nas.schedulers.asha.AshaPolicy` (grace period ``g``,
+  reduction factor ``rf``), which decides exactly as Ray Tune's ASHA does in a search;
+* ``curvefit(m,p)`` — :class:`tune_nas.schedulers.curve_fit.CurveFitPolicy` (no stop before
+  ``m`` epochs; stop when P(final ≥ best final) < ``p``).
+
+Each policy is fed as in a search (:mod:`tune_nas.schedulers.policy`): ``on_result`` per
+epoch, ``on_end`` with a trial's last result.
 
 Simulated time: trials start in their trial-number order on ``workers`` parallel workers
 (default 1); every epoch takes one time unit, so results arrive in the order a real run
@@ -41,13 +43,17 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
-from tune_nas.analysis.fidelity import CurvesError, experiment_settings, load_curves
+from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
+from tune_nas.layout import CURVES_FILE
+from tune_nas.objectives import Objective
+from tune_nas.record import formatting
+from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, direction_of
+from tune_nas.states import TrialState
 
 REPLAY_FILE = "replay.json"
-CONTINUE, STOP = "CONTINUE", "STOP"  # Ray's TrialScheduler decisions
 TRIAL_SETS = ("all", "complete")
 
 
@@ -65,78 +71,12 @@ class RecordedTrial:
         return max(self.values) if self.values else 0
 
 
-class ReplayPolicy(Protocol):
-    """What the replay needs of a stopping policy (one instance per replay)."""
-
-    def on_result(self, number: int, epoch: int, value: float) -> str: ...
-
-    def on_end(self, number: int, epoch: int, value: float) -> None: ...
-
-
-class NoStopping:
-    """Every trial runs to the end."""
-
-    def on_result(self, number: int, epoch: int, value: float) -> str:
-        return CONTINUE
-
-    def on_end(self, number: int, epoch: int, value: float) -> None:
-        pass
-
-
-@dataclass
-class _Trial:
-    trial_id: str
-
-
-class RayAsha:
-    """Ray Tune's AsyncHyperBandScheduler, called the way Ray's trial runner calls it."""
-
-    _KEY = "metric"
-
-    def __init__(self, mode: str, max_t: int, grace_period: int, reduction_factor: float) -> None:
-        from ray.tune.schedulers import AsyncHyperBandScheduler
-
-        self.scheduler = AsyncHyperBandScheduler(
-            time_attr="epoch", metric=self._KEY, mode=mode, max_t=max_t,
-            grace_period=grace_period, reduction_factor=reduction_factor)
-        self._trials: dict[int, _Trial] = {}
-
-    def _trial(self, number: int) -> _Trial:
-        if number not in self._trials:
-            self._trials[number] = _Trial(f"t{number:05d}")
-            self.scheduler.on_trial_add(None, self._trials[number])
-        return self._trials[number]
-
-    def on_result(self, number: int, epoch: int, value: float) -> str:
-        return self.scheduler.on_trial_result(None, self._trial(number),
-                                              {"epoch": epoch, self._KEY: value})
-
-    def on_end(self, number: int, epoch: int, value: float) -> None:
-        self.scheduler.on_trial_complete(None, self._trial(number),
-                                         {"epoch": epoch, self._KEY: value})
-
-
-class CurveFit:
-    """:class:`tune_nas.schedulers.CurveFitPolicy` behind the replay interface."""
-
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    def on_result(self, number: int, epoch: int, value: float) -> str:
-        return self.policy.on_result(str(number), epoch, value)
-
-    def on_end(self, number: int, epoch: int, value: float) -> None:
-        if epoch >= self.policy.max_t:
-            self.policy.on_result(str(number), epoch, value)
-        self.policy.forget(str(number))
-
-
 @dataclass(frozen=True)
 class PolicySpec:
     """A named policy and how to make a fresh instance of it for one replay."""
 
     name: str
-    make: Callable[[], ReplayPolicy]
+    make: Callable[[], SchedulerPolicy]
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -147,15 +87,17 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
                      min_epochs: Sequence[int] = (4,)) -> list[PolicySpec]:
     """``none``, ASHA for every grace period × reduction factor, curve-fit for every
     minimum × threshold (settings that do not fit in ``max_epochs`` are left out)."""
-    from tune_nas.schedulers import CurveFitPolicy, CurvePredictor, default_bounds
+    from tune_nas.schedulers.asha import AshaPolicy
+    from tune_nas.schedulers.curve_fit import CurveFitPolicy, CurvePredictor, default_bounds
+    from tune_nas.schedulers.none import NoStopping
 
-    specs = [PolicySpec("none", NoStopping, {"kind": "none"})]
+    specs = [PolicySpec("none", lambda: NoStopping(max_epochs), {"kind": "none"})]
     for grace in grace_periods:
         for rf in reduction_factors:
             if grace < max_epochs:
                 specs.append(PolicySpec(
                     f"asha(g={grace},rf={rf:g})",
-                    lambda g=grace, r=rf: RayAsha(mode, max_epochs, g, r),
+                    lambda g=grace, r=rf: AshaPolicy(mode, max_epochs, g, r),
                     {"kind": "asha", "grace_period": grace, "reduction_factor": rf}))
     predictor = CurvePredictor(bounds=default_bounds(metric))  # shared: its cache serves all
     for minimum in min_epochs:
@@ -163,8 +105,8 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
             if minimum < max_epochs:
                 specs.append(PolicySpec(
                     f"curvefit(m={minimum},p={threshold:g})",
-                    lambda m=minimum, p=threshold: CurveFit(CurveFitPolicy(
-                        mode, max_epochs, min_epochs=m, threshold=p, predictor=predictor)),
+                    lambda m=minimum, p=threshold: CurveFitPolicy(
+                        mode, max_epochs, min_epochs=m, threshold=p, predictor=predictor),
                     {"kind": "curvefit", "min_epochs": minimum, "threshold": threshold}))
     return specs
 
@@ -187,37 +129,41 @@ class PolicyOutcome:
     fraction_of_full: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
+        rounded = formatting.rounded
         return {"policy": self.policy, "settings": self.settings, "epochs": self.epochs,
-                "fraction_of_full": _round(self.fraction_of_full),
-                "seconds": _round(self.seconds), "full_trials": self.full_trials,
+                "fraction_of_full": rounded(self.fraction_of_full),
+                "seconds": rounded(self.seconds), "full_trials": self.full_trials,
                 "stopped": {str(k): v for k, v in self.stopped.items()},
                 "censored": self.censored, "pick": self.pick,
-                "pick_value": _round(self.pick_value), "keeps_best": self.keeps_best,
-                "regret": _round(self.regret)}
+                "pick_value": rounded(self.pick_value), "keeps_best": self.keeps_best,
+                "regret": rounded(self.regret)}
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
-
-
-def _better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
+def _objective(objective: Objective | str, metric: str = "") -> Objective:
+    """What the replay ranks finals by: ``objective``, or a bare direction (``"max"``/``"min"``,
+    as a policy takes it) for the values of ``metric``."""
+    if isinstance(objective, Objective):
+        return objective
+    return Objective(metric or "value", direction_of(objective))
 
 
 def true_best(trials: Sequence[RecordedTrial], max_epochs: int,
-              mode: str) -> tuple[float | None, list[int]]:
-    """The best final value among complete curves and every trial number that reaches it."""
-    finals = {t.number: t.values[max_epochs] for t in trials
-              if max_epochs in t.values and math.isfinite(t.values[max_epochs])}
-    if not finals:
+              objective: Objective | str) -> tuple[float | None, list[int]]:
+    """The best final value (by ``objective``) among complete curves and every trial number
+    that reaches it."""
+    finals = {t.number: t.values[max_epochs] for t in trials if max_epochs in t.values}
+    best = _objective(objective).best(finals.values())
+    if best is None:
         return None, []
-    best = max(finals.values()) if mode == "max" else min(finals.values())
     return best, sorted(n for n, v in finals.items() if v == best)
 
 
-def simulate(trials: Sequence[RecordedTrial], policy: ReplayPolicy, max_epochs: int, mode: str,
-             workers: int = 1, name: str = "", settings: dict[str, Any] | None = None) -> PolicyOutcome:
-    """Replay ``policy`` over ``trials`` (see the module doc for time and censoring)."""
+def simulate(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
+             objective: Objective | str, workers: int = 1, name: str = "",
+             settings: dict[str, Any] | None = None) -> PolicyOutcome:
+    """Replay ``policy`` over ``trials`` (see the module doc for time and censoring); its pick
+    and regret are by ``objective`` (or a bare direction, ``"max"``/``"min"``)."""
+    objective = _objective(objective)
     if workers < 1:
         raise ValueError(f"workers={workers}: rule: workers >= 1")
     queue = deque(sorted(trials, key=lambda t: t.number))
@@ -241,28 +187,25 @@ def simulate(trials: Sequence[RecordedTrial], policy: ReplayPolicy, max_epochs: 
         now, number, epoch = heapq.heappop(events)
         trial = by_number[number]
         value = trial.values[epoch]
-        decision = policy.on_result(number, epoch, value)
+        decision = policy.on_result(str(number), epoch, value)
         reached[number] = epoch
         if decision == CONTINUE and epoch < max_epochs and epoch + 1 in trial.values:
             heapq.heappush(events, (now + 1, number, epoch + 1))
             continue
-        if decision == CONTINUE and epoch < max_epochs and trial.state != "FAIL":
+        if decision == CONTINUE and epoch < max_epochs and trial.state != TrialState.FAIL:
             censored.append(number)  # the policy would go on; the recording does not
         elif decision != CONTINUE and epoch < max_epochs:
             stopped[number] = epoch
-        policy.on_end(number, epoch, value)
+        policy.on_end(str(number), epoch, value)
         start(now)
     full = sorted(n for n, e in reached.items() if e >= max_epochs)
     finals = {n: by_number[n].values[max_epochs] for n in full
               if math.isfinite(by_number[n].values[max_epochs])}
-    pick = None
-    for n in sorted(finals):
-        if pick is None or _better(finals[n], finals[pick], mode):
-            pick = n
-    best, best_numbers = true_best(trials, max_epochs, mode)
+    pick = objective.best_of(sorted(finals), finals.get)  # ties: the lowest trial number
+    best, best_numbers = true_best(trials, max_epochs, objective)
     regret = None
     if pick is not None and best is not None:
-        regret = (best - finals[pick]) if mode == "max" else (finals[pick] - best)
+        regret = objective.regret(best, finals[pick])
     seconds = [by_number[n].seconds.get(e) for n, last in reached.items()
                for e in range(1, last + 1)]
     total_seconds = (sum(s for s in seconds if s is not None)
@@ -276,9 +219,10 @@ def simulate(trials: Sequence[RecordedTrial], policy: ReplayPolicy, max_epochs: 
 
 @dataclass
 class ReplayReport:
+    """Every policy's outcome on one experiment's recorded trials."""
+
     experiment: str
-    metric: str
-    mode: str
+    objective: Objective
     max_epochs: int
     trial_set: str
     workers: int
@@ -287,6 +231,14 @@ class ReplayReport:
     best_value: float | None
     best_trials: list[int]
     outcomes: list[PolicyOutcome]
+
+    @property
+    def metric(self) -> str:
+        return self.objective.metric
+
+    @property
+    def mode(self) -> str:
+        return self.objective.direction
 
     @property
     def best_policy(self) -> PolicyOutcome | None:
@@ -299,28 +251,30 @@ class ReplayReport:
         return {"experiment": self.experiment, "metric": self.metric, "mode": self.mode,
                 "max_epochs": self.max_epochs, "trial_set": self.trial_set,
                 "workers": self.workers, "trials": self.trials,
-                "complete_trials": self.complete_trials, "best_value": _round(self.best_value),
+                "complete_trials": self.complete_trials,
+                "best_value": formatting.rounded(self.best_value),
                 "best_trials": self.best_trials, "best_policy": best.policy if best else None,
                 "policies": [o.as_dict() for o in self.outcomes]}
 
     def text(self) -> str:
+        number = formatting.number
         lines = [(f"Replay of {self.experiment}: {self.trials} trials ({self.trial_set}; "
                  f"{self.complete_trials} with complete curves), {self.workers} worker(s), "
-                 f"{self.metric} ({self.mode}), max_epochs={self.max_epochs}."),
-                 (f"True best final {self.metric}: {_fmt(self.best_value)} (trial(s) "
+                 f"{self.objective.describe()}, max_epochs={self.max_epochs}."),
+                 (f"True best final {self.metric}: {number(self.best_value)} (trial(s) "
                  f"{', '.join(map(str, self.best_trials)) or '-'})."),
                  (f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
                  f"{'cens':>4} {'best?':>5} {'pick':>5} {'value':>7} {'regret':>7}")]
         for o in self.outcomes:
             epochs = f"≥{o.epochs}" if o.censored else str(o.epochs)
             lines.append(f"  {o.policy:<22} {epochs:>6} {o.fraction_of_full:>7.0%} "
-                         f"{_fmt(o.seconds, '.1f'):>8} {len(o.full_trials):>4} "
+                         f"{number(o.seconds, 1):>8} {len(o.full_trials):>4} "
                          f"{len(o.censored):>4} {'yes' if o.keeps_best else 'no':>5} "
-                         f"{'-' if o.pick is None else o.pick:>5} {_fmt(o.pick_value):>7} "
-                         f"{_fmt(o.regret):>7}")
+                         f"{'-' if o.pick is None else o.pick:>5} {number(o.pick_value):>7} "
+                         f"{number(o.regret):>7}")
         best = self.best_policy
         if best is not None:
-            lines.append(f"Best policy: {best.policy} (regret {_fmt(best.regret)}, "
+            lines.append(f"Best policy: {best.policy} (regret {number(best.regret)}, "
                          f"{best.epochs} epochs = {best.fraction_of_full:.0%} of no stopping).")
         if any(o.censored for o in self.outcomes):
             lines.append("cens: trials the policy would have continued past their recorded "
@@ -328,24 +282,22 @@ class ReplayReport:
         return "\n".join(lines) + "\n"
 
 
-def _fmt(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None or not math.isfinite(value) else format(value, spec)
-
-
 def recorded_trials(curves, metric: str, trial_set: str = "all",
                     max_epochs: int | None = None) -> list[RecordedTrial]:
-    """The trials of a curves table (as :func:`tune_nas.analysis.fidelity.load_curves` returns)."""
+    """The trials of a curves table (as :func:`tune_nas.analysis.experiment.load_experiment`
+    reads it): each trial's values of ``metric`` by epoch."""
     if trial_set not in TRIAL_SETS:
         raise ValueError(f"trial_set={trial_set!r}: rule: one of {TRIAL_SETS}")
     if metric not in curves.columns:
-        raise CurvesError(f"metric {metric!r} is not in curves.csv")
+        raise ExperimentError(f"metric {metric!r} is not in {CURVES_FILE}; rule: the metric a "
+                              "search reported every epoch")
     trials = []
     for number, rows in curves.groupby("trial_number", sort=True):
         rows = rows[rows[metric].notna()]
         values = {int(e): float(v) for e, v in zip(rows["epoch"], rows[metric])}
         seconds = ({int(e): float(s) for e, s in zip(rows["epoch"], rows["time/epoch_s"])
                     if math.isfinite(s)} if "time/epoch_s" in rows.columns else {})
-        state = str(rows["state"].iloc[-1]) if len(rows) else "FAIL"
+        state = str(rows["state"].iloc[-1]) if len(rows) else TrialState.FAIL
         trial = RecordedTrial(int(number), state, values, seconds)
         if trial_set == "complete" and (max_epochs is None or max_epochs not in values):
             continue
@@ -354,37 +306,40 @@ def recorded_trials(curves, metric: str, trial_set: str = "all",
 
 
 def replay(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec], max_epochs: int,
-           mode: str, *, metric: str = "", experiment: str = "", trial_set: str = "all",
-           workers: int = 1) -> ReplayReport:
-    """Every policy of ``policies`` replayed over ``trials``."""
-    outcomes = [simulate(trials, spec.make(), max_epochs, mode, workers, spec.name, spec.settings)
-                for spec in policies]
-    full_cost = sum(min(t.last_epoch, max_epochs) if t.state == "FAIL" else max_epochs
+           objective: Objective | str, *, metric: str = "", experiment: str = "",
+           trial_set: str = "all", workers: int = 1) -> ReplayReport:
+    """Every policy of ``policies`` replayed over ``trials``; finals ranked by ``objective``
+    (or a bare direction for the values of ``metric``)."""
+    objective = _objective(objective, metric)
+    outcomes = [simulate(trials, spec.make(), max_epochs, objective, workers, spec.name,
+                         spec.settings) for spec in policies]
+    full_cost = sum(min(t.last_epoch, max_epochs) if t.state == TrialState.FAIL else max_epochs
                     for t in trials)
     for outcome in outcomes:
         outcome.fraction_of_full = outcome.epochs / full_cost if full_cost else math.nan
-    best, best_numbers = true_best(trials, max_epochs, mode)
-    return ReplayReport(experiment, metric, mode, max_epochs, trial_set, workers, len(trials),
+    best, best_numbers = true_best(trials, max_epochs, objective)
+    return ReplayReport(experiment, objective, max_epochs, trial_set, workers, len(trials),
                         sum(1 for t in trials if max_epochs in t.values), best, best_numbers,
                         outcomes)
 
 
-def replay_experiment(experiment_dir: Path, *, trial_set: str = "all", workers: int = 1,
-                      policies: Sequence[PolicySpec] | None = None,
+def replay_experiment(experiment: Experiment | str | Path, *, trial_set: str = "all",
+                      workers: int = 1, policies: Sequence[PolicySpec] | None = None,
                       **grid: Sequence[Any]) -> ReplayReport:
-    """Replay ``experiment_dir``'s curves (metric, mode, max_epochs from experiment.json)."""
-    experiment_dir = Path(experiment_dir)
-    curves = load_curves(experiment_dir)
-    settings = experiment_settings(experiment_dir)
-    metric = settings.get("metric", "val/acc")
-    mode = settings.get("mode", "max")
-    max_epochs = int(settings.get("max_epochs") or curves["epoch"].max())
-    trials = recorded_trials(curves, metric, trial_set, max_epochs)
+    """Replay an experiment's curves (a directory, or one already loaded) with its
+    objective and ``max_epochs``. Raises :class:`ExperimentError` when it is not an
+    experiment or no trial has reported an epoch yet."""
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment)
+    if experiment.curves is None or experiment.curves.empty:
+        raise ExperimentError(f"{experiment.layout.curves}: no trial has reported an epoch yet; "
+                              "rule: a replay needs recorded learning curves")
+    objective, max_epochs = experiment.objective, experiment.spec.max_epochs
+    trials = recorded_trials(experiment.curves, objective.metric, trial_set, max_epochs)
     if policies is None:
-        policies = default_policies(mode, max_epochs, metric, **grid)
-    return replay(trials, policies, max_epochs, mode, metric=metric,
-                  experiment=settings.get("name") or experiment_dir.name, trial_set=trial_set,
-                  workers=workers)
+        policies = default_policies(objective.direction, max_epochs, objective.metric, **grid)
+    return replay(trials, policies, max_epochs, objective, experiment=experiment.name,
+                  trial_set=trial_set, workers=workers)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -396,10 +351,22 @@ def _number_list(flag: str, kind: type, low: float, rule: str):
             values = [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: rule: {rule}") from None
-        if not values or any(not (v > low) for v in values):
+        if not values or any(not (v > low and math.isfinite(v)) for v in values):
             raise argparse.ArgumentTypeError(f"{text!r}: rule: {rule}")
         return values
     return parse
+
+
+def _out_file(out: Path) -> Path:
+    """Where ``--out`` writes: a file in an existing directory (or ``DIR/replay.json``), checked
+    before the replay runs rather than found unwritable after it."""
+    target = out / REPLAY_FILE if out.is_dir() else out
+    if target.is_dir():
+        _fail(f"--out {out}: {target} is a directory; rule: a file, or a directory for {REPLAY_FILE}")
+    if not target.parent.is_dir():
+        _fail(f"--out {out}: {target.parent} is not a directory; rule: a file in an existing "
+              f"directory, or a directory for {REPLAY_FILE}")
+    return target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,17 +408,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.experiment.is_dir():
         _fail(f"{args.experiment}: no such directory; rule: an experiment directory "
               "(trials/<name>) holding curves.csv")
+    out = _out_file(args.out) if args.out is not None else None
     try:
         report = replay_experiment(args.experiment, trial_set=args.trials,
                                    workers=args.workers[0], grace_periods=args.grace,
                                    reduction_factors=args.rf, thresholds=args.thresholds,
                                    min_epochs=args.min_epochs)
-    except (CurvesError, ValueError) as exc:
+    except ValueError as exc:  # ExperimentError among them: not an experiment, no curves yet
         _fail(str(exc))
     data = report.as_dict()
     print(json.dumps(data, indent=2) if args.json else report.text(), end="\n" if args.json else "")
-    if args.out is not None:
-        out = args.out / REPLAY_FILE if args.out.is_dir() else args.out
+    if out is not None:
         out.write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote {out}", file=sys.stderr)
     return 0

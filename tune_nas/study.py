@@ -32,22 +32,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
+from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
+from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
+from tune_nas.objectives import Objective
+from tune_nas.record import formatting
+from tune_nas.states import FINISHED, TrialState
+from tune_nas.storage.masking import mask_url
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-EXIT_UNAVAILABLE = 1
-STUDY_FILE = "optuna.db"  # tune_nas.ray_tune.run.STUDY_FILE (not imported: tuner imports Ray)
-EXPERIMENT_FILE = "experiment.json"  # tune_nas.launch.EXPERIMENT_FILE
 #: Seconds a reader waits for a writer's lock before giving up (a commit takes milliseconds).
 LOCK_TIMEOUT_S = 30.0
 IMPORTANCE_SEED = 0
 #: Below this many COMPLETE trials the importances are printed with a caution.
 FEW_TRIALS = 10
-#: States in the order the ranking (and the counts line) puts them.
-STATE_ORDER = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")
+#: States in the order the ranking (and the counts line) puts them (WAITING: Optuna's state of
+#: a trial asked for but not started).
+STATE_ORDER = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, "WAITING", TrialState.FAIL)
 PLOTLYJS_CHOICES = ("directory", "inline", "cdn")
 
 
@@ -82,16 +86,6 @@ def readonly_sqlite_storage(db_path: Path, timeout_s: float = LOCK_TIMEOUT_S):
         skip_table_creation=True, skip_compatibility_check=True)
 
 
-def _display_url(url: str) -> str:
-    """The URL without its password (it lands in error messages and JSON)."""
-    try:
-        import sqlalchemy
-
-        return sqlalchemy.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - any failure becomes one line
-        return url
-
-
 def _sqlite_file(url: str) -> Path | None:
     """The database file of a plain ``sqlite:///PATH`` URL; None for other URLs."""
     import sqlalchemy
@@ -110,11 +104,11 @@ def open_storage(url: str, flag: str = "--storage"):
     other databases with Optuna's table creation and schema check turned off."""
     import optuna
 
-    shown = _display_url(url)
+    shown = mask_url(url)
     try:
         db_file = _sqlite_file(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and friends
-        raise StudyInputError(f"{flag} {shown!r}: not a database URL ({_first_line(exc)}); "
+        raise StudyInputError(f"{flag} {shown!r}: not a database URL ({formatting.first_line(exc)}); "
                               "rule: a SQLAlchemy URL such as sqlite:///trials/NAME/optuna.db"
                               ) from None
     if db_file is not None and not db_file.is_file():
@@ -127,93 +121,77 @@ def open_storage(url: str, flag: str = "--storage"):
                                           skip_compatibility_check=True)
     except Exception as exc:  # noqa: BLE001 - any failure becomes one line
         raise StudyInputError(f"{flag} {shown}: cannot be opened as an Optuna storage "
-                              f"({_first_line(exc)}); rule: a database an Optuna study wrote"
+                              f"({formatting.first_line(exc)}); rule: a database an Optuna study wrote"
                               ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    """The root cause's first line: SQLAlchemy and Optuna wrap the useful message."""
-    root: BaseException = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    text = str(root).strip().splitlines()
-    return (text[0] if text else type(root).__name__)[:300]
 
 
 @dataclass
 class Source:
-    """Where a study was read from; ``experiment_dir`` is None for ``--storage``."""
+    """Where a study was read from; ``experiment`` is None for ``--storage``."""
 
     storage_url: str
     study_name: str
-    experiment_dir: Path | None = None
-    spec: dict[str, Any] = field(default_factory=dict)
+    experiment: Experiment | None = None
     db_file: Path | None = None  # the experiment's optuna.db, opened without URL parsing
 
-
-def _experiment_json(experiment_dir: Path) -> dict[str, Any]:
-    path = experiment_dir / EXPERIMENT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    @property
+    def experiment_dir(self) -> Path | None:
+        return self.experiment.root if self.experiment is not None else None
 
 
 def resolve_source(experiment: str | None, storage: str | None, study: str | None) -> Source:
     """Check the command line's choice of study; raises :class:`StudyInputError`."""
     if experiment and storage:
-        raise StudyInputError(f"{experiment} and --storage {_display_url(storage)}: both given; "
+        raise StudyInputError(f"{experiment} and --storage {mask_url(storage)}: both given; "
                               "rule: an experiment directory or --storage URL, not both")
     if storage:
         return Source(storage, study or "")
     if not experiment:
         raise StudyInputError("no study given; rule: pass an experiment directory "
                               "(trials/NAME) or --storage URL [--study NAME]")
-    experiment_dir = Path(experiment).expanduser()
-    if not experiment_dir.exists():
+    layout = ExperimentLayout(Path(experiment).expanduser().resolve())
+    if not layout.root.exists():
         raise StudyInputError(f"{experiment}: no such directory; rule: an experiment directory "
                               f"(trials/NAME) holding {STUDY_FILE}")
-    if not experiment_dir.is_dir():
+    if not layout.root.is_dir():
         raise StudyInputError(f"{experiment}: not a directory; rule: an experiment directory "
                               f"(trials/NAME) holding {STUDY_FILE}")
-    db = experiment_dir / STUDY_FILE
-    saved = _experiment_json(experiment_dir)
-    external = saved.get("storage")
-    if not db.is_file() and isinstance(external, str) and external:
-        # launched with --storage: the study lives in that database (URLs there hold no
-        # password; tune_nas refuses them, so the environment supplies it, e.g. PGPASSWORD)
-        spec = saved.get("spec") if isinstance(saved.get("spec"), dict) else {}
-        return Source(external, study or saved.get("name") or experiment_dir.resolve().name,
-                      experiment_dir.resolve(), spec)
-    if not db.is_file():
+    if not layout.study.is_file() and not layout.experiment.is_file():
         raise StudyInputError(f"{experiment}: has no {STUDY_FILE}; rule: an experiment directory "
                               "that python -m tune_nas.launch has started")
-    name = study or saved.get("name") or experiment_dir.resolve().name
-    spec = saved.get("spec") if isinstance(saved.get("spec"), dict) else {}
-    return Source(f"sqlite:///{db.resolve()}", name, experiment_dir.resolve(), spec, db.resolve())
+    try:
+        saved = load_experiment(layout.root, curves=False)
+    except ExperimentError as exc:
+        raise StudyInputError(str(exc)) from None
+    if not layout.study.is_file() and saved.storage:
+        # launched with --storage: the study lives in that database (URLs there hold no
+        # password; tune_nas refuses them, so the environment supplies it, e.g. PGPASSWORD)
+        return Source(saved.storage, study or saved.name, saved)
+    if not layout.study.is_file():
+        raise StudyInputError(f"{experiment}: has no {STUDY_FILE}; rule: an experiment directory "
+                              f"that python -m tune_nas.launch has started (its {EXPERIMENT_FILE} "
+                              "names no other study storage)")
+    return Source(layout.study_url(), study or saved.name, saved, layout.study)
 
 
 def load_study(source: Source, explicit_name: bool = False) -> optuna.Study:
     """Load ``source``'s study read-only; an unknown name lists the names the storage holds."""
     import optuna
 
-    shown = _display_url(source.storage_url)
+    shown = mask_url(source.storage_url)
     if source.db_file is not None:
         try:
             storage = readonly_sqlite_storage(source.db_file)
         except Exception as exc:  # noqa: BLE001 - any failure becomes one line
             raise StudyInputError(f"{source.db_file}: cannot be opened as an Optuna study "
-                                  f"({_first_line(exc)}); rule: the optuna.db an experiment "
-                                  "wrote") from None
+                                  f"({formatting.first_line(exc)}); rule: the {STUDY_FILE} an "
+                                  "experiment wrote") from None
     else:
         storage = open_storage(source.storage_url)
     try:
         names = optuna.get_all_study_names(storage)
     except Exception as exc:  # noqa: BLE001 - any failure becomes one line
-        raise StudyInputError(f"{shown}: holds no Optuna study ({_first_line(exc)}); rule: a "
+        raise StudyInputError(f"{shown}: holds no Optuna study ({formatting.first_line(exc)}); rule: a "
                               "database an Optuna study wrote") from None
     name = source.study_name
     if not name:
@@ -281,9 +259,10 @@ class TrialRow:
                 "intermediate_values": {str(k): v for k, v in sorted(self.intermediate.items())}}
 
 
-def trial_row(trial: FrozenTrial, maximize: bool) -> TrialRow:
+def trial_row(trial: FrozenTrial, objective: Objective) -> TrialRow:
     """One trial as a row: epochs from its ``epochs`` attribute, else its last reported step;
-    best = the best of its per-epoch values and its final value."""
+    best = the best (by ``objective``, the study's first) of its per-epoch values and its
+    final value."""
     intermediate = {int(k): v for k, v in trial.intermediate_values.items()
                     if _finite(v) is not None}
     values = [_finite(v) for v in trial.values] if trial.values is not None else None
@@ -294,7 +273,7 @@ def trial_row(trial: FrozenTrial, maximize: bool) -> TrialRow:
     candidates = list(intermediate.values())
     if values and len(values) == 1 and values[0] is not None:
         candidates.append(values[0])
-    best = (max(candidates) if maximize else min(candidates)) if candidates else None
+    best = objective.best(candidates)
     model_params = attrs.get("params")
     return TrialRow(number=trial.number, state=trial.state.name, values=values, best=best,
                     epochs=epochs, config=dict(trial.params),
@@ -303,20 +282,22 @@ def trial_row(trial: FrozenTrial, maximize: bool) -> TrialRow:
                     intermediate=intermediate, user_attrs=attrs)
 
 
-def rank_key(row: TrialRow, maximize: Sequence[bool]) -> tuple:
-    """COMPLETE trials first, by value (Pareto-optimal ones first when there are several
-    objectives); then PRUNED and RUNNING ones by the epoch they reached and their value
-    there (the order the tuner's docstring gives pruned trials); then WAITING, then FAIL."""
-    sign = -1.0 if maximize[0] else 1.0
+def rank_key(row: TrialRow, objective: Objective) -> tuple:
+    """COMPLETE trials first, best value of ``objective`` (the study's first) first
+    (Pareto-optimal ones first when there are several objectives); then PRUNED and RUNNING
+    ones by the epoch they reached and their value there (the order the tuner's docstring
+    gives pruned trials); then WAITING, then FAIL."""
+
+    def worse_first(value: float | None) -> float:  # ascending sort: best first, missing last
+        return -objective.sign * value if value is not None else math.inf
+
     first = row.values[0] if row.values and row.values[0] is not None else None
-    by_value = sign * first if first is not None else math.inf
     state_rank = STATE_ORDER.index(row.state) if row.state in STATE_ORDER else len(STATE_ORDER)
-    if row.state == "COMPLETE":
-        return (state_rank, 0 if row.pareto else 1, 0, by_value, row.number)
-    if row.state in ("PRUNED", "RUNNING"):
+    if row.state == TrialState.COMPLETE:
+        return (state_rank, 0 if row.pareto else 1, 0, worse_first(first), row.number)
+    if row.state in (TrialState.PRUNED, TrialState.RUNNING):
         last = row.intermediate[max(row.intermediate)] if row.intermediate else first
-        by_last = sign * last if last is not None else math.inf
-        return (state_rank, 0, -row.epochs, by_last, row.number)
+        return (state_rank, 0, -row.epochs, worse_first(last), row.number)
     return (state_rank, 0, 0, 0.0, row.number)
 
 
@@ -372,7 +353,7 @@ def param_importances(study: optuna.Study, metric_names: Sequence[str],
     except Exception as exc:  # noqa: BLE001 - any failure becomes one line
         result.values = {}
         result.note = (f"not computed: Optuna's evaluator raised {type(exc).__name__}: "
-                       f"{_first_line(exc)}")
+                       f"{formatting.first_line(exc)}")
     return result
 
 
@@ -397,6 +378,8 @@ class StudyReport:
     importances: Importances
     max_epochs: int | None = None
     experiment_dir: str | None = None
+    #: what each value column optimises (its metric name and direction)
+    objectives: list[Objective] = field(default_factory=list)
 
     @property
     def lagging(self) -> list[int]:
@@ -423,15 +406,24 @@ class StudyReport:
                 "missing_last_report": self.lagging}
 
 
-def metric_names_of(study: optuna.Study, spec: dict[str, Any]) -> list[str]:
+def metric_names_of(study: optuna.Study, experiment: Experiment | None) -> list[str]:
     """The objectives' names: the study's own, else the experiment's metric, else value."""
     n = len(study.directions)
     names = study.metric_names
     if names and len(names) == n:
         return list(names)
-    if n == 1 and isinstance(spec.get("metric"), str):
-        return [spec["metric"]]
+    if n == 1 and experiment is not None:
+        return [experiment.objective.metric]
     return ["value"] if n == 1 else [f"value {i}" for i in range(n)]
+
+
+def objectives_of(study: optuna.Study, names: Sequence[str]) -> list[Objective]:
+    """The study's objectives: each name with the direction Optuna optimised it in."""
+    import optuna
+
+    maximize = optuna.study.StudyDirection.MAXIMIZE
+    return [Objective(name, "max" if direction == maximize else "min")
+            for name, direction in zip(names, study.directions)]
 
 
 def summarize(study: optuna.Study, source: Source, importance_seed: int = IMPORTANCE_SEED
@@ -440,53 +432,31 @@ def summarize(study: optuna.Study, source: Source, importance_seed: int = IMPORT
     with _quiet():
         trials = study.get_trials(deepcopy=False)
     directions = [d.name.lower() for d in study.directions]
-    maximize = [d == "maximize" for d in directions]
-    rows = [trial_row(t, maximize[0]) for t in trials]
+    names = metric_names_of(study, source.experiment)
+    objectives = objectives_of(study, names)
+    first = objectives[0]
+    rows = [trial_row(t, first) for t in trials]
     if len(directions) > 1:
         front = {t.number for t in study.best_trials}
         for row in rows:
             row.pareto = row.number in front
             row.best = None  # "best of the epochs" has no meaning for several objectives
-    rows.sort(key=lambda r: rank_key(r, maximize))
-    counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL")}
+    rows.sort(key=lambda r: rank_key(r, first))
+    counts: dict[str, int] = {str(s): 0 for s in FINISHED}
     for row in rows:
         counts[row.state] = counts.get(row.state, 0) + 1
-    counts = {s: counts[s] for s in (*STATE_ORDER, *sorted(set(counts) - set(STATE_ORDER)))
+    counts = {str(s): counts[s] for s in (*STATE_ORDER, *sorted(set(counts) - set(STATE_ORDER)))
               if s in counts}
-    names = metric_names_of(study, source.spec)
-    max_epochs = source.spec.get("max_epochs")
     return StudyReport(
-        study_name=study.study_name, storage=_display_url(source.storage_url),
+        study_name=study.study_name, storage=mask_url(source.storage_url),
         directions=directions, metric_names=names, counts=counts, rows=rows,
         importances=param_importances(study, names, importance_seed),
-        max_epochs=max_epochs if isinstance(max_epochs, int) else None,
-        experiment_dir=str(source.experiment_dir) if source.experiment_dir else None)
+        max_epochs=source.experiment.spec.max_epochs if source.experiment is not None else None,
+        experiment_dir=str(source.experiment_dir) if source.experiment_dir else None,
+        objectives=objectives)
 
 
 # --------------------------------------------------------------------------- text
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
-    return str(value)
-
-
-def _count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-
-
-def short_config(config: dict[str, Any]) -> str:
-    """``k=v`` pairs sorted by name, floats to 3 significant digits (as the launcher prints)."""
-    def value(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"
-        return str(v)
-    return " ".join(f"{k}={value(v)}" for k, v in sorted(config.items()))
 
 
 def _numbers(numbers: Sequence[int], limit: int = 12) -> str:
@@ -499,7 +469,7 @@ def render_text(report: StudyReport, top: int) -> str:
     lines: list[str] = []
     n = sum(report.counts.values())
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
-    objective = ", ".join(f"{m} ({d[:3]})" for m, d in zip(report.metric_names, report.directions))
+    objective = ", ".join(o.describe() for o in report.objectives)
     budget = f", at most {report.max_epochs} epochs per trial" if report.max_epochs else ""
     lines.append(f"Study {report.study_name}: {n} trials ({counts}); objective {objective}{budget}")
     lines.append(f"  storage: {report.storage} (opened read-only)")
@@ -519,11 +489,11 @@ def render_text(report: StudyReport, top: int) -> str:
     lines.append(header)
     for rank, row in enumerate(shown, 1):
         values = row.values if row.values is not None else [None] * len(report.directions)
-        cells = "  ".join(f"{_num(v):>9}" for v in values)
-        extra = f"  {_num(row.best):>12}" if single else f"  {'*' if row.pareto else ' ':>6}"
+        cells = "  ".join(f"{formatting.number(v):>9}" for v in values)
+        extra = f"  {formatting.number(row.best):>12}" if single else f"  {'*' if row.pareto else ' ':>6}"
         lines.append(f"{rank:>4}  {row.number:>5}  {row.state:<8} {row.epochs:>6}  {cells}{extra}"
-                     f"  {_num(row.test_acc):>8}  {_count(row.model_params):>7}  "
-                     f"{short_config(row.config)}")
+                     f"  {formatting.number(row.test_acc):>8}  {formatting.count(row.model_params):>7}  "
+                     f"{formatting.short_config(row.config)}")
     lagging = report.lagging
     if lagging:
         finished = report.counts.get("COMPLETE", 0) + report.counts.get("PRUNED", 0)
@@ -660,7 +630,7 @@ def write_plots(study: optuna.Study, report: StudyReport, out_dir: Path,
                     plt.close(figure)
                 result.files.append(str(png))
         except Exception as exc:  # noqa: BLE001 - Optuna cannot make it: say why
-            result.skipped = f"Optuna raised {type(exc).__name__}: {_first_line(exc)}"
+            result.skipped = f"Optuna raised {type(exc).__name__}: {formatting.first_line(exc)}"
     return results
 
 
@@ -717,21 +687,18 @@ def _check_plots_dir(plots: str, source: Source) -> Path:
     return out
 
 
-def _fidelity(source: Source) -> tuple[Any, str | None, int]:
-    """(report, problem, exit code) of tune_nas.analysis.fidelity' fidelity report, imported only here
-    so this module works before (or without) tune_nas.analysis.fidelity. With ``write=True`` it writes
-    its own files (fidelity.json/.txt, curves.png, fidelity.png) into the experiment: the one
-    exception to "inspection writes nothing there", asked for explicitly by ``--fidelity``."""
+def _fidelity(source: Source) -> tuple[Any, str | None]:
+    """(report, problem) of the fidelity analysis of the experiment's curves
+    (:func:`tune_nas.analysis.fidelity.fidelity_report`, imported here: pandas, scipy and
+    matplotlib load only when asked for). With ``write=True`` it writes its own files
+    (fidelity.json/.txt, curves.png, fidelity.png) into the experiment: the one exception to
+    "inspection writes nothing there", asked for explicitly by ``--fidelity``."""
+    from tune_nas.analysis.fidelity import fidelity_report
+
     try:
-        from tune_nas.analysis.fidelity import fidelity_report
-    except ImportError as exc:
-        return None, (f"--fidelity: tune_nas.analysis.fidelity.fidelity_report is not available in this "
-                      f"installation ({_first_line(exc)})"), EXIT_UNAVAILABLE
-    try:
-        report = fidelity_report(source.experiment_dir, write=True)
+        return fidelity_report(source.experiment_dir, write=True), None
     except (ValueError, OSError) as exc:
-        return None, f"--fidelity {source.experiment_dir}: {_first_line(exc)}", EXIT_BAD_INPUT
-    return report, None, 0
+        return None, f"--fidelity {source.experiment_dir}: {formatting.first_line(exc)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -762,17 +729,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(plot.line())
     code = 0
     if args.fidelity:
-        fidelity, problem, code = _fidelity(source)
+        fidelity, problem = _fidelity(source)
         if args.json:
-            as_dict = getattr(fidelity, "as_dict", None)
             out["fidelity"] = {"text": fidelity.text() if fidelity is not None else None,
-                               "report": as_dict() if callable(as_dict) else None,
+                               "report": fidelity.as_dict() if fidelity is not None else None,
                                "error": problem}
         elif fidelity is not None:
             print("\n" + fidelity.text())
         if problem:
-            print(f"tune_nas.study: {'error: ' if code == EXIT_BAD_INPUT else ''}{problem}",
-                  file=sys.stderr)
+            code = EXIT_BAD_INPUT
+            print(f"tune_nas.study: error: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(_jsonable(out), indent=2, allow_nan=False))
     return code

@@ -1,7 +1,7 @@
-"""Learning curves of a finished experiment and how well early epochs predict the end.
+"""Learning curves of an experiment and how well early epochs predict the end.
 
-Low-fidelity evaluation (issue 7): ASHA stops a trial at its first rung (``grace_period``
-epochs) on the strength of a partial curve. That is only sound when the ranking of trials
+Low-fidelity evaluation: ASHA stops a trial at its first rung (``grace_period`` epochs) on
+the strength of a partial curve. That is only sound when the ranking of trials
 after a few epochs agrees with their ranking at ``max_epochs``. This module measures that
 agreement on the trials that trained their full budget:
 
@@ -18,13 +18,18 @@ Selection bias: under ASHA the trials that reached the end are the survivors of 
 a narrower range than all trials, which pulls correlations down. A search without early
 stopping (``scheduler: "none"``) measures fidelity without that bias.
 
-:func:`rank_correlation` and :func:`aligned_rank_correlation` serve the other half of the
-issue: how well the search-time metric of the top-k configurations ranks them once they are
-retrained at full fidelity.
+:func:`aligned_rank_correlation` and :func:`top_k_overlap` measure the second stage of
+low-fidelity evaluation: how well the search-time metric of the top-k configurations ranks
+them once they are retrained at full fidelity (the launcher's final stage).
 
-Pure: pandas, numpy, scipy and matplotlib (Agg); no Ray. Reads ``curves.csv`` and
-``experiment.json``; writes only when asked (``fidelity.json``, ``fidelity.txt``,
-``curves.png``, ``fidelity.png``).
+The metric and its direction are the experiment's :class:`~tune_nas.objectives.Objective`
+(a loss is minimised: its best trials are those with the lowest values). Spearman's ρ and
+Kendall's τ between the metric at an epoch and at the end do not depend on the direction
+(both sides flip together); which trials are "the top k" does.
+
+Pure: pandas, numpy, scipy and matplotlib (Agg); no Ray. Reads the experiment through
+:func:`tune_nas.analysis.experiment.load_experiment`; writes only when asked
+(``fidelity.json``, ``fidelity.txt``, ``curves.png``, ``fidelity.png``).
 """
 
 from __future__ import annotations
@@ -40,12 +45,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-CURVES_FILE = "curves.csv"
-EXPERIMENT_FILE = "experiment.json"
-FIDELITY_JSON = "fidelity.json"
-FIDELITY_TEXT = "fidelity.txt"
-CURVES_PNG = "curves.png"
-FIDELITY_PNG = "fidelity.png"
+from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
+from tune_nas.layout import CURVE_KEY_COLUMNS, CURVES_FILE
+from tune_nas.objectives import Objective
+from tune_nas.record import formatting
+from tune_nas.states import TrialState
 
 #: Fewer trials than this at the full budget: no suggestion, only a warning.
 MIN_FULL_TRIALS = 5
@@ -56,55 +60,20 @@ WEAK_RHO = 0.5
 #: Correlations need at least this many pairs (fewer: reported as NaN).
 MIN_PAIRS = 3
 
-STATE_COLOURS = {"COMPLETE": "tab:green", "PRUNED": "tab:orange", "FAIL": "tab:red",
-                 "RUNNING": "tab:gray"}
-_KEY_COLUMNS = ("trial_id", "trial_number", "run", "state", "final_epoch", "epoch")
+STATE_COLOURS = {TrialState.COMPLETE: "tab:green", TrialState.PRUNED: "tab:orange",
+                 TrialState.FAIL: "tab:red", TrialState.RUNNING: "tab:gray"}
 
 
-class CurvesError(ValueError):
-    """A missing or unreadable curves file; the message is the one line a user sees."""
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_curves(path: str | Path) -> pd.DataFrame:
-    """``curves.csv`` (a file, or the experiment directory holding it) as a DataFrame.
-
-    Key columns keep their meaning (``trial_number``, ``final_epoch`` and ``epoch`` as
-    integers where known); every metric column is numeric (blank → NaN). Rows are sorted by
-    trial number and epoch.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / CURVES_FILE
-    if not path.is_file():
-        raise CurvesError(f"{path}: no such file; rule: an experiment directory written by "
-                          "tune_nas.launch holds curves.csv")
-    try:
-        frame = pd.read_csv(path, dtype={"trial_id": str, "run": str, "state": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CurvesError(f"{path}: cannot be read as CSV ({exc})") from None
-    missing = [c for c in ("trial_id", "state", "epoch") if c not in frame.columns]
-    if missing:
-        raise CurvesError(f"{path}: missing column(s) {', '.join(missing)}; rule: curves.csv "
-                          f"starts with {', '.join(_KEY_COLUMNS)}")
-    for column in frame.columns:
-        if column not in ("trial_id", "run", "state"):
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    if "trial_number" not in frame.columns:
-        frame["trial_number"] = pd.factorize(frame["trial_id"])[0]
-    frame = frame.dropna(subset=["epoch"])
-    frame["epoch"] = frame["epoch"].astype(int)
-    return frame.sort_values(["trial_number", "epoch"], kind="stable").reset_index(drop=True)
+# --------------------------------------------------------------------------- curves
 
 
 def metric_matrix(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The metric as a trials × epochs table (index: trial number; NaN where not reached)."""
+    """The metric as a trials × epochs table (index: trial number; NaN where not reached);
+    ``curves`` as :func:`~tune_nas.analysis.experiment.load_experiment` reads them."""
     if metric not in curves.columns:
-        metrics = [c for c in curves.columns if c not in _KEY_COLUMNS]
-        raise CurvesError(f"metric {metric!r} is not in curves.csv; rule: one of "
-                          f"{', '.join(metrics)}")
+        metrics = [c for c in curves.columns if c not in CURVE_KEY_COLUMNS]
+        raise ExperimentError(f"metric {metric!r} is not in {CURVES_FILE}; rule: one of "
+                              f"{', '.join(metrics)}")
     table = curves.pivot_table(index="trial_number", columns="epoch", values=metric,
                                aggfunc="last", dropna=False)
     return table.sort_index(axis=0).sort_index(axis=1)
@@ -143,9 +112,10 @@ class RankCorrelation:
     kendall_p: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "spearman": _json_float(self.spearman),
-                "kendall": _json_float(self.kendall), "kendall_p": _json_float(self.kendall_p),
-                "spearman_ci": [_json_float(v) for v in self.spearman_ci]}
+        return {"n": self.n, "spearman": formatting.rounded(self.spearman),
+                "kendall": formatting.rounded(self.kendall),
+                "kendall_p": formatting.rounded(self.kendall_p),
+                "spearman_ci": [formatting.rounded(v) for v in self.spearman_ci]}
 
 
 def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -215,19 +185,16 @@ def aligned_rank_correlation(search: Mapping[Any, float], full: Mapping[Any, flo
 
 
 def top_k_overlap(search: Mapping[Any, float], full: Mapping[Any, float], k: int,
-                  mode: str = "max") -> float:
-    """Fraction of the full-fidelity top ``k`` that the search's top ``k`` also holds."""
+                  objective: Objective) -> float:
+    """Fraction of the full-fidelity top ``k`` that the search's top ``k`` also holds; the top
+    is the best by ``objective`` (the lowest values for a loss). Keys without a finite value
+    on either side do not count (NaN when none is left)."""
     if k <= 0:
         raise ValueError(f"k={k}: rule: k >= 1")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode={mode!r}: rule: 'max' or 'min'")
     keys = [key for key in search if key in full]
-    if not keys:
-        return math.nan
-    reverse = mode == "max"
-    top_search = set(sorted(keys, key=lambda key: search[key], reverse=reverse)[:k])
-    top_full = set(sorted(keys, key=lambda key: full[key], reverse=reverse)[:k])
-    return len(top_search & top_full) / len(top_full)
+    top_search = set(objective.ranked(keys, search.get)[:k])
+    top_full = set(objective.ranked(keys, full.get)[:k])
+    return len(top_search & top_full) / len(top_full) if top_full else math.nan
 
 
 # --------------------------------------------------------------------------- the report
@@ -249,8 +216,7 @@ class FidelityReport:
     """Fidelity analysis of one experiment (see the module doc)."""
 
     experiment: str
-    metric: str
-    mode: str
+    objective: Objective
     max_epochs: int
     rungs: list[int]
     trials: int
@@ -263,11 +229,16 @@ class FidelityReport:
     reduction_factor: float | None = None
     files: list[str] = field(default_factory=list)
 
+    @property
+    def metric(self) -> str:
+        return self.objective.metric
+
     def at(self, epoch: int) -> EpochFidelity | None:
         return next((e for e in self.epochs if e.epoch == epoch), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"experiment": self.experiment, "metric": self.metric, "mode": self.mode,
+        return {"experiment": self.experiment, "metric": self.objective.metric,
+                "mode": self.objective.direction,
                 "max_epochs": self.max_epochs, "grace_period": self.grace_period,
                 "reduction_factor": self.reduction_factor, "rungs": self.rungs,
                 "trials": self.trials, "states": self.states, "full_trials": self.full_trials,
@@ -278,17 +249,17 @@ class FidelityReport:
 
     def text(self) -> str:
         states = ", ".join(f"{n} {s}" for s, n in self.states.items())
-        lines = [(f"Fidelity of {self.metric} ({self.mode}) in {self.experiment}: {self.trials} "
+        lines = [(f"Fidelity of {self.objective.describe()} in {self.experiment}: {self.trials} "
                  f"trials ({states}); {self.full_trials} reached max_epochs={self.max_epochs}."),
                  (f"Rank correlation of each epoch's {self.metric} with the final one "
                  "(full-budget trials only):"),
                  f"  {'epoch':>5} {'n':>3} {'spearman':>9} {'95% CI':>15} {'kendall':>8}  rung"]
         for item in self.epochs:
             c = item.correlation
-            ci = f"[{_fmt(c.spearman_ci[0])}, {_fmt(c.spearman_ci[1])}]"
+            ci = f"[{_correlation(c.spearman_ci[0])}, {_correlation(c.spearman_ci[1])}]"
             rung = "*" if item.epoch in self.rungs else ""
-            lines.append(f"  {item.epoch:>5} {c.n:>3} {_fmt(c.spearman):>9} {ci:>15} "
-                         f"{_fmt(c.kendall):>8}  {rung}")
+            lines.append(f"  {item.epoch:>5} {c.n:>3} {_correlation(c.spearman):>9} {ci:>15} "
+                         f"{_correlation(c.kendall):>8}  {rung}")
         if self.rungs:
             lines.append(f"  (* ASHA rung: grace_period={self.grace_period}, "
                          f"reduction_factor={self.reduction_factor:g})")
@@ -301,36 +272,21 @@ class FidelityReport:
         return "\n".join(lines) + "\n"
 
 
-def _fmt(value: float) -> str:
-    return "nan" if value is None or not math.isfinite(value) else f"{value:.3f}"
+def _correlation(value: float) -> str:
+    return formatting.number(value, 3, missing="nan")
 
 
-def _json_float(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
-
-
-def experiment_settings(experiment_dir: Path) -> dict[str, Any]:
-    """experiment.json's spec (metric, mode, max_epochs, ASHA settings) and name; {} if absent."""
-    path = experiment_dir / EXPERIMENT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CurvesError(f"{path}: cannot be read as JSON ({exc})") from None
-    return dict(data.get("spec") or {}, name=data.get("name"))
-
-
-def analyse_fidelity(curves: pd.DataFrame, metric: str, mode: str, max_epochs: int, *,
+def analyse_fidelity(curves: pd.DataFrame, objective: Objective, max_epochs: int, *,
                      grace_period: int | None = None, reduction_factor: float | None = None,
                      scheduler: str | None = "asha", experiment: str = "",
                      n_boot: int = 1000, seed: int = 0) -> FidelityReport:
-    """The fidelity analysis of ``curves`` (as :func:`load_curves` returns), nothing written."""
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode={mode!r}: rule: 'max' or 'min'")
+    """The fidelity analysis of ``curves`` (as :func:`~tune_nas.analysis.experiment.load_experiment`
+    reads them) on ``objective``'s metric, nothing written. ASHA's rungs are marked when
+    ``scheduler`` is ASHA."""
+    metric = objective.metric
     table = metric_matrix(curves, metric)
     states = trial_states(curves)
-    rungs = asha_rungs(grace_period, reduction_factor, max_epochs) if scheduler != "none" else []
+    rungs = asha_rungs(grace_period, reduction_factor, max_epochs) if scheduler == "asha" else []
     final = table[max_epochs] if max_epochs in table.columns else pd.Series(np.nan, table.index)
     full = table[final.notna()]
     epochs = [EpochFidelity(int(e), rank_correlation(full[e].to_numpy(), full[max_epochs].to_numpy(),
@@ -358,10 +314,10 @@ def analyse_fidelity(curves: pd.DataFrame, metric: str, mode: str, max_epochs: i
                 warnings.append(f"ASHA rung at epoch {rung}: Spearman ρ={item.correlation.spearman:.2f}"
                                 f" (< {WEAK_RHO}) with the final {metric}: its stopping decisions "
                                 "are close to chance")
-        if rungs and counts.get("PRUNED"):
+        if rungs and counts.get(TrialState.PRUNED):
             warnings.append("trials that reached the end survived ASHA's rungs: their narrower "
                             "range biases these correlations downward")
-    return FidelityReport(experiment=experiment, metric=metric, mode=mode, max_epochs=max_epochs,
+    return FidelityReport(experiment=experiment, objective=objective, max_epochs=max_epochs,
                           rungs=rungs, trials=len(states), states=counts,
                           full_trials=len(full), epochs=epochs,
                           suggested_grace_period=suggested, warnings=warnings,
@@ -369,32 +325,33 @@ def analyse_fidelity(curves: pd.DataFrame, metric: str, mode: str, max_epochs: i
                           reduction_factor=reduction_factor if rungs else None)
 
 
-def fidelity_report(experiment_dir: Path, write: bool = True, *, n_boot: int = 1000,
+def fidelity_report(experiment: Experiment | str | Path, write: bool = True, *, n_boot: int = 1000,
                     seed: int = 0) -> FidelityReport:
-    """Fidelity analysis of ``experiment_dir`` (curves.csv + experiment.json).
+    """Fidelity analysis of an experiment (a directory, or one already loaded).
 
     With ``write`` it writes ``fidelity.json``, ``fidelity.txt``, ``curves.png`` and
-    ``fidelity.png`` into the directory (never while ``write`` is False). Metric, mode,
-    ``max_epochs`` and the ASHA settings come from ``experiment.json``; without it the metric
-    is ``val/acc`` (max) and ``max_epochs`` the last epoch any trial reached. Raises
-    :class:`CurvesError` when curves.csv is missing or unreadable.
+    ``fidelity.png`` into the directory (never while ``write`` is False). The objective,
+    ``max_epochs`` and the scheduler's settings are the experiment's. Raises
+    :class:`~tune_nas.analysis.experiment.ExperimentError` when it is not an experiment or no
+    trial has reported an epoch yet.
     """
-    experiment_dir = Path(experiment_dir)
-    curves = load_curves(experiment_dir)
-    settings = experiment_settings(experiment_dir)
-    max_epochs = int(settings.get("max_epochs") or (curves["epoch"].max() if len(curves) else 1))
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment)
+    curves, spec, layout = experiment.curves, experiment.spec, experiment.layout
+    if curves is None or curves.empty:
+        raise ExperimentError(f"{layout.curves}: no trial has reported an epoch yet; rule: the "
+                              "fidelity analysis needs recorded learning curves")
     report = analyse_fidelity(
-        curves, settings.get("metric", "val/acc"), settings.get("mode", "max"), max_epochs,
-        grace_period=settings.get("grace_period"), reduction_factor=settings.get("reduction_factor"),
-        scheduler=settings.get("scheduler", "asha"),
-        experiment=settings.get("name") or experiment_dir.name, n_boot=n_boot, seed=seed)
+        curves, experiment.objective, spec.max_epochs, grace_period=spec.grace_period,
+        reduction_factor=spec.reduction_factor, scheduler=spec.scheduler,
+        experiment=experiment.name, n_boot=n_boot, seed=seed)
     if write:
-        report.files = [FIDELITY_JSON, FIDELITY_TEXT, CURVES_PNG, FIDELITY_PNG]
-        plot_curves(curves, report, experiment_dir / CURVES_PNG)
-        plot_fidelity(report, experiment_dir / FIDELITY_PNG)
-        _atomic_write(experiment_dir / FIDELITY_TEXT, report.text())
-        _atomic_write(experiment_dir / FIDELITY_JSON,
-                      json.dumps(report.as_dict(), indent=2) + "\n")
+        written = (layout.fidelity_json, layout.fidelity_text, layout.curves_png, layout.fidelity_png)
+        report.files = [path.name for path in written]
+        plot_curves(curves, report, layout.curves_png)
+        plot_fidelity(report, layout.fidelity_png)
+        _atomic_write(layout.fidelity_text, report.text())
+        _atomic_write(layout.fidelity_json, json.dumps(report.as_dict(), indent=2) + "\n")
     return report
 
 
@@ -424,10 +381,10 @@ def plot_curves(curves: pd.DataFrame, report: FidelityReport, path: Path) -> Pat
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for number, row in table.iterrows():
         row = row.dropna()
-        state = str(states.get(number, "RUNNING"))
+        state = str(states.get(number, TrialState.RUNNING))
         colour = STATE_COLOURS.get(state, "tab:gray")
         ax.plot(row.index, row.to_numpy(), color=colour, alpha=0.75, lw=1.3,
-                marker="o", ms=2.5, zorder=3 if state == "COMPLETE" else 2)
+                marker="o", ms=2.5, zorder=3 if state == TrialState.COMPLETE else 2)
     for rung in report.rungs:
         ax.axvline(rung, color="black", ls="--", lw=0.8, alpha=0.6)
         ax.text(rung, 1.0, f" rung {rung}", transform=ax.get_xaxis_transform(), va="bottom",
@@ -436,7 +393,7 @@ def plot_curves(curves: pd.DataFrame, report: FidelityReport, path: Path) -> Pat
                for s, c in STATE_COLOURS.items() if report.states.get(s)]
     ax.legend(handles=handles, loc="best", fontsize=8)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(report.metric)
+    ax.set_ylabel(report.objective.describe())
     ax.set_xlim(0.5, report.max_epochs + 0.5)
     ax.set_title(f"{report.experiment}: learning curves ({report.trials} trials)", pad=14)
     ax.grid(alpha=0.3)

@@ -16,6 +16,7 @@ line naming the file, the key, the value and the rule.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import importlib.util
 import inspect
 import math
@@ -31,12 +32,28 @@ from tune_nas.data.sources import DataError, check_dataset_name
 from tune_nas.metric_keys import METRICS, RESERVED_KEYS
 from tune_nas.models import architecture_args, list_models
 from tune_nas.objectives import DIRECTIONS, Objective
+from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
 from tune_nas.search import SearcherError, create_sampler, list_searchers
 from tune_nas.search.registry import SearcherSettings
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+def _presets_dir() -> Path:
+    """Where the presets are: the package ``tune_nas.search_spaces``, which pyproject.toml maps to
+    the repository's ``search_spaces/`` (an editable install reads that folder, a wheel its copy)."""
+    try:
+        presets = importlib.resources.files("tune_nas.search_spaces")
+    except ModuleNotFoundError:
+        raise ImportError("tune_nas.search_spaces (the presets) is not installed: an editable install made "
+                          "before presets were packaged; rule: reinstall with pip install -e .") from None
+    if not isinstance(presets, Path):
+        raise ImportError(f"tune_nas.search_spaces is at {presets}; rule: tune_nas installed as files, "
+                          "not inside a zip archive")
+    return presets
+
+
+SPACES_DIR = _presets_dir()
 DEFAULT_SPACE = "default"
-SCHEDULERS = ("asha", "curve_fit", "none")
+SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
 MODES = DIRECTIONS
 
 
@@ -92,14 +109,18 @@ class ExperimentSpec:
         rules: list[tuple[str, bool, str]] = [
             ("plugins", isinstance(self.plugins, (list, tuple))
              and all(isinstance(p, str) for p in self.plugins), "a list of .py file paths"),
+            ("dataset", isinstance(self.dataset, str), "a data set name (digits, mnist, ..., imagefolder:PATH)"),
+            ("data_dir", isinstance(self.data_dir, str), "a directory path (a string)"),
+            ("description", isinstance(self.description, str), "a string"),
             ("model", self.model in list_models(), f"one of {', '.join(list_models())}"),
             ("metric", self.metric in METRICS, f"one of the reported metrics {', '.join(METRICS)}"),
             ("mode", self.mode in MODES, f"one of {MODES}"),
             ("max_epochs", positive_int(self.max_epochs), "a positive integer"),
             ("grace_period", positive_int(self.grace_period), "a positive integer"),
-            ("reduction_factor", isinstance(self.reduction_factor, (int, float))
-             and self.reduction_factor >= 2, "a number >= 2"),
-            ("scheduler", self.scheduler in SCHEDULERS, f"one of {SCHEDULERS}"),
+            ("reduction_factor", nonneg_num(self.reduction_factor) and self.reduction_factor >= 2,
+             "a finite number >= 2"),
+            ("scheduler", isinstance(self.scheduler, str) and self.scheduler in list_schedulers(),
+             f"one of {', '.join(list_schedulers())}"),
             ("searcher", isinstance(self.searcher, str) and self.searcher in list_searchers(),
              f"one of {', '.join(list_searchers())}"),
             ("searcher_options", isinstance(self.searcher_options, Mapping)
@@ -113,7 +134,7 @@ class ExperimentSpec:
              "an integer >= 0 (0: as many as resources allow)"),
             ("checkpoint_every", positive_int(self.checkpoint_every), "a positive integer"),
             ("max_failures", nonneg_int(self.max_failures), "an integer >= 0"),
-            ("seed", nonneg_int(self.seed), "an integer >= 0"),
+            ("seed", nonneg_int(self.seed) and self.seed < 2**32, "an integer in [0, 2**32) (NumPy's seed range)"),
             ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
             ("train_fraction", nonneg_num(self.train_fraction) and 0 < self.train_fraction <= 1,
              "0 < train_fraction <= 1 (the share of training images a search trial sees)"),
@@ -132,9 +153,10 @@ class ExperimentSpec:
         for key, ok, rule in rules:
             if not ok:
                 raise SpaceError(f"{where}: {key}={getattr(self, key)!r}: rule: {rule}")
-        if self.scheduler == "asha" and self.grace_period > self.max_epochs:
-            raise SpaceError(f"{where}: grace_period={self.grace_period} > max_epochs="
-                             f"{self.max_epochs}: rule: grace_period <= max_epochs")
+        try:
+            create_policy(self.scheduler, self)  # its settings (grace_period <= max_epochs, ...), checked
+        except SchedulerError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
                              "<= 1 or a whole number")
@@ -185,79 +207,102 @@ class SearchSpace:
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         spec.check(f"{self.path.name} with {flags}")
         checked = replace(self, spec=spec)
-        checked.check_keys()
+        checked.check_configs(f"{self.path} with {flags}")
         return checked
 
-    def check_keys(self) -> None:
-        """Every searched/constant key must be a hyperparameter or an architecture argument."""
+    def check_configs(self, where: str | None = None) -> None:
+        """Every configuration the space can produce, checked: each key a training setting or an
+        architecture argument of the model (and no reserved name), each configuration a valid
+        :class:`TrainingConfig`. A define-by-run space is explored branch by branch
+        (:func:`tune_nas.config.define_by_run.explore`), so a typo in a branch that one random
+        draw misses stops the launcher too, naming the choices that reach it. Errors begin with
+        ``where`` (default: the file)."""
+        where = where or str(self.path)
+        if self.define_by_run is None:
+            for key in self.param_space:
+                self._check_key(key, where)
+            self._check_training_values(self.sample(), where)
+            return
+        from tune_nas.config.define_by_run import DefineByRunError, explore
+
+        try:
+            branches = explore(self.define_by_run)
+        except DefineByRunError as exc:
+            raise SpaceError(f"{_in_branch(where, exc.branch)}: {exc}") from None
+        first_reached = {}
+        for branch in branches:
+            for key in branch.config:
+                first_reached.setdefault(key, branch)
+        for key, branch in first_reached.items():
+            self._check_key(key, _in_branch(where, branch.choices_before(key)))
+        checked: set[str] = set()
+        for branch in branches:
+            config = branch.config
+            if (signature := repr(sorted(config.items(), key=lambda item: str(item[0])))) not in checked:
+                checked.add(signature)
+                self._check_training_values(config, _in_branch(where, branch.choices_before()))
+
+    def _check_key(self, key: str, where: str) -> None:
         allowed = set(TrainingConfig.keys()) | set(architecture_args(self.spec.model))
-        keys = list(self.param_space) if self.define_by_run is None else list(self.sample())
-        for key in keys:
-            if key in RESERVED_KEYS:
-                raise SpaceError(f"{self.path}: {key!r} is reserved for bookkeeping; rule: "
-                                 "choose another name")
-            if key not in allowed:
-                close = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise SpaceError(
-                    f"{self.path}: unknown hyperparameter {key!r}{hint}; rule: a training "
-                    f"setting ({', '.join(sorted(TrainingConfig.keys()))}) or an architecture "
-                    f"argument of {self.spec.model!r} ({', '.join(sorted(architecture_args(self.spec.model))) or 'none'})")
+        if key in RESERVED_KEYS:
+            raise SpaceError(f"{where}: {key!r} is reserved for bookkeeping; rule: choose another name")
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpaceError(
+                f"{where}: unknown hyperparameter {key!r}{hint}; rule: a training "
+                f"setting ({', '.join(sorted(TrainingConfig.keys()))}) or an architecture "
+                f"argument of {self.spec.model!r} ({', '.join(sorted(architecture_args(self.spec.model))) or 'none'})")
+
+    @staticmethod
+    def _check_training_values(config: dict[str, Any], where: str) -> None:
+        try:
+            TrainingConfig.split(config)
+        except ValueError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
 
     def sample(self, seed: int = 0) -> dict[str, Any]:
-        """One concrete configuration of the space (used to validate it end to end)."""
+        """One concrete configuration of the space (a random draw, as a first trial gets).
+
+        Ray is imported only to sample Tune domains, never for a define-by-run space or a
+        param space of constants."""
         if self.define_by_run is not None:
-            import optuna
+            from tune_nas.config.define_by_run import DefineByRunError
+            from tune_nas.config.define_by_run import sample as sample_define_by_run
 
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
-            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-            trial = study.ask()
             try:
-                constants = self.define_by_run(trial)
-            except Exception as exc:
-                raise SpaceError(f"{self.path}: define_by_run raised {type(exc).__name__}: "
-                                 f"{exc}; rule: it must only call trial.suggest_* and return "
-                                 "None or a dict") from None
-            if constants is not None and not isinstance(constants, Mapping):
-                raise SpaceError(f"{self.path}: define_by_run returned "
-                                 f"{type(constants).__name__}; rule: None or a dict of constants")
-            return {**trial.params, **(constants or {})}
-        import numpy as np
-        from ray.tune.search.sample import Domain
+                return sample_define_by_run(self.define_by_run, seed).config
+            except DefineByRunError as exc:
+                raise SpaceError(f"{_in_branch(str(self.path), exc.branch)}: {exc}") from None
+        if all(_is_constant(value) for value in self.param_space.values()):
+            return dict(self.param_space)
+        from tune_nas.ray_tune.domains import sample_param_space
 
-        rng = np.random.default_rng(seed)
-        return {k: (v.sample(random_state=rng) if isinstance(v, Domain) else v)
-                for k, v in self.param_space.items()}
+        return sample_param_space(self.param_space, seed)
 
 
-def _check_domain(path: Path, key: str, value: Any) -> None:
-    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+def _in_branch(where: str, choices: str) -> str:
+    """``where`` and the branch a define-by-run problem sits in: ``space.py (branch optimizer='sgd')``."""
+    return f"{where} (branch {choices})" if choices else where
 
-    if not isinstance(value, Domain):
-        scalar = (int, float, str, bool)
-        if not (isinstance(value, scalar) or (isinstance(value, (list, tuple))
-                                               and all(isinstance(v, scalar) for v in value))):
-            raise SpaceError(f"{path}: PARAM_SPACE[{key!r}]={value!r}: rule: a tune search "
-                             "domain (tune.uniform, tune.choice, ...) or a constant (number, "
-                             "string, bool, or a list of them)")
+
+def _is_constant(value: Any) -> bool:
+    """A number, string or bool, or a list of them: a PARAM_SPACE value Ray need not sample."""
+    scalar = (int, float, str, bool)
+    return isinstance(value, scalar) or (isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value))
+
+
+def _check_value(path: Path, key: str, value: Any) -> None:
+    """A PARAM_SPACE value: a constant, or a Tune domain (checked by the Ray layer, which only
+    a value that is no constant brings in: its file imported Ray already)."""
+    if _is_constant(value):
         return
-    if isinstance(value, (Float, Integer)):
-        lo, hi = value.lower, value.upper
-        if lo is None or hi is None or not lo < hi:
-            raise SpaceError(f"{path}: PARAM_SPACE[{key!r}] has low={lo} and high={hi}; rule: "
-                             "low < high")
-        sampler = type(value.get_sampler()).__name__
-        if "LogUniform" in sampler and lo <= 0:
-            raise SpaceError(f"{path}: PARAM_SPACE[{key!r}] is log-uniform from {lo}; rule: "
-                             "low > 0 for a log scale")
-    elif isinstance(value, Categorical):
-        if not value.categories:
-            raise SpaceError(f"{path}: PARAM_SPACE[{key!r}] is an empty choice; rule: "
-                             "tune.choice needs at least one value")
-    else:
-        raise SpaceError(f"{path}: PARAM_SPACE[{key!r}] is a {type(value).__name__}; rule: "
-                         "tune.uniform/loguniform/randint/qrandint/choice (what Optuna can "
-                         "sample)")
+    from tune_nas.ray_tune.domains import DomainError, check_domain
+
+    try:
+        check_domain(key, value)
+    except DomainError as exc:
+        raise SpaceError(f"{path}: {exc}") from None
 
 
 def resolve_space_path(space: str | None) -> Path:
@@ -329,11 +374,7 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
         if not isinstance(param_space, Mapping) or not param_space:
             raise SpaceError(f"{path}: PARAM_SPACE is {param_space!r}; rule: a non-empty dict")
         for key, value in param_space.items():
-            _check_domain(path, key, value)
+            _check_value(path, key, value)
         space = SearchSpace(path, spec, dict(param_space), None)
-    space.check_keys()
-    try:
-        TrainingConfig.split(space.sample())
-    except ValueError as exc:
-        raise SpaceError(f"{path}: {exc}") from None
+    space.check_configs()
     return space

@@ -8,7 +8,7 @@ of the model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from tune_nas.metric_keys import RESERVED_KEYS

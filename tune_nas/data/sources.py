@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import tarfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,10 +157,13 @@ def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySpli
             return cls(str(root), train=train, download=False)
         except RuntimeError:
             pass
+        created = _first_missing(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
             return cls(str(root), train=train, download=True)
         except Exception as exc:  # offline, read-only, corrupt
+            if created is not None:  # a failed download leaves nothing behind
+                shutil.rmtree(created, ignore_errors=True)
             raise DataError(
                 f"--data-dir {root}: {name} is not there and could not be downloaded "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -175,16 +180,30 @@ def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySpli
     return _with_val_split(name, train_x, train_y, test_x, test_y, list(train.classes))
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory of ``path`` that does not exist yet (what ``mkdir -p`` creates)."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
 # ---------------------------------------------------------------- image folders
 
 
-def _decode(data: bytes) -> np.ndarray:
+def _decode(data: bytes, source: str) -> np.ndarray:
+    """The pixels of one image file; :class:`DataError` naming ``source`` if it is none."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        if img.mode not in ("L", "RGB"):
-            img = img.convert("RGB")
-        return np.asarray(img)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ("L", "RGB"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's "cannot identify", truncated files
+        reason = str(exc).split(" <")[0] or type(exc).__name__  # without the in-memory file's repr
+        raise DataError(f"{source}: not a readable image ({reason}); rule: image files PIL can "
+                        f"open ({', '.join(IMAGE_SUFFIXES)})") from None
 
 
 def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
@@ -207,7 +226,8 @@ def _find_split_root(names: list[str]) -> str:
 
 
 def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]]:
-    """{split: (images, class names)} decoded from a directory or a tar.gz, in sorted order."""
+    """{split: (images, class names)} decoded from a directory or a tar.gz, in sorted order;
+    :class:`DataError` for an archive that is not one or a file that is not an image."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     if path.is_dir():
         root = path
@@ -215,9 +235,28 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
             subdirs = [p for p in root.iterdir() if (p / "train").is_dir()]
             if len(subdirs) == 1:
                 root = subdirs[0]
-        for split, items in _folder_members(root).items():
-            raw[split] = [(c, n, f.read_bytes()) for c, n, f in items]
+        try:
+            for split, items in _folder_members(root).items():
+                raw[split] = [(c, n, f.read_bytes()) for c, n, f in items]
+        except OSError as exc:
+            raise DataError(f"imagefolder:{path}: cannot be read ({exc.strerror or type(exc).__name__}: "
+                            f"{exc.filename}); rule: a directory of readable image files") from None
     else:
+        raw = _read_archive(path)
+    out = {}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for split, items in raw.items():
+            items.sort(key=lambda t: (t[0], t[1]))
+            where = [f"imagefolder:{path}: {split}/{c}/{n}" for c, n, _ in items]
+            images = list(pool.map(_decode, [b for _, _, b in items], where, chunksize=256))
+            out[split] = (images, [c for c, _, _ in items])
+    return out
+
+
+def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
+    """{split: [(class, file name, bytes)]} of the images in a tar archive (any compression)."""
+    raw: dict[str, list[tuple[str, str, bytes]]] = {}
+    try:
         with tarfile.open(path, "r:*") as tar:
             files = [m for m in tar.getmembers() if m.isfile()]
             prefix = _find_split_root([m.name for m in files])
@@ -227,13 +266,12 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
                     continue
                 split, cls, fname = rel
                 raw.setdefault(split, []).append((cls, fname, tar.extractfile(m).read()))
-    out = {}
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for split, items in raw.items():
-            items.sort(key=lambda t: (t[0], t[1]))
-            images = list(pool.map(_decode, [b for _, _, b in items], chunksize=256))
-            out[split] = (images, [c for c, _, _ in items])
-    return out
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"imagefolder:{path}: not a readable tar archive ({reason[:200]}); rule: "
+                        "imagefolder:PATH is a directory or a .tar/.tar.gz archive holding "
+                        "train/<class>/<image> and test/<class>/<image>") from None
+    return raw
 
 
 def _stack(images: list[np.ndarray], source: Path, split: str) -> np.ndarray:
@@ -271,9 +309,12 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
                         "existing directory or .tar.gz with train/<class>/ and test/<class>/")
     cache = _cache_dir(source)
     if (cache / "classes.txt").exists():
-        arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
-        classes = (cache / "classes.txt").read_text().split("\n")
-        return ArraySplits(name, **arrays, classes=tuple(classes))
+        try:
+            arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
+            classes = (cache / "classes.txt").read_text().split("\n")
+            return ArraySplits(name, **arrays, classes=tuple(classes))
+        except (OSError, ValueError):
+            pass  # a cache cut short (a full disk, a killed run): decoded again below
     tree = _read_image_tree(source)
     if "train" not in tree or "test" not in tree:
         raise DataError(f"{name}: found splits {sorted(tree) or 'none'}; rule: the folder must "

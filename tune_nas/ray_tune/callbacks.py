@@ -86,7 +86,7 @@ class TrialEvents(tune.Callback):
             return
         self._started(trial)
         self.bookkeeper.trial_result(trial.trial_id, result)
-        self.printer.tick(self.bookkeeper)
+        self.printer.tick(self.bookkeeper, result)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         if trial.trial_id in getattr(self, "ended_before", ()):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,140 @@ import ray
 
 class ResourceError(ValueError):
     """The cluster cannot run the requested trials (e.g. GPUs asked for, none present)."""
+
+
+class AddressError(ValueError):
+    """An ``--address`` where no Ray cluster answers; the message is the one line a user sees."""
+
+
+#: Seconds ``check_address`` waits for a TCP connection, and for the GCS's answer after that.
+CONNECT_TIMEOUT_S = 5.0
+#: Seconds Ray's GCS client spends before it gives up on a server that accepts connections but
+#: is no GCS: 5 to connect, 5 to its pubsub (Ray's ``gcs_rpc_server_connect_timeout_s``).
+GCS_CLIENT_GIVES_UP_S = 10.0
+#: The port of a Ray Client server (``ray://host``) when the address names none.
+RAY_CLIENT_PORT = 10001
+_ADDRESS_RULE = ("rule: host:port of a running cluster's head (what `ray start --head` prints; GCS "
+                 "port 6379 by default), ray://host[:port] or auto")
+
+
+def check_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S, what: str | None = None) -> None:
+    """Raise :class:`AddressError` unless a Ray cluster answers at ``address``, in seconds.
+
+    ``ray.init`` retries an address where nothing (or something else) listens for minutes
+    before it gives up; this asks first, as ``ray.init`` would resolve the address (``auto``:
+    ``RAY_ADDRESS`` or the cluster this node belongs to; ``localhost`` as this node's IP):
+    a TCP connection within ``timeout_s``, then, for a GCS address, the cluster's id from
+    its GCS (a live one answers in milliseconds; a web server or another service on that port
+    is refused once Ray's client gives up, after ``GCS_CLIENT_GIVES_UP_S + timeout_s``).
+    ``what`` names the address in the message (default ``--address ADDRESS``). Nothing is
+    written and nothing of Ray is started.
+    """
+    from ray._private.services import canonicalize_bootstrap_address
+
+    text = address.strip()
+    env = os.environ.get("RAY_ADDRESS", "")
+    label = what or (f"--address {address} (RAY_ADDRESS={env})" if text == "auto" and env
+                     else f"--address {address}")
+    if text == "local":
+        return  # ray.init starts a cluster on this node
+    if text.startswith("ray://"):
+        host, port = _host_and_port(label, text[len("ray://"):], RAY_CLIENT_PORT)
+        _connect(label, host, port, timeout_s)
+        return
+    if text != "auto":
+        _host_and_port(label, text, None)  # its form, before Ray reads it
+    try:
+        resolved = canonicalize_bootstrap_address(text)
+    except ConnectionError:
+        raise AddressError(f"{label}: no running Ray cluster found on this node; {_ADDRESS_RULE}") from None
+    except ValueError as exc:
+        raise AddressError(f"{label}: {_first_line(exc)}; {_ADDRESS_RULE}") from None
+    if resolved is None:
+        return
+    host, port = _host_and_port(label, resolved, None)
+    _connect(label, host, port, timeout_s)
+    _ask_gcs(label, resolved, timeout_s)
+
+
+def _host_and_port(label: str, text: str, default_port: int | None) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or "/" in port:
+        host, port = text, ""
+    host = host.strip("[]")
+    if not port and default_port is not None:
+        return host, default_port
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AddressError(f"{label}: no host and port (1-65535) in {text!r}; {_ADDRESS_RULE}")
+    return host, int(port)
+
+
+def _connect(label: str, host: str, port: int, timeout_s: float) -> None:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise AddressError(f"{label}: cannot connect to {host}:{port} within {timeout_s:g} s "
+                           f"({reason}); {_ADDRESS_RULE}") from None
+
+
+def _ask_gcs(label: str, gcs_address: str, timeout_s: float) -> None:
+    """Ask the GCS at ``gcs_address`` for its cluster id, with Ray's own client and a timeout.
+
+    Ray's C++ client logs its failed attempts on file descriptor 2; they are kept off the
+    terminal (the one line of the error says it all). Where this Ray has no standalone
+    client, the TCP connection was all that could be checked.
+    """
+    import threading
+
+    from ray import _raylet
+
+    client = getattr(getattr(_raylet, "InnerGcsClient", None), "standalone", None)
+    if client is None:
+        return
+    outcome: dict[str, BaseException | None] = {}
+
+    def ask() -> None:
+        try:
+            client(gcs_address, None, int(timeout_s * 1000))
+            outcome["error"] = None
+        except Exception as exc:  # a refused or failed RPC: the reason goes into the line
+            outcome["error"] = exc
+
+    with _stderr_to_devnull():
+        thread = threading.Thread(target=ask, name="ask-ray-gcs", daemon=True)
+        thread.start()
+        waited = GCS_CLIENT_GIVES_UP_S + timeout_s + 2  # so that its last log line is silenced too
+        thread.join(waited)
+    if "error" not in outcome:
+        raise AddressError(f"{label}: no answer from a Ray GCS at {gcs_address} within "
+                           f"{waited:g} s; {_ADDRESS_RULE}")
+    if outcome["error"] is not None:
+        raise AddressError(f"{label}: {gcs_address} answers, but not as a Ray cluster's GCS "
+                           f"({_first_line(outcome['error'])}); {_ADDRESS_RULE}")
+
+
+@contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null for the block (what C++ libraries log goes there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

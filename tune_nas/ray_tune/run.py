@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.sample import Domain
 
 from tune_nas.config.space_file import SearchSpace
 from tune_nas.config.training import TrialSetup
 from tune_nas.data.sources import ArraySplits
+from tune_nas.layout import ExperimentLayout
 from tune_nas.ray_tune.callbacks import (
     FINAL_KEY,
     FinalStageEvents,
@@ -34,21 +34,17 @@ from tune_nas.ray_tune.callbacks import (
 )
 from tune_nas.ray_tune.cluster import concurrent_slots
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, ConstantSpace, RecordingOptunaSearch
+from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
 from tune_nas.record.bookkeeper import COMPLETE, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
+from tune_nas.schedulers import create_policy
 from tune_nas.search import create_sampler
 from tune_nas.storage.trials_dir import RemoteTrialsDir, ThrottledUpload
-
-STUDY_FILE = "optuna.db"
 
 
 class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGUSR1) reached Ray Tune: it saved the experiment and ended the search
     early, with trials unfinished; ``--resume`` continues it."""
-
-
-def study_storage_url(experiment_dir: Path) -> str:
-    return f"sqlite:///{experiment_dir / STUDY_FILE}"
 
 
 def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -> None:
@@ -115,7 +111,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     trainable = _trainable(spec, splits, spec.max_epochs)
     from tune_nas.storage.study_db import mask_url, open_storage
 
-    storage_url = storage_url or study_storage_url(experiment_dir)
+    storage_url = storage_url or ExperimentLayout(experiment_dir).study_url()
     # Ray lets a searcher keep only ONE trial pending by default, so with Optuna trials run
     # one at a time whatever the resources: allow as many as can run at once.
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(concurrent_slots(spec))
@@ -147,19 +143,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
                                      mode=spec.mode, sampler=sampler, study_name=name,
                                      storage=storage)
     searcher.storage_url = storage_url
-    if spec.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", metric=spec.metric, mode=spec.mode,
-                                  max_t=spec.max_epochs, grace_period=spec.grace_period,
-                                  reduction_factor=spec.reduction_factor)
-    elif spec.scheduler == "curve_fit":
-        from tune_nas.schedulers import CurveFitScheduler, default_bounds
-
-        scheduler = CurveFitScheduler(metric=spec.metric, mode=spec.mode, max_t=spec.max_epochs,
-                                      time_attr="epoch", min_epochs=spec.curve_fit_min_epochs,
-                                      threshold=spec.curve_fit_threshold,
-                                      bounds=default_bounds(spec.metric))
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = PolicyScheduler(create_policy(spec.scheduler, spec), spec.objective, time_attr="epoch")
     bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
     limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
                if spec.max_concurrent_trials else searcher)
@@ -185,20 +169,21 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
 
 
-FINAL_DIR = "final"
 def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: SearchOutcome,
                     experiment_dir: Path, printer: ProgressPrinter,
                     remote: RemoteTrialsDir | None = None) -> dict[str, Any]:
-    """Retrain the search's top-k configurations at full fidelity (all data, native size,
-    ``final_max_epochs``), each as a trial of its own under ``<experiment>/final/``, record
-    them in the study ``<name>-final``, and measure whether the proxy ranked them well."""
+    """Retrain the search's top-k configurations (by its objective) at full fidelity (all
+    data, native size, ``final_max_epochs``), each as a trial of its own under
+    ``<experiment>/final/``, record them in the study ``<name>-final`` (same direction), and
+    measure whether the proxy ranked them well."""
     import optuna
 
     from tune_nas.analysis.fidelity import aligned_rank_correlation, top_k_overlap
     from tune_nas.record.bookkeeper import hyperparameters
     from tune_nas.storage.study_db import open_storage
 
-    spec = space.spec
+    spec, layout = space.spec, ExperimentLayout(experiment_dir)
+    objective = spec.objective
     top = search.bookkeeper.ranked()[: spec.final_top_k]
     if not top:
         return {"k": 0, "note": "no COMPLETE search trial to retrain"}
@@ -206,9 +191,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
     trainable = _trainable(spec, full_splits, epochs)
     points = [{**hyperparameters(t.config), "trial_number": t.number,
                "trial_run": f"final_{t.run}"} for t in top]
-    final_dir = experiment_dir / FINAL_DIR
-    keeper = Bookkeeper(final_dir, spec.objective, epochs,
-                        tensorboard_dir=experiment_dir / "tensorboard")
+    keeper = Bookkeeper(layout.final.root, objective, epochs, tensorboard_dir=layout.tensorboard)
     printer.note(f"final stage: retraining the top {len(top)} configurations at full fidelity "
                  f"({full_splits.describe()}, {epochs} epochs)")
     tuner = tune.Tuner(
@@ -218,23 +201,23 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
                                     trial_dirname_creator=trial_dirname,
                                     trial_name_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=FINAL_DIR, verbose=0, **_ray_storage(remote, experiment_dir.parent, experiment_dir.name),
+            name=layout.final.name, verbose=0, **_ray_storage(remote, experiment_dir.parent, experiment_dir.name),
             callbacks=[FinalStageEvents(keeper, printer)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures)))
     _fit(tuner, keeper)
 
-    proxy = {t.number: t.last[spec.metric] for t in top}
-    final = {t.number: t.last.get(spec.metric) for t in keeper.trials.values()
+    proxy = {t.number: t.last[objective.metric] for t in top}
+    final = {t.number: t.last.get(objective.metric) for t in keeper.trials.values()
              if t.state == COMPLETE}
     final_test = {t.number: t.last.get("test/acc") for t in keeper.trials.values()
                   if t.state == COMPLETE}
     study = optuna.create_study(study_name=f"{search.study_name}-final",
                                 storage=open_storage(search.storage_url_full),
-                                direction="maximize" if spec.mode == "max" else "minimize",
+                                direction=objective.optuna_direction,
                                 load_if_exists=True)
     for t in keeper.trials.values():
-        value = t.last.get(spec.metric) if t.state == COMPLETE else None
+        value = t.last.get(objective.metric) if t.state == COMPLETE else None
         study.add_trial(optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL,
             value=value, params={}, distributions={},
@@ -242,7 +225,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
                         "search_value": proxy.get(t.number), "test_acc": t.last.get("test/acc"),
                         "epochs": t.epochs, "checkpoint": t.checkpoint, "error": t.reason}))
     corr = aligned_rank_correlation(proxy, {k: v for k, v in final.items() if v is not None})
-    best_final = (max if spec.mode == "max" else min)(final, key=final.get) if final else None
+    best_final = objective.best_of(final, final.get)
     return {
         "k": len(top), "epochs": epochs, "data": full_splits.describe(),
         "study": f"{search.study_name}-final",
@@ -250,7 +233,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
                     "final_test_acc": final_test.get(n)} for n in proxy],
         "rank_correlation": corr.as_dict(),
         "top1_agrees": best_final == top[0].number if best_final is not None else None,
-        "top_half_overlap": top_k_overlap(proxy, final, max(1, len(final) // 2), spec.mode)
+        "top_half_overlap": top_k_overlap(proxy, final, max(1, len(final) // 2), objective)
         if final else None,
         "best_final_trial": best_final,
     }

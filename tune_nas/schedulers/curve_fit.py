@@ -16,25 +16,31 @@ far is small. This is a simplified version:
   predictive distribution, and never before ``min_epochs`` or before any trial has finished.
 
 :class:`CurvePredictor` and :class:`CurveFitPolicy` are pure (numpy/scipy) and fed
-``(trial, epoch, value)`` streams; :class:`CurveFitScheduler` is the thin Ray Tune scheduler
-around the policy (this package is, with ``tuner.py``, where ``ray.tune`` is imported).
+``(trial, epoch, value)`` streams (:mod:`tune_nas.schedulers.policy`); Ray Tune runs the policy
+through :class:`tune_nas.ray_tune.scheduler_adapter.PolicyScheduler`.
+
+Settings (``EXPERIMENT``): ``max_epochs``, ``curve_fit_min_epochs`` (<= ``max_epochs``),
+``curve_fit_threshold`` (in (0, 1)); an accuracy metric's prediction is clipped to [0, 1].
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-CONTINUE = TrialScheduler.CONTINUE  # "CONTINUE"
-STOP = TrialScheduler.STOP  # "STOP"
-MODES = ("max", "min")
+from tune_nas.objectives import DIRECTIONS, Objective
+from tune_nas.schedulers.policy import CONTINUE, STOP, direction_of
+from tune_nas.schedulers.registry import SchedulerError
+
+if TYPE_CHECKING:
+    from tune_nas.config.space_file import ExperimentSpec
+
+MODES = DIRECTIONS
 
 
 # --------------------------------------------------------------------------- curve families
@@ -264,19 +270,19 @@ class CurveFitPolicy:
     """Stops a trial whose extrapolated final metric is unlikely to beat the best final.
 
     Feed it every result with :meth:`on_result`; it answers :data:`CONTINUE` or :data:`STOP`.
+    ``mode`` is the objective (or its direction, ``"max"``/``"min"``).
 
     * A result at ``epoch >= max_t`` ends the trial (``STOP``, like ASHA's last rung) and its
-      value becomes a candidate for the best final.
+      value becomes a candidate for the best final (so does a final passed to :meth:`on_end`).
     * No trial is stopped before ``min_epochs`` epochs, nor while no trial has reached
       ``max_t`` (there is no best final to compare with).
     * Otherwise the trial's curve is extrapolated to ``max_t`` (:class:`CurvePredictor`) and
       the trial stops when P(final ≥ best final) < ``threshold`` (``≤`` for ``mode="min"``).
     """
 
-    def __init__(self, mode: str, max_t: int, *, min_epochs: int = 4, threshold: float = 0.05,
-                 predictor: CurvePredictor | None = None) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: rule: one of {MODES}")
+    def __init__(self, mode: Objective | str, max_t: int, *, min_epochs: int = 4,
+                 threshold: float = 0.05, predictor: CurvePredictor | None = None) -> None:
+        mode = direction_of(mode)
         if not (isinstance(max_t, int) and max_t >= 1):
             raise ValueError(f"max_t={max_t!r}: rule: an integer >= 1")
         if not (isinstance(min_epochs, int) and 1 <= min_epochs <= max_t):
@@ -295,16 +301,15 @@ class CurveFitPolicy:
         return a > b if self.mode == "max" else a < b
 
     def on_result(self, trial_id: str, epoch: int, value: float) -> str:
-        """The decision after ``trial_id`` reported ``value`` at ``epoch``."""
-        if value is None or not math.isfinite(value):
-            return CONTINUE
-        curve = self.history.setdefault(trial_id, {})
-        curve[int(epoch)] = float(value)
+        """The decision after ``trial_id`` reported ``value`` at ``epoch`` (a value that is not
+        a finite number is not part of the curve; at ``max_t`` the trial stops all the same)."""
+        finite = value is not None and math.isfinite(value)
+        if finite:
+            self.history.setdefault(trial_id, {})[int(epoch)] = float(value)
         if epoch >= self.max_t:
-            if self.best is None or self._better(value, self.best):
-                self.best = float(value)
+            self._offer_final(epoch, value)
             return STOP
-        if self.best is None or epoch < self.min_epochs:
+        if not finite or self.best is None or epoch < self.min_epochs:
             return CONTINUE
         probability = self.probability(trial_id)
         if probability is None:
@@ -325,94 +330,36 @@ class CurveFitPolicy:
                                             self.mode)
         return None if prediction is None else prediction.prob_at_least(self.best, self.mode)
 
+    def on_end(self, trial_id: str, epoch: int, value: float) -> None:
+        """``trial_id`` ended: a final at ``max_t`` competes for the best final; its curve goes."""
+        self._offer_final(epoch, value)
+        self.forget(trial_id)
+
+    def _offer_final(self, epoch: int, value: float) -> None:
+        if epoch >= self.max_t and value is not None and math.isfinite(value) \
+                and (self.best is None or self._better(value, self.best)):
+            self.best = float(value)
+
     def forget(self, trial_id: str) -> None:
         """Drop a trial's curve (it ended, failed or was removed); the best final stays."""
         self.history.pop(trial_id, None)
 
+    def __repr__(self) -> str:
+        return (f"CurveFitPolicy({self.mode}, max_t={self.max_t}, min_epochs={self.min_epochs}, "
+                f"threshold={self.threshold:g}; best final {self.best}, {len(self.stopped)} stopped)")
 
-# --------------------------------------------------------------------------- Ray Tune
 
+def create_policy(spec: ExperimentSpec) -> CurveFitPolicy:
+    if not spec.curve_fit_min_epochs <= spec.max_epochs:
+        raise SchedulerError(f"curve_fit_min_epochs={spec.curve_fit_min_epochs} > max_epochs="
+                             f"{spec.max_epochs}: rule: curve_fit_min_epochs <= max_epochs")
+    if not 0 < spec.curve_fit_threshold < 1:
+        raise SchedulerError(f"curve_fit_threshold={spec.curve_fit_threshold!r}: rule: 0 < "
+                             "curve_fit_threshold < 1 (a stopping probability)")
+    try:
+        return CurveFitPolicy(spec.objective, spec.max_epochs, min_epochs=spec.curve_fit_min_epochs,
+                              threshold=spec.curve_fit_threshold,
+                              predictor=CurvePredictor(bounds=default_bounds(spec.metric)))
+    except ValueError as exc:
+        raise SchedulerError(f"scheduler 'curve_fit': {exc}") from None
 
-class CurveFitScheduler(FIFOScheduler):
-    """Ray Tune scheduler: :class:`CurveFitPolicy` decides on every reported result.
-
-    ``CurveFitScheduler(metric="val/acc", mode="max", max_t=9)`` with ``time_attr="epoch"``
-    (what ``tune_nas`` trials report). ``bounds`` clips the predicted final metric (e.g.
-    ``(0, 1)`` for an accuracy). The first result must carry ``metric`` and ``time_attr``:
-    a misspelled key raises instead of silently never stopping anything.
-    """
-
-    def __init__(self, metric: str | None = None, mode: str | None = None, max_t: int = 100,
-                 time_attr: str = "epoch", min_epochs: int = 4, threshold: float = 0.05,
-                 bounds: tuple[float, float] | None = None, min_std: float = 0.005) -> None:
-        super().__init__()
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode={mode!r}: rule: one of {MODES}")
-        CurveFitPolicy("max", max_t, min_epochs=min_epochs, threshold=threshold)  # validates
-        self._metric, self._mode, self._time_attr = metric, mode, time_attr
-        self._max_t, self._min_epochs, self._threshold = max_t, min_epochs, threshold
-        self._predictor = CurvePredictor(bounds=bounds, min_std=min_std)
-        self._policy: CurveFitPolicy | None = None
-        self._checked = False
-        self._supports_buffered_results = False  # every epoch's value feeds the fit
-
-    @property
-    def policy(self) -> CurveFitPolicy:
-        if self._policy is None:
-            if self._mode not in MODES or not self._metric:
-                raise ValueError(f"CurveFitScheduler has metric={self._metric!r}, mode="
-                                 f"{self._mode!r}; rule: pass both, here or to TuneConfig")
-            self._policy = CurveFitPolicy(self._mode, self._max_t, min_epochs=self._min_epochs,
-                                          threshold=self._threshold, predictor=self._predictor)
-        return self._policy
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
-        if (self._metric and metric) or (self._mode and mode):
-            return False
-        self._metric = metric or self._metric
-        self._mode = mode or self._mode
-        return True
-
-    def on_trial_add(self, tune_controller, trial) -> None:
-        self.policy  # noqa: B018 - fails here, before any training, without metric/mode
-
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if result.get("error"):
-            return CONTINUE
-        missing = [k for k in (self._time_attr, self._metric) if k not in result]
-        if missing:
-            if not self._checked:
-                raise ValueError(f"CurveFitScheduler: the first result has no {missing[0]!r}; "
-                                 f"rule: one of the reported keys {sorted(result)}")
-            return CONTINUE
-        self._checked = True
-        return self.policy.on_result(trial.trial_id, int(result[self._time_attr]),
-                                     float(result[self._metric]))
-
-    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        if result and self._time_attr in result and self._metric in result \
-                and result[self._time_attr] >= self._max_t:
-            self.policy.on_result(trial.trial_id, int(result[self._time_attr]),
-                                  float(result[self._metric]))
-        self.policy.forget(trial.trial_id)
-
-    def on_trial_error(self, tune_controller, trial) -> None:
-        self.policy.forget(trial.trial_id)
-
-    def on_trial_remove(self, tune_controller, trial) -> None:
-        self.policy.forget(trial.trial_id)
-
-    def debug_string(self) -> str:
-        policy = self._policy
-        if policy is None:
-            return "Using CurveFit stopping (no results yet)."
-        return (f"Using CurveFit stopping: {len(policy.stopped)} stopped, best final "
-                f"{self._metric}={policy.best}")
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))

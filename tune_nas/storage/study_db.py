@@ -8,24 +8,13 @@ every URL tune_nas writes or prints has its password masked.
 
 from __future__ import annotations
 
+from tune_nas.storage.masking import mask_url  # the one masker; launch and ray_tune import it from here
+
 SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
 class StorageError(ValueError):
     """A storage URL that cannot be used; the message is one line with the masked URL."""
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:  # not a URL at all: show only what follows any credentials
-        return url.split("@")[-1] if "@" in url else url
-    secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd")}
-    return parsed.update_query_dict(secret).render_as_string(hide_password=True)
 
 
 def open_storage(url: str):

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tune_nas.storage.masking import mask_url
+
 #: Where the driver's own files of an experiment on object storage live on the driver.
 LOCAL_MIRROR = Path("trials")
 #: What Ray writes to the storage itself (trial directories with their checkpoints, the
@@ -60,10 +62,10 @@ class RemoteTrialsDir:
     def parse(cls, uri: str) -> RemoteTrialsDir:
         import pyarrow.fs
 
-        parts = urlsplit(uri)
-        if parts.username or parts.password:
+        masked = mask_url(uri, hide_user=True)  # any user info (or password parameter) is a credential
+        if masked != uri:
             raise TrialsDirError(
-                f"--trials-dir {_masked(uri)}: holds credentials; rule: give them in the "
+                f"--trials-dir {masked}: holds credentials; rule: give them in the "
                 "environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "GOOGLE_APPLICATION_CREDENTIALS, ...), never in the URI")
         try:
@@ -171,12 +173,6 @@ def _local_fs():
     from pyarrow.fs import LocalFileSystem
 
     return LocalFileSystem()
-
-
-def _masked(uri: str) -> str:
-    parts = urlsplit(uri)
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"***@{host}" if host else "***"))
 
 
 def _first_line(exc: BaseException) -> str:
