@@ -16,7 +16,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import run_launch
 
 FAULT_MODELS = Path(__file__).resolve().parent / "fault_plugins" / "fault_models.py"
