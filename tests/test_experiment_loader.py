@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tune_nas.analysis.experiment import FIRST_FORMAT, ExperimentError, load_experiment
-from tune_nas.config.space_file import ExperimentSpec
+from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.layout import CURVE_KEY_COLUMNS, FORMAT_VERSION, ExperimentLayout
 from tune_nas.objectives import Objective
 from tune_nas.record.bookkeeper import Bookkeeper, TrialRecord

@@ -235,3 +235,30 @@ def test_tune_domains_are_checked_and_sampled_by_the_ray_layer(tmp_path):
     config = space.sample(seed=1)
     assert 1e-4 <= config["lr"] <= 1e-2 and config["width"] in (8, 16) and config["batch_size"] == 32
     assert space.sample(seed=1) == config
+
+
+@pytest.mark.parametrize("body, match", [
+    # every choice of a tune.choice is checked, not only the one a draw picks
+    ('from ray import tune\nEXPERIMENT = {"dataset": "digits"}\n'
+     'PARAM_SPACE = {"optimizer": tune.choice(["adamw", "rmsprop"])}\n', r"optimizer='rmsprop': rule: one of"),
+    # both ends of a range
+    ('from ray import tune\nEXPERIMENT = {"dataset": "digits"}\n'
+     'PARAM_SPACE = {"momentum": tune.uniform(0.5, 1.0)}\n', r"momentum=1.0: rule: 0 <= momentum < 1"),
+    # a value of the wrong type is a one-line rule, not a TypeError
+    ('EXPERIMENT = {"dataset": "digits"}\nPARAM_SPACE = {"lr": "fast"}\n', r"lr='fast': rule: a number"),
+    ('EXPERIMENT = {"dataset": "digits"}\nPARAM_SPACE = {"flip": 3}\n', r"flip=3: rule: true or false"),
+    # a space file that exits is refused, not obeyed
+    ('import sys\nsys.exit(0)\n', r"importing it raised SystemExit.*rule: a space file must import cleanly"),
+    ('EXPERIMENT = {"dataset": "digits"}\ndef define_by_run(trial, extra):\n    return None\n',
+     r"define_by_run\(trial, extra\): rule: a function of one argument"),
+])
+def test_param_space_values_are_checked_at_every_choice_and_edge(tmp_path, body, match):
+    with pytest.raises(SpaceError, match=match):
+        load_space(write(tmp_path, body))
+
+
+def test_loading_a_space_writes_no_bytecode_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    load_space(write(tmp_path, GOOD))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["space.py"]
+    assert sys.dont_write_bytecode is False  # put back as it was

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tune_nas.config.space_file import ExperimentSpec
+from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.ray_tune import cluster as tuner
 from tune_nas.ray_tune.callbacks import _error_reason
 

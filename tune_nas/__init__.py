@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "load_space": "tune_nas.config.space_file",
     "SearchSpace": "tune_nas.config.space_file",
     "SpaceError": "tune_nas.config.space_file",
-    "ExperimentSpec": "tune_nas.config.space_file",
+    "ExperimentSpec": "tune_nas.config.experiment",
     "TrainingConfig": "tune_nas.config.training",
     # strategies, models, data
     "create_sampler": "tune_nas.search",

@@ -16,8 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +34,7 @@ from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
 from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
 from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE
 from tune_nas.objectives import Objective
+from tune_nas.record import formatting
 from tune_nas.search import list_searchers
 from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
 
@@ -158,10 +158,9 @@ def prepare(args: argparse.Namespace):
             if not isinstance(resolved, dict):
                 raise ValueError(f"it holds a JSON {type(resolved).__name__}, not an object")
             _check_format(saved, resolved)
-            with _no_bytecode_files():
-                space = load_space(str(experiment_dir / SPACE_COPY),
-                                   base_dir=Path(resolved["space_file"]).parent).with_overrides(
-                    **resolved["overrides"])
+            space = load_space(str(experiment_dir / SPACE_COPY),
+                               base_dir=Path(resolved["space_file"]).parent).with_overrides(
+                **resolved["overrides"])
             storage = args.storage or resolved.get("storage")
             _alias_space_module(space, Path(resolved["space_file"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -172,8 +171,7 @@ def prepare(args: argparse.Namespace):
             _check_saved_study(experiment_dir, name)
     else:
         try:
-            with _no_bytecode_files():
-                space = load_space(args.space).with_overrides(**_overrides(args))
+            space = load_space(args.space).with_overrides(**_overrides(args))
         except SpaceError as exc:
             _fail(str(exc))
         name = args.name or f"{space.path.stem}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -205,18 +203,6 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage, remote
-
-
-@contextmanager
-def _no_bytecode_files() -> Iterator[None]:
-    """Import the space file (and its plugins) without writing ``__pycache__/`` beside them:
-    the launcher writes nothing outside the experiment directory."""
-    saved = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True
-    try:
-        yield
-    finally:
-        sys.dont_write_bytecode = saved
 
 
 def _check_trials_dir(given: str, trials_dir: Path) -> None:
@@ -446,7 +432,7 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
         extra = "" if objective.metric == "val/acc" or best["val_acc"] is None else \
             f", val acc {best['val_acc']:.4f}"
         print(f"Best trial {best['number']} ({best['epochs']} epochs, {best['params']} params): "
-              f"{objective.label} {_num(best['value'])}{extra}, test acc {_num(best['test_acc'])}")
+              f"{objective.label} {formatting.number(best['value'])}{extra}, test acc {formatting.number(best['test_acc'])}")
         print(f"  config: {short_config(best['config'])}")
         if best.get("arch"):
             print(f"  architecture: {best['arch']}")
@@ -462,7 +448,7 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
               f"(trial {final['best_final_trial']})")
         for row in final["trials"]:
             print(f"  trial {row['search_trial']:>3}: search {row['search_value']:.4f} -> final "
-                  f"{_num(row['final_value'])} (test {_num(row['final_test_acc'])})")
+                  f"{formatting.number(row['final_value'])} (test {formatting.number(row['final_test_acc'])})")
     rel = _display_path(experiment_dir)
     if summary.get("trials_storage"):
         print(f"Trials and checkpoints are in {summary['trials_storage']}/; the driver's files "
@@ -491,10 +477,6 @@ def _fidelity(experiment_dir: Path) -> None:
               else "no grace period suggested")
     print(f"  Fidelity:         {_display_path(experiment_dir)}/fidelity.txt ({advice}"
           + (f"; {len(report.warnings)} warning(s)" if report.warnings else "") + ")")
-
-
-def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 def _display_path(path: Path) -> str:

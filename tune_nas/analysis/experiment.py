@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.layout import CURVE_KEY_COLUMNS, EXPERIMENT_FILE, ExperimentLayout
 from tune_nas.objectives import Objective
 from tune_nas.record.bookkeeper import CURVE_METRIC_COLUMNS, Bookkeeper, TrialRecord
@@ -34,8 +35,6 @@ from tune_nas.states import TrialState
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from tune_nas.config.space_file import ExperimentSpec
 
 #: The format an experiment.json without a ``format`` key was written in (tune_nas 0.1.x).
 FIRST_FORMAT = 1
@@ -131,12 +130,7 @@ def _read_json(path: Path, kind: type, rule: str) -> Any:
 
 def _spec(path: Path, saved: Any) -> ExperimentSpec:
     """The saved settings as a spec: the keys it knows, its defaults for the others. Only
-    what the analysis relies on is checked here (the launcher checked the rest).
-
-    Imported here, not at the top: the spec's module imports the model registry, hence torch
-    (~2 s), and importing this module (``replay``'s policies, the study's table) must not."""
-    from tune_nas.config.space_file import ExperimentSpec
-
+    what the analysis relies on is checked here (the launcher checked the rest)."""
     if not isinstance(saved, Mapping):
         raise ExperimentError(f"{path}: spec is a {type(saved).__name__}; rule: an object of "
                               "the experiment's settings (ExperimentSpec fields)")

@@ -19,22 +19,18 @@ import difflib
 import importlib.resources
 import importlib.util
 import inspect
-import math
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tune_nas.config.experiment import SCHEDULERS, ExperimentSpec, SpaceError  # noqa: F401  (re-exported)
 from tune_nas.config.plugins import PluginError, import_plugins
 from tune_nas.config.training import TrainingConfig
-from tune_nas.data.sources import DataError, check_dataset_name
-from tune_nas.metric_keys import METRICS, RESERVED_KEYS
-from tune_nas.models import architecture_args, list_models
-from tune_nas.objectives import DIRECTIONS, Objective
-from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
-from tune_nas.search import SearcherError, create_sampler, list_searchers
-from tune_nas.search.registry import SearcherSettings
+from tune_nas.metric_keys import RESERVED_KEYS
+from tune_nas.models import architecture_args
 
 
 def _presets_dir() -> Path:
@@ -53,136 +49,6 @@ def _presets_dir() -> Path:
 
 SPACES_DIR = _presets_dir()
 DEFAULT_SPACE = "default"
-SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
-MODES = DIRECTIONS
-
-
-class SpaceError(ValueError):
-    """A bad space file or flag; the message is the one line a user sees."""
-
-
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """The experiment settings a space file declares and flags may override."""
-
-    dataset: str = "digits"
-    data_dir: str = "data"
-    model: str = "small_cnn"
-    metric: str = "val/acc"
-    mode: str = "max"
-    max_epochs: int = 9
-    grace_period: int = 1
-    reduction_factor: int = 3
-    scheduler: str = "asha"
-    searcher: str = "tpe"
-    searcher_options: dict[str, Any] = field(default_factory=dict)
-    num_samples: int = 16
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent_trials: int = 0
-    checkpoint_every: int = 1
-    max_failures: int = 2
-    seed: int = 0
-    n_startup_trials: int = 8
-    curve_fit_min_epochs: int = 4
-    curve_fit_threshold: float = 0.05
-    plugins: tuple[str, ...] = ()
-    train_fraction: float = 1.0
-    image_size: int = 0
-    final_top_k: int = 0
-    final_max_epochs: int = 0
-    time_budget_s: float = 0.0
-    description: str = ""
-
-    def check(self, where: str) -> ExperimentSpec:
-        """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
-
-        def positive_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-        def nonneg_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-        def nonneg_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-        rules: list[tuple[str, bool, str]] = [
-            ("plugins", isinstance(self.plugins, (list, tuple))
-             and all(isinstance(p, str) for p in self.plugins), "a list of .py file paths"),
-            ("dataset", isinstance(self.dataset, str), "a data set name (digits, mnist, ..., imagefolder:PATH)"),
-            ("data_dir", isinstance(self.data_dir, str), "a directory path (a string)"),
-            ("description", isinstance(self.description, str), "a string"),
-            ("model", self.model in list_models(), f"one of {', '.join(list_models())}"),
-            ("metric", self.metric in METRICS, f"one of the reported metrics {', '.join(METRICS)}"),
-            ("mode", self.mode in MODES, f"one of {MODES}"),
-            ("max_epochs", positive_int(self.max_epochs), "a positive integer"),
-            ("grace_period", positive_int(self.grace_period), "a positive integer"),
-            ("reduction_factor", nonneg_num(self.reduction_factor) and self.reduction_factor >= 2,
-             "a finite number >= 2"),
-            ("scheduler", isinstance(self.scheduler, str) and self.scheduler in list_schedulers(),
-             f"one of {', '.join(list_schedulers())}"),
-            ("searcher", isinstance(self.searcher, str) and self.searcher in list_searchers(),
-             f"one of {', '.join(list_searchers())}"),
-            ("searcher_options", isinstance(self.searcher_options, Mapping)
-             and all(isinstance(k, str) for k in self.searcher_options),
-             "a dict of the searcher's options (name -> value)"),
-            ("num_samples", positive_int(self.num_samples), "a positive integer"),
-            ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial > 0,
-             "a number > 0"),
-            ("gpus_per_trial", nonneg_num(self.gpus_per_trial), "a number >= 0"),
-            ("max_concurrent_trials", nonneg_int(self.max_concurrent_trials),
-             "an integer >= 0 (0: as many as resources allow)"),
-            ("checkpoint_every", positive_int(self.checkpoint_every), "a positive integer"),
-            ("max_failures", nonneg_int(self.max_failures), "an integer >= 0"),
-            ("seed", nonneg_int(self.seed) and self.seed < 2**32, "an integer in [0, 2**32) (NumPy's seed range)"),
-            ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
-            ("train_fraction", nonneg_num(self.train_fraction) and 0 < self.train_fraction <= 1,
-             "0 < train_fraction <= 1 (the share of training images a search trial sees)"),
-            ("image_size", nonneg_int(self.image_size),
-             "0 (native resolution) or the search-time image size in px"),
-            ("final_top_k", nonneg_int(self.final_top_k),
-             "an integer >= 0: the best k configurations retrained at full fidelity"),
-            ("final_max_epochs", nonneg_int(self.final_max_epochs),
-             "an integer >= 0 (0: the search's max_epochs)"),
-            ("time_budget_s", nonneg_num(self.time_budget_s),
-             "seconds >= 0 for the whole search (0: no limit; trials running then are stopped)"),
-            ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),
-            ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
-             and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
-        ]
-        for key, ok, rule in rules:
-            if not ok:
-                raise SpaceError(f"{where}: {key}={getattr(self, key)!r}: rule: {rule}")
-        try:
-            create_policy(self.scheduler, self)  # its settings (grace_period <= max_epochs, ...), checked
-        except SchedulerError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
-            raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
-                             "<= 1 or a whole number")
-        try:
-            check_dataset_name(self.dataset)
-        except DataError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
-        try:
-            create_sampler(self.searcher, self.searcher_settings())  # its options, checked
-        except SearcherError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
-        return self
-
-    def searcher_settings(self) -> SearcherSettings:
-        return SearcherSettings(seed=self.seed, objectives=(self.objective,),
-                                n_startup_trials=self.n_startup_trials,
-                                options=dict(self.searcher_options))
-
-    @property
-    def objective(self) -> Objective:
-        """What the search optimises (``metric`` in direction ``mode``)."""
-        return Objective(self.metric, self.mode)
-
-    @classmethod
-    def keys(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 @dataclass(frozen=True)
@@ -221,7 +87,14 @@ class SearchSpace:
         if self.define_by_run is None:
             for key in self.param_space:
                 self._check_key(key, where)
-            self._check_training_values(self.sample(), where)
+            sample = self.sample()
+            self._check_training_values(sample, where)
+            if not all(_is_constant(value) for value in self.param_space.values()):
+                from tune_nas.ray_tune.domains import edge_values
+
+                for key, domain in self.param_space.items():  # every choice, both range ends
+                    for value in edge_values(domain):
+                        self._check_training_values({**sample, key: value}, where)
             return
         from tune_nas.config.define_by_run import DefineByRunError, explore
 
@@ -258,7 +131,7 @@ class SearchSpace:
     def _check_training_values(config: dict[str, Any], where: str) -> None:
         try:
             TrainingConfig.split(config)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise SpaceError(f"{where}: {exc}") from None
 
     def sample(self, seed: int = 0) -> dict[str, Any]:
@@ -315,6 +188,25 @@ def resolve_space_path(space: str | None) -> Path:
     return path
 
 
+@contextmanager
+def _no_bytecode_files() -> Iterator[None]:
+    """Import a space file (and its plugins) without writing ``__pycache__/`` beside them:
+    validating input writes nothing."""
+    saved = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = saved
+
+
+def _signature(function: Any) -> str:
+    try:
+        return str(inspect.signature(function))
+    except (TypeError, ValueError):
+        return f" is a {type(function).__name__}"
+
+
 def load_space(space: str | None = None, base_dir: str | Path | None = None) -> SearchSpace:
     """Load and validate a space file (see the module doc). Raises :class:`SpaceError`.
 
@@ -331,13 +223,14 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
     module = importlib.util.module_from_spec(spec_obj)
     try:
         sys.modules[module_name] = module  # lets pickled define-by-run functions resolve
-        spec_obj.loader.exec_module(module)
+        with _no_bytecode_files():
+            spec_obj.loader.exec_module(module)
     except SyntaxError as exc:
         raise SpaceError(f"{path}:{exc.lineno}: syntax error: {exc.msg}; rule: a space file "
                          "must be valid Python") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise SpaceError(f"{path}: importing it raised {type(exc).__name__}: {exc}; rule: a "
-                         "space file must import cleanly") from None
+                         "space file must import cleanly (and not exit)") from None
 
     experiment = getattr(module, "EXPERIMENT", None)
     if not isinstance(experiment, Mapping):
@@ -354,7 +247,8 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
     if isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins):
         plugins = tuple(str((Path(base_dir or path.parent) / p).resolve()) for p in plugins)
         try:
-            import_plugins(plugins)
+            with _no_bytecode_files():
+                import_plugins(plugins)
         except PluginError as exc:
             raise SpaceError(f"{path}: {exc}") from None
         experiment = {**experiment, "plugins": plugins}
@@ -367,8 +261,8 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
                          "PARAM_SPACE and define_by_run; rule: exactly one of them")
     if define_by_run is not None:
         if not callable(define_by_run) or len(inspect.signature(define_by_run).parameters) != 1:
-            raise SpaceError(f"{path}: define_by_run must be a function of one argument (the "
-                             "Optuna trial)")
+            raise SpaceError(f"{path}: define_by_run{_signature(define_by_run)}: rule: a function "
+                             "of one argument (the Optuna trial)")
         space = SearchSpace(path, spec, {}, define_by_run)
     else:
         if not isinstance(param_space, Mapping) or not param_space:

@@ -42,6 +42,13 @@ class TrainingConfig:
     cost_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            if kind in ("float", "int") and not (isinstance(value, (int, float))
+                                                 and not isinstance(value, bool)):
+                raise ValueError(f"{f.name}={value!r}: rule: a number")
+            if kind == "bool" and not (isinstance(value, bool) or value in (0, 1)):
+                raise ValueError(f"{f.name}={value!r}: rule: true or false")
         rules = [
             ("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             ("schedule", self.schedule in SCHEDULES, f"one of {SCHEDULES}"),

@@ -13,6 +13,8 @@ from typing import Any
 
 import ray
 
+from tune_nas.record.formatting import first_line as _first_line
+
 
 class ResourceError(ValueError):
     """The cluster cannot run the requested trials (e.g. GPUs asked for, none present)."""
@@ -145,11 +147,6 @@ def _stderr_to_devnull() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:

@@ -49,3 +49,16 @@ def sample_param_space(param_space: Mapping[str, Any], seed: int = 0) -> dict[st
     """One concrete configuration: every domain sampled (seeded), every constant as it is."""
     rng = np.random.default_rng(seed)
     return {k: (v.sample(random_state=rng) if isinstance(v, Domain) else v) for k, v in param_space.items()}
+
+
+def edge_values(value: Any) -> list[Any]:
+    """The values of a domain worth checking besides a random draw: every choice of a
+    ``tune.choice``, both ends of a numeric range (the upper end of ``tune.randint`` is
+    exclusive); nothing for a constant."""
+    if isinstance(value, Categorical):
+        return list(value.categories)
+    if isinstance(value, Integer):
+        return [value.lower, value.upper - 1]
+    if isinstance(value, Float):
+        return [value.lower, value.upper]
+    return []

@@ -31,7 +31,7 @@ from tune_nas.schedulers.policy import CONTINUE, STOP, direction_of
 from tune_nas.schedulers.registry import SchedulerError
 
 if TYPE_CHECKING:
-    from tune_nas.config.space_file import ExperimentSpec
+    from tune_nas.config.experiment import ExperimentSpec
 
 
 def _is_number(value: object) -> bool:

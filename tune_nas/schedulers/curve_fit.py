@@ -38,7 +38,7 @@ from tune_nas.schedulers.policy import CONTINUE, STOP, direction_of
 from tune_nas.schedulers.registry import SchedulerError
 
 if TYPE_CHECKING:
-    from tune_nas.config.space_file import ExperimentSpec
+    from tune_nas.config.experiment import ExperimentSpec
 
 MODES = DIRECTIONS
 

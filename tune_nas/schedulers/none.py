@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from tune_nas.schedulers.policy import CONTINUE, STOP
 
 if TYPE_CHECKING:
-    from tune_nas.config.space_file import ExperimentSpec
+    from tune_nas.config.experiment import ExperimentSpec
 
 
 class NoStopping:

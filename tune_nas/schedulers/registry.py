@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from tune_nas.schedulers.policy import SchedulerPolicy
 
 if TYPE_CHECKING:
-    from tune_nas.config.space_file import ExperimentSpec
+    from tune_nas.config.experiment import ExperimentSpec
 
 #: Built-in schedulers: name → the module that defines ``create_policy``.
 BUILTIN: dict[str, str] = {

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tune_nas.record.formatting import first_line as _first_line
 from tune_nas.storage.masking import mask_url
 
 #: Where the driver's own files of an experiment on object storage live on the driver.
@@ -175,6 +176,3 @@ def _local_fs():
     return LocalFileSystem()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,151 @@
+"""The experiment settings (``EXPERIMENT`` in a space file, overridden by flags) and their
+rules: :class:`ExperimentSpec`. Torch-free and Ray-free: the registries of models, searchers
+and schedulers are asked only when a spec is checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from tune_nas.metric_keys import METRICS
+from tune_nas.objectives import DIRECTIONS, Objective
+from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
+from tune_nas.search import SearcherError, create_sampler, list_searchers
+from tune_nas.search.registry import SearcherSettings
+
+SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
+MODES = DIRECTIONS
+
+
+class SpaceError(ValueError):
+    """A bad space file or flag; the message is the one line a user sees."""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """The experiment settings a space file declares and flags may override."""
+
+    dataset: str = "digits"
+    data_dir: str = "data"
+    model: str = "small_cnn"
+    metric: str = "val/acc"
+    mode: str = "max"
+    max_epochs: int = 9
+    grace_period: int = 1
+    reduction_factor: int = 3
+    scheduler: str = "asha"
+    searcher: str = "tpe"
+    searcher_options: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 16
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int = 0
+    checkpoint_every: int = 1
+    max_failures: int = 2
+    seed: int = 0
+    n_startup_trials: int = 8
+    curve_fit_min_epochs: int = 4
+    curve_fit_threshold: float = 0.05
+    plugins: tuple[str, ...] = ()
+    train_fraction: float = 1.0
+    image_size: int = 0
+    final_top_k: int = 0
+    final_max_epochs: int = 0
+    time_budget_s: float = 0.0
+    description: str = ""
+
+    def check(self, where: str) -> ExperimentSpec:
+        """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
+
+        def positive_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+        def nonneg_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        def nonneg_num(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+        from tune_nas.data.sources import DataError, check_dataset_name
+        from tune_nas.models import list_models  # imports torch: only when a spec is checked
+
+        rules: list[tuple[str, bool, str]] = [
+            ("plugins", isinstance(self.plugins, (list, tuple))
+             and all(isinstance(p, str) for p in self.plugins), "a list of .py file paths"),
+            ("dataset", isinstance(self.dataset, str), "a data set name (digits, mnist, ..., imagefolder:PATH)"),
+            ("data_dir", isinstance(self.data_dir, str), "a directory path (a string)"),
+            ("description", isinstance(self.description, str), "a string"),
+            ("model", self.model in list_models(), f"one of {', '.join(list_models())}"),
+            ("metric", self.metric in METRICS, f"one of the reported metrics {', '.join(METRICS)}"),
+            ("mode", self.mode in MODES, f"one of {MODES}"),
+            ("max_epochs", positive_int(self.max_epochs), "a positive integer"),
+            ("grace_period", positive_int(self.grace_period), "a positive integer"),
+            ("reduction_factor", nonneg_num(self.reduction_factor) and self.reduction_factor >= 2,
+             "a finite number >= 2"),
+            ("scheduler", isinstance(self.scheduler, str) and self.scheduler in list_schedulers(),
+             f"one of {', '.join(list_schedulers())}"),
+            ("searcher", isinstance(self.searcher, str) and self.searcher in list_searchers(),
+             f"one of {', '.join(list_searchers())}"),
+            ("searcher_options", isinstance(self.searcher_options, Mapping)
+             and all(isinstance(k, str) for k in self.searcher_options),
+             "a dict of the searcher's options (name -> value)"),
+            ("num_samples", positive_int(self.num_samples), "a positive integer"),
+            ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial > 0,
+             "a number > 0"),
+            ("gpus_per_trial", nonneg_num(self.gpus_per_trial), "a number >= 0"),
+            ("max_concurrent_trials", nonneg_int(self.max_concurrent_trials),
+             "an integer >= 0 (0: as many as resources allow)"),
+            ("checkpoint_every", positive_int(self.checkpoint_every), "a positive integer"),
+            ("max_failures", nonneg_int(self.max_failures), "an integer >= 0"),
+            ("seed", nonneg_int(self.seed) and self.seed < 2**32, "an integer in [0, 2**32) (NumPy's seed range)"),
+            ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
+            ("train_fraction", nonneg_num(self.train_fraction) and 0 < self.train_fraction <= 1,
+             "0 < train_fraction <= 1 (the share of training images a search trial sees)"),
+            ("image_size", nonneg_int(self.image_size),
+             "0 (native resolution) or the search-time image size in px"),
+            ("final_top_k", nonneg_int(self.final_top_k),
+             "an integer >= 0: the best k configurations retrained at full fidelity"),
+            ("final_max_epochs", nonneg_int(self.final_max_epochs),
+             "an integer >= 0 (0: the search's max_epochs)"),
+            ("time_budget_s", nonneg_num(self.time_budget_s),
+             "seconds >= 0 for the whole search (0: no limit; trials running then are stopped)"),
+            ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),
+            ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
+             and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
+        ]
+        for key, ok, rule in rules:
+            if not ok:
+                raise SpaceError(f"{where}: {key}={getattr(self, key)!r}: rule: {rule}")
+        try:
+            create_policy(self.scheduler, self)  # its settings (grace_period <= max_epochs, ...), checked
+        except SchedulerError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
+                             "<= 1 or a whole number")
+        try:
+            check_dataset_name(self.dataset)
+        except DataError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
+        try:
+            create_sampler(self.searcher, self.searcher_settings())  # its options, checked
+        except SearcherError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
+        return self
+
+    def searcher_settings(self) -> SearcherSettings:
+        return SearcherSettings(seed=self.seed, objectives=(self.objective,),
+                                n_startup_trials=self.n_startup_trials,
+                                options=dict(self.searcher_options))
+
+    @property
+    def objective(self) -> Objective:
+        """What the search optimises (``metric`` in direction ``mode``)."""
+        return Objective(self.metric, self.mode)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
