@@ -30,6 +30,14 @@ def run_launch(*args: str, cwd: Path, timeout: float = 600) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_python(code: str, timeout: float = 120) -> str:
+    """Run ``code`` in a fresh interpreter (what it imports is its own); its stdout, stripped,
+    once it exited 0."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip()
+
+
 @pytest.fixture(scope="session")
 def small_search(tmp_path_factory) -> Path:
     """A real 4-trial × 3-epoch ASHA + Optuna search on digits; returns its experiment dir."""

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import run_python
 
 import tune_nas
 
@@ -48,9 +48,7 @@ def test_policies_load_without_ray_or_torch():
             "import tune_nas.search.tpe, tune_nas.search.random\n"
             "import tune_nas.schedulers\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'lightning'}))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert run_python(code) == "[]"
 
 
 def test_public_api_names_resolve_lazily():
@@ -58,6 +56,4 @@ def test_public_api_names_resolve_lazily():
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch', 'optuna'})\n"
             "missing = [n for n in tune_nas.__all__ if getattr(tune_nas, n, None) is None]\n"
             "print(heavy, missing)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[] []"  # importing the package loads nothing heavy
+    assert run_python(code) == "[] []"  # importing the package loads nothing heavy

@@ -1,7 +1,7 @@
 """Bad input: one line naming the thing, the value and the rule; exit 2; nothing written."""
 
 import pytest
-from conftest import run_launch
+from conftest import run_launch, run_python
 
 from tune_nas.launch import main
 
@@ -84,8 +84,6 @@ def test_help_documents_every_flag(capsys):
 def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_path):
     """Lightning (with torchmetrics, torchvision, scipy), torchvision and scikit-learn cost the
     launcher ~6 s of imports; only Ray's workers need them, so the driver never imports them."""
-    import subprocess
-    import sys
 
     code = (
         "import sys\n"
@@ -97,9 +95,7 @@ def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'lightning', 'torchmetrics', 'torchvision', 'sklearn', 'scipy', 'matplotlib'})\n"
         "print(len(splits.train_x), heavy)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split() == ["1151", "[]"], out.stdout
+    assert run_python(code).split() == ["1151", "[]"]
 
 
 def test_the_report_is_made_while_ray_stops_and_its_errors_reach_the_caller():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_python
 from test_curves import write_experiment
 
 from tune_nas.replay import (
@@ -146,6 +145,4 @@ def test_replay_runs_every_default_policy_without_importing_ray():
             "trials = [RecordedTrial(n, 'COMPLETE', {e: 0.1 * n + 0.01 * e for e in range(1, 7)}) for n in range(6)]\n"
             "report = replay(trials, default_policies('max', 6, 'val/acc'), 6, 'max')\n"
             "print(len(report.outcomes), sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch'}))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "13 []"  # none + 3 x 3 ASHA + 3 curve-fit
+    assert run_python(code) == "13 []"  # none + 3 x 3 ASHA + 3 curve-fit

@@ -1,12 +1,12 @@
 import ast
 import runpy
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import optuna
 import pytest
+from conftest import run_python
 
 from tune_nas.config.define_by_run import EXPLORE_RUNS, explore
 from tune_nas.config.space_file import SPACES_DIR, SpaceError, load_space
@@ -225,9 +225,7 @@ def test_space_files_without_tune_domains_load_and_sample_without_ray(tmp_path):
             "    space = load_space(name)\n"
             "    assert space.sample(3)\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert run_python(code) == "[]"
 
 
 def test_tune_domains_are_checked_and_sampled_by_the_ray_layer(tmp_path):

@@ -32,7 +32,7 @@ from tune_nas.bad_input import (
 )
 from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
 from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
-from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE
+from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective
 from tune_nas.record import formatting
 from tune_nas.search import list_searchers
@@ -287,7 +287,7 @@ def _check_saved_study(experiment_dir: Path, name: str) -> None:
 
     from tune_nas.storage.study_db import open_storage
 
-    path = experiment_dir / "optuna.db"
+    path = ExperimentLayout(experiment_dir).study
     if not path.is_file():
         _fail(f"{path}: missing; rule: resume needs the Optuna study the first run wrote")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

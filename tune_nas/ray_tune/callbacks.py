@@ -7,6 +7,7 @@ from typing import Any
 
 from ray import tune
 
+from tune_nas.ray_tune.checkpoints import repair_missing_checkpoints
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, RUNNING, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
@@ -77,6 +78,10 @@ class TrialEvents(tune.Callback):
             self.searcher.fail_orphans()
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
+            for trial_id, found in repair_missing_checkpoints(trials).items():
+                number = trial_config(next(t for t in trials if t.trial_id == trial_id).config).get("trial_number")
+                self.printer.note(f"trial {number}: the checkpoint the saved experiment names is gone; "
+                                  + (f"continuing from {found.rsplit('/', 1)[-1]}" if found else "starting again"))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)
