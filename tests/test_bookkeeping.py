@@ -60,3 +60,22 @@ def test_checkpoints_recorded_before_the_experiment_moved_point_where_it_is_now(
     assert keeper.trials["a"].checkpoint == str(exp / "trial_000_a" / "checkpoint_000003")
     assert keeper.trials["b"].checkpoint == records[1]["checkpoint"]  # not here either: as recorded
     assert keeper.trials["c"].checkpoint == records[2]["checkpoint"]  # object storage: as recorded
+
+
+def test_summary_and_trials_files_are_strict_json(tmp_path):
+    """NaN (a failed trial's metrics) is written as null: jq and browsers read the files."""
+    import json
+
+    from tune_nas.record.bookkeeper import write_json
+
+    keeper = Bookkeeper(tmp_path, Objective("val/loss", "min"), max_epochs=3)
+    keeper.trial_started("t", 0, {"lr": 0.1, "trial_number": 0})
+    keeper.trial_result("t", {"epoch": 1, "val/loss": float("nan"), "val/acc": float("inf"), "error": "boom"})
+    keeper.trial_ended("t", "FAIL", "boom")
+    write_json(tmp_path / "summary.json", {"best": None, "values": [float("nan"), 1.0]})
+    for name in ("trials.json", "summary.json"):
+        text = (tmp_path / name).read_text()
+        assert "NaN" not in text and "Infinity" not in text
+        json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    assert json.loads((tmp_path / "summary.json").read_text())["values"] == [None, 1.0]
+    assert json.loads((tmp_path / "trials.json").read_text())[0]["last"]["val/loss"] is None

@@ -415,7 +415,7 @@ def test_trials_running_when_the_time_budget_ends_are_recorded_as_pruned(tmp_pat
                         step_seconds=0.02)
     exp = tmp_path / "trials" / "budget"
     proc = launch("--space", str(space), "--name", "budget", "--trials-dir",
-                  str(tmp_path / "trials"), "--time-budget-s", "15", env=ray_env, cwd=tmp_path)
+                  str(tmp_path / "trials"), "--time-budget-s", "20", env=ray_env, cwd=tmp_path)
     assert proc.returncode == 0, explain(proc)
     summary = json.loads((exp / "summary.json").read_text())
     assert "RUNNING" not in summary["counts"], summary["counts"]

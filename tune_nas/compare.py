@@ -49,6 +49,7 @@ from tune_nas.data.sources import DataError, check_dataset_name, load_splits
 from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, is_number
 from tune_nas.record import formatting
+from tune_nas.record.bookkeeper import strict_json
 from tune_nas.states import TrialState
 from tune_nas.storage.trials_dir import is_uri
 
@@ -776,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         why = "not in this run" + _absence(label, args.data_dir or "data")
         missing += [(m, label, why) for m in models if m in RESEARCH_MODELS]
     write_csv(rows, root / CSV_FILE)
-    (root / JSON_FILE).write_text(json.dumps({"settings": settings, "rows": rows}, indent=2,
+    (root / JSON_FILE).write_text(json.dumps(strict_json({"settings": settings, "rows": rows}), indent=2,
                                              default=str) + "\n")
     (root / MD_FILE).write_text(markdown(rows, settings, missing))
     charts = write_charts(rows, root, settings["machine"]) if rows else []

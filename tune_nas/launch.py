@@ -192,6 +192,9 @@ def prepare(args: argparse.Namespace):
         _check_this_machine_fits(space, args)
     if storage:
         _check_storage(storage)
+    if space.spec.evaluation == "tabular":  # no data, no model: each trial reads a table
+        table = _check_table_lookup(space)
+        return space, (table, table), name, experiment_dir, storage, remote
     try:
         splits = load_splits(space.spec.dataset, space.spec.data_dir)
         search_splits = reduce_fidelity(splits, space.spec.train_fraction, space.spec.image_size)
@@ -334,6 +337,23 @@ def _new_sqlite_file(url: str) -> Path | None:
         return None
     path = Path(database).expanduser()
     return None if path.exists() else path
+
+
+def _check_table_lookup(space):
+    """A tabular experiment: its table is readable and a sampled config names a cell, so a
+    missing package or a bad arch string fails here; returns what the trials evaluate on."""
+    from tune_nas.config.training import split_config
+    from tune_nas.tabular import EDGE_KEYS, NB201Table, TableData, TabularError, cell_ops
+
+    try:
+        NB201Table(space.spec.dataset)
+        _, arch = split_config(space.sample())
+        cell_ops(arch.get("arch"), [arch.get(key) for key in EDGE_KEYS])
+    except TabularError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"{space.path}: {exc}")
+    return TableData(space.spec.dataset)
 
 
 def _check_model_builds(space, splits) -> None:
@@ -496,10 +516,11 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     spec = space.spec
+    evaluated = (f"cells looked up in {splits.describe()}; one report each" if spec.evaluation == "tabular"
+                 else f"{spec.model} on {splits.describe()}; ≤{spec.max_epochs} epochs each")
     print(f"tune_nas: {'resuming' if args.resume else 'starting'} {name}: {spec.num_samples} "
-          f"trials of {spec.model} on {splits.describe()}; ≤{spec.max_epochs} epochs each, "
-          f"{spec.searcher} search, {spec.scheduler} scheduler on {spec.objective.describe()}",
-          flush=True)
+          f"trials of {evaluated}, {spec.searcher} search, {spec.scheduler} scheduler on "
+          f"{spec.objective.describe()}", flush=True)
     # Ray's start is mostly waiting for its processes: meanwhile the study's database layer
     # is imported (what opening optuna.db costs), off the path to the first trial.
     from tune_nas.storage.study_db import warm_up

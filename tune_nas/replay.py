@@ -50,6 +50,7 @@ from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
 from tune_nas.layout import CURVES_FILE
 from tune_nas.objectives import Objective
 from tune_nas.record import formatting
+from tune_nas.record.bookkeeper import strict_json
 from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, direction_of
 from tune_nas.states import TrialState
 
@@ -416,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    min_epochs=args.min_epochs)
     except ValueError as exc:  # ExperimentError among them: not an experiment, no curves yet
         _fail(str(exc))
-    data = report.as_dict()
+    data = strict_json(report.as_dict())
     print(json.dumps(data, indent=2) if args.json else report.text(), end="\n" if args.json else "")
     if out is not None:
         out.write_text(json.dumps(data, indent=2) + "\n")

@@ -18,6 +18,7 @@ from tune_nas.search.registry import SearcherSettings
 
 SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
 MODES = DIRECTIONS
+EVALUATIONS = ("train", "tabular")
 
 
 class SpaceError(ValueError):
@@ -56,6 +57,9 @@ class ExperimentSpec:
     final_max_epochs: int = 0
     time_budget_s: float = 0.0
     description: str = ""
+    #: "train": every trial trains its model; "tabular": every trial looks its cell up in a
+    #: recorded benchmark (NAS-Bench-201: model nb201, dataset one of its tables, one report).
+    evaluation: str = "train"
 
     def check(self, where: str) -> ExperimentSpec:
         """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
@@ -116,6 +120,17 @@ class ExperimentSpec:
             ("curve_fit_threshold", nonneg_num(self.curve_fit_threshold)
              and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
         ]
+        rules.append(("evaluation", self.evaluation in EVALUATIONS, f"one of {', '.join(EVALUATIONS)}"))
+        if self.evaluation == "tabular":
+            from tune_nas.tabular import DATASETS as TABLES
+
+            rules += [
+                ("model", self.model == "nb201", "evaluation 'tabular' looks cells up in NAS-Bench-201: model nb201"),
+                ("dataset", self.dataset in TABLES, f"evaluation 'tabular': one of NAS-Bench-201's tables "
+                 f"{', '.join(TABLES)}"),
+                ("max_epochs", self.max_epochs == 1, "evaluation 'tabular': 1 (one lookup, one report per trial)"),
+                ("final_top_k", self.final_top_k == 0, "evaluation 'tabular': 0 (nothing to retrain)"),
+            ]
         for key, ok, rule in rules:
             if not ok:
                 raise SpaceError(f"{where}: {key}={getattr(self, key)!r}: rule: {rule}")
@@ -127,7 +142,8 @@ class ExperimentSpec:
             raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
                              "<= 1 or a whole number")
         try:
-            check_dataset_name(self.dataset)
+            if self.evaluation == "train":  # a tabular run reads a table, not a data set
+                check_dataset_name(self.dataset)
         except DataError as exc:
             raise SpaceError(f"{where}: {exc}") from None
         try:

@@ -99,6 +99,8 @@ class TrialSetup:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     plugins: tuple[str, ...] = ()
+    #: the experiment's data set name; a tabular trial (``evaluation = "tabular"``) reads its table
+    dataset: str = ""
 
 
 def split_config(config: dict[str, Any]) -> tuple[TrainingConfig, dict[str, Any]]:

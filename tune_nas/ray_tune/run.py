@@ -66,14 +66,30 @@ def _ray_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup) -
         run_trial(config, splits, setup, Reporter(), resume_dir=resume_dir)
 
 
+def _ray_tabular_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """The function Ray runs per trial of a tabular experiment: one lookup, one report."""
+
+    class Reporter:
+        def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+            tune.report(metrics)
+
+    from tune_nas.trial.tabular import run_tabular_trial
+
+    run_tabular_trial(trial_config(config), setup, Reporter())
+
+
 def _trainable(spec, splits: ArraySplits, max_epochs: int):
     """Ray's trainable for ``spec``: the data go to the object store once (shared by every
-    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs."""
+    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs. A tabular
+    experiment's trials get no data: each reads its table (once per worker process)."""
     setup = TrialSetup(model=spec.model, max_epochs=max_epochs, seed=spec.seed,
                        checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
-                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins))
-    return tune.with_resources(tune.with_parameters(_ray_trial, splits=splits, setup=setup),
-                               {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins), dataset=spec.dataset)
+    if spec.evaluation == "tabular":
+        trial = tune.with_parameters(_ray_tabular_trial, setup=setup)
+    else:
+        trial = tune.with_parameters(_ray_trial, splits=splits, setup=setup)
+    return tune.with_resources(trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
 
 
 def _ray_storage(remote: RemoteTrialsDir | None, trials_dir: Path, *names: str) -> dict[str, Any]:

@@ -321,7 +321,8 @@ class Bookkeeper:
         records = sorted(self.trials.values(), key=lambda t: t.number)
         fields_ = TrialRecord.__dataclass_fields__
         _atomic_write(self.trials_path, json.dumps(
-            [{k: getattr(t, k) for k in fields_} for t in records], indent=1, default=str))
+            strict_json([{k: getattr(t, k) for k in fields_} for t in records]), indent=1, default=str,
+            allow_nan=False))
 
     def write_curves(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -357,5 +358,17 @@ class Bookkeeper:
         self.tensorboard.close()
 
 
+def strict_json(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: standard JSON (``NaN`` is Python's
+    extension, which strict readers — jq, browsers, other languages — refuse)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    return data
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, default=str) + "\n")
+    _atomic_write(path, json.dumps(strict_json(data), indent=2, default=str, allow_nan=False) + "\n")

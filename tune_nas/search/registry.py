@@ -18,6 +18,8 @@ from tune_nas.objectives import Objective
 BUILTIN: dict[str, str] = {
     "tpe": "tune_nas.search.tpe",
     "random": "tune_nas.search.random",
+    "evolution": "tune_nas.search.evolution",
+    "reinforce": "tune_nas.search.reinforce",
 }
 
 _REGISTERED: dict[str, Callable[[SearcherSettings], Any]] = {}

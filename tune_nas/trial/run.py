@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -30,13 +30,9 @@ from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: 
 from tune_nas.models import create_model
 from tune_nas.trial.cost import count_parameters, flops_per_image, latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision
+from tune_nas.trial.reporting import Reporter, trial_seed  # noqa: F401  (re-exported)
 
 CHECKPOINT_FILE = "trial.ckpt"
-
-
-class Reporter(Protocol):
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        """Hand one epoch's metrics (and optionally a checkpoint directory) to the tuner."""
 
 
 class CheckpointError(RuntimeError):
@@ -75,10 +71,6 @@ def data_device(splits: ArraySplits, device: torch.device) -> torch.device:
 
     free, _ = torch.cuda.mem_get_info(device)
     return device if dataset_bytes(splits) <= RESIDENT_SHARE * free else torch.device("cpu")
-
-
-def trial_seed(experiment_seed: int, trial_number: int) -> int:
-    return (experiment_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
 
 def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:

@@ -1,0 +1,192 @@
+"""Regularized (aging) evolution (Real et al., AAAI 2019), an Optuna sampler.
+
+The rules, as implemented by :class:`RegularizedEvolutionSampler`:
+
+* **Population**: the last ``population_size`` (P) *finished* trials in **trial-number order**
+  (the order in which trials were asked, i.e. born; deterministic and independent of how
+  parallel trials happen to finish). A newer trial pushes the oldest out: that is the aging.
+  COMPLETE and PRUNED trials are members; FAIL trials are not; RUNNING and WAITING trials are
+  never parents.
+* **Warm-up**: trials numbered below P are drawn at random, and so is any trial asked before
+  a single trial has finished.
+* **Tournament**: ``sample_size`` (S) members are drawn without replacement; the best of them
+  is the parent. Ranking key (higher is better): ``(is_complete, last step reached, signed
+  value)``: every COMPLETE trial outranks every PRUNED one; pruned trials rank by the step
+  they reached, then by their last intermediate value (signed by ``study.direction``). A
+  pruned trial that reported nothing ranks last.
+* **Mutation**: exactly one parameter of the relative search space (chosen uniformly among
+  those with more than one possible value) is changed: a categorical to another choice
+  (uniformly); an int or float, with probability 1/2, to a uniform resample of its range
+  (in log space for log parameters) that differs from the parent's value, otherwise to a
+  neighbour: ±1 step for ints (the other direction at a bound), a Gaussian step of standard
+  deviation 0.1 × the (log-)range for floats, clipped to the range. Every *other* parameter
+  is kept with probability ``1 - mutation_rate`` and resampled uniformly otherwise (so
+  ``mutation_rate`` = 0, the paper's setting, changes exactly one parameter).
+* **Define-by-run spaces**: the relative space is the intersection of the finished trials'
+  spaces (Optuna's ``IntersectionSearchSpace``, pruned trials included); a parameter outside
+  it (a conditional one) is sampled uniformly at random.
+* **Parallel trials**: each ask uses whatever has finished; nothing waits.
+
+Options (``searcher_options``): ``population_size`` (int >= 2, default 20), ``sample_size``
+(int, 1 <= S <= P, default 5), ``mutation_rate`` (float in [0, 1], default 0.0).
+Single-objective studies only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from optuna._transform import _SearchSpaceTransform
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from tune_nas.search.registry import SearcherError, SearcherSettings
+
+#: Standard deviation of a float's Gaussian neighbour step, as a share of its (log-)range.
+FLOAT_STEP_SHARE = 0.1
+#: Attempts at a uniform resample that differs from the parent before taking a neighbour.
+RESAMPLE_ATTEMPTS = 16
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def create_sampler(settings: SearcherSettings):
+    settings.check_known("evolution", ("population_size", "sample_size", "mutation_rate"))
+    if len(settings.objectives) != 1:
+        raise SearcherError(f"searcher 'evolution' with {len(settings.objectives)} objectives: rule: "
+                            f"exactly one objective (use tpe for several)")
+    population = settings.take("population_size", 20, lambda v: _is_int(v) and v >= 2, "an integer >= 2")
+    sample = settings.take("sample_size", 5, lambda v: _is_int(v) and 1 <= v <= population,
+                           f"an integer in [1, population_size={population}]")
+    rate = settings.take("mutation_rate", 0.0, lambda v: _is_number(v) and 0.0 <= v <= 1.0,
+                         "a number in [0, 1]")
+    return RegularizedEvolutionSampler(population_size=population, sample_size=sample,
+                                       mutation_rate=float(rate), seed=settings.seed)
+
+
+def rank_key(trial: FrozenTrial, sign: float) -> tuple[int, int, float]:
+    """How good a finished trial is, higher is better: ``(is_complete, last step reached,
+    sign * value)``; a PRUNED trial's value is its last intermediate value."""
+    if trial.state == TrialState.COMPLETE:
+        return (1, 0, sign * float(trial.value))
+    if not trial.intermediate_values:
+        return (0, -1, -math.inf)
+    step = max(trial.intermediate_values)
+    return (0, step, sign * float(trial.intermediate_values[step]))
+
+
+class RegularizedEvolutionSampler(BaseSampler):
+    """Aging evolution over an Optuna study's finished trials (see the module docstring)."""
+
+    def __init__(self, population_size: int = 20, sample_size: int = 5, mutation_rate: float = 0.0,
+                 seed: int | None = None) -> None:
+        self.population_size = population_size
+        self.sample_size = sample_size
+        self.mutation_rate = mutation_rate
+        self._rng = np.random.RandomState(seed)
+        self._random = RandomSampler(seed=None if seed is None else seed + 1)
+        self._space = IntersectionSearchSpace(include_pruned=True)
+
+    # ----- Optuna's sampler protocol -----
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return {name: dist for name, dist in self._space.calculate(study).items() if not dist.single()}
+
+    def sample_relative(self, study: Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space or trial.number < self.population_size:
+            return {}
+        population = [t for t in self.population(study) if all(name in t.params for name in search_space)]
+        if not population:
+            return {}
+        parent = self.select_parent(population, study.direction)
+        return self.mutate({name: parent.params[name] for name in search_space}, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._random.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        pass
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: Any, values: Sequence[float] | None) -> None:
+        pass
+
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+        self._random.reseed_rng()
+
+    # ----- the algorithm -----
+    def population(self, study: Study) -> list[FrozenTrial]:
+        """The last ``population_size`` finished (COMPLETE or PRUNED) trials by trial number."""
+        finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        return sorted(finished, key=lambda t: t.number)[-self.population_size:]
+
+    def select_parent(self, population: Sequence[FrozenTrial], direction: Any) -> FrozenTrial:
+        """The best of ``sample_size`` members drawn without replacement (ties: the younger)."""
+        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+        size = min(self.sample_size, len(population))
+        picked = [population[i] for i in self._rng.choice(len(population), size=size, replace=False)]
+        return max(picked, key=lambda t: (rank_key(t, sign), t.number))
+
+    def mutate(self, parent: dict[str, Any], space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """The child: exactly one parameter changed, each other one resampled with probability
+        ``mutation_rate``."""
+        names = sorted(space)
+        changed = names[self._rng.randint(len(names))]
+        child = {}
+        for name in names:
+            if name == changed:
+                child[name] = self._changed_value(parent[name], space[name])
+            elif self.mutation_rate > 0 and self._rng.uniform() < self.mutation_rate:
+                child[name] = self._uniform(space[name])
+            else:
+                child[name] = parent[name]
+        return child
+
+    def _uniform(self, dist: BaseDistribution) -> Any:
+        transform = _SearchSpaceTransform({"x": dist})
+        return transform.untransform(self._rng.uniform(transform.bounds[:, 0], transform.bounds[:, 1]))["x"]
+
+    def _changed_value(self, value: Any, dist: BaseDistribution) -> Any:
+        if isinstance(dist, CategoricalDistribution):
+            current = dist.to_internal_repr(value)
+            others = [i for i in range(len(dist.choices)) if i != current]
+            return dist.choices[others[self._rng.randint(len(others))]]
+        if self._rng.uniform() < 0.5:
+            for _ in range(RESAMPLE_ATTEMPTS):
+                candidate = self._uniform(dist)
+                if candidate != value:
+                    return candidate
+        return self._neighbour(value, dist)
+
+    def _neighbour(self, value: Any, dist: BaseDistribution) -> Any:
+        if isinstance(dist, IntDistribution):
+            step = dist.step
+            direction = 1 if self._rng.uniform() < 0.5 else -1
+            moved = value + direction * step
+            return moved if dist.low <= moved <= dist.high else value - direction * step
+        low, high, log = dist.low, dist.high, dist.log
+        to_space = math.log if log else (lambda v: v)
+        from_space = math.exp if log else (lambda v: v)
+        lo, hi = to_space(low), to_space(high)
+        for _ in range(RESAMPLE_ATTEMPTS):
+            moved = min(hi, max(lo, to_space(value) + self._rng.normal(0.0, FLOAT_STEP_SHARE * (hi - lo))))
+            candidate = min(high, max(low, from_space(moved)))
+            if dist.step is not None:
+                candidate = min(high, low + round((candidate - low) / dist.step) * dist.step)
+            if candidate != value:
+                return candidate
+        return high if value != high else low
+
