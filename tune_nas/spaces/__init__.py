@@ -1,0 +1,1 @@
+"""Genotypes: codecs, validity and canonical keys of architecture encodings."""
