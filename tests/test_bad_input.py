@@ -71,6 +71,12 @@ def space_file(body: str, name: str = "bad") -> Callable[[Path], None]:
     return write
 
 
+CELL_SPACE = """
+    from ray import tune
+    from tune_nas.spaces.nasbench101 import param_choices
+    EXPERIMENT = {{"model": "nb101", "max_epochs": 1, "num_samples": 2}}
+    PARAM_SPACE = {{**{{k: tune.choice(v) for k, v in param_choices(7).items()}}, "stem_channels": 8, {extra}}}
+    """
 GOOD_PARAM_SPACE = 'PARAM_SPACE = {"lr": tune.loguniform(1e-3, 1e-2), "width": tune.choice([8, 16])}'
 
 
@@ -189,6 +195,16 @@ CASES: list = [
     pytest.param(space("EXPERIMENT = [1, 2]\nPARAM_SPACE = {'lr': 0.1}\n", needle="EXPERIMENT is list"),
                  id="space-experiment-not-a-dict"),
     pytest.param(space("EXPERIMENT = {}\n", needle="neither"), id="space-neither-space-nor-function"),
+    # ---- a NAS-Bench-101 cell space's flat encoding
+    pytest.param(space(CELL_SPACE.format(extra="'edge_21': tune.choice([0, 1]),"), needle="edge_21"),
+                 id="cell-encoding-incomplete"),
+    pytest.param(space(CELL_SPACE.format(extra="'edge_3': tune.choice([1, 0]),"), needle="edge_3"),
+                 id="cell-edge-choices-not-0-1"),
+    pytest.param(space(CELL_SPACE.format(extra="'op_node_2': tune.choice(['conv3x3-bn-relu', 'conv5x5']),"),
+                       needle="conv5x5"), id="cell-op-unknown"),
+    pytest.param(space(CELL_SPACE.format(extra="'edge_0': 1,"), needle="edge_0"), id="cell-edge-fixed"),
+    pytest.param(space(CELL_SPACE.format(extra="'max_edges': tune.choice([9, 12]),"), needle="max_edges"),
+                 id="cell-limit-searched"),
     # ---- launch: --dataset, --data-dir
     pytest.param(launch("--dataset", "imagenet", needle="'imagenet'"), id="dataset-unknown"),
     pytest.param(launch("--dataset", "imagefolder:", needle="'imagefolder:'"), id="dataset-imagefolder-empty"),

@@ -413,7 +413,7 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
                   splits) -> dict[str, Any]:
     """summary.json: the experiment, its objective, counts by state, the best trial by the
     objective (``value`` in the objective's units: a loss for ``val/loss``), every trial."""
-    from tune_nas.record.bookkeeper import hyperparameters
+    from tune_nas.record.bookkeeper import architecture, hyperparameters
 
     keeper = outcome.bookkeeper
     objective = space.spec.objective
@@ -426,8 +426,9 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
                      "val_acc": best.last.get("val/acc"), "val_loss": best.last.get("val/loss"),
                      "test_acc": best.last.get("test/acc"),
                      "params": best.last.get("model/params"), "flops": best.last.get("model/flops"),
-                     "arch": best.last.get("arch"), "checkpoint": best.checkpoint}
-    return {
+                     "arch": architecture(best.last.get("arch")), "arch_hash": best.last.get("arch_hash"),
+                     "checkpoint": best.checkpoint}
+    summary = {
         "experiment": name, "format": FORMAT_VERSION, "space_file": str(space.path),
         "dataset": splits.describe(), "model": space.spec.model,
         "objective": objective.as_dict(), "metric": objective.metric, "mode": objective.direction,
@@ -438,6 +439,21 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
         "versions": _versions(),
         "trials": [t.as_dict(objective) for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
     }
+    cells = _cell_counts(outcome)
+    if cells is not None:
+        summary["cells"] = cells
+    return summary
+
+
+def _cell_counts(outcome) -> dict[str, Any] | None:
+    """A cell search's proposal counts (:func:`tune_nas.search.cells.proposal_counts`) from its study."""
+    import optuna
+
+    from tune_nas.search.cells import proposal_counts
+    from tune_nas.storage.study_db import open_storage
+
+    study = optuna.load_study(study_name=outcome.study_name, storage=open_storage(outcome.storage_url_full))
+    return proposal_counts(study.get_trials(deepcopy=False))
 
 
 def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
@@ -456,9 +472,17 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
               f"{objective.label} {formatting.number(best['value'])}{extra}, test acc {formatting.number(best['test_acc'])}")
         print(f"  config: {short_config(best['config'])}")
         if best.get("arch"):
-            print(f"  architecture: {best['arch']}")
+            arch = best["arch"]
+            text = json.dumps(arch, separators=(",", ":")) if isinstance(arch, dict) else arch
+            print(f"  architecture: {text}" + (f" (hash {best['arch_hash']})" if best.get("arch_hash") else ""))
     else:
         print("No trial completed its full budget; see trials.json for what happened.")
+    cells = summary.get("cells")
+    if cells:
+        print(f"Cells: {cells['trained']} trained, {cells['unique_cells']} unique; proposals resampled: "
+              f"{cells['duplicates_avoided']} isomorphic to a cell trained, {cells['invalid_rejected']} invalid")
+        if cells.get("exhausted"):
+            print(f"  the search ended early: {cells['exhausted']}")
     final = summary.get("final_stage")
     if final and final.get("trials"):
         rho = final["rank_correlation"]["spearman"]

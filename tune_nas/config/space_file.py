@@ -65,11 +65,15 @@ class SearchSpace:
         return "define-by-run" if self.define_by_run else "param space"
 
     def with_overrides(self, **overrides: Any) -> SearchSpace:
-        """A copy whose spec has the non-None ``overrides`` (flags) applied and checked."""
+        """A copy whose spec has the non-None ``overrides`` (flags) applied and checked. A
+        ``searcher`` other than the file's drops the file's ``searcher_options`` (they were
+        written for its searcher; the new one runs with its defaults)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self
         spec = replace(self.spec, **given)
+        if "searcher" in given and given["searcher"] != self.spec.searcher and "searcher_options" not in given:
+            spec = replace(spec, searcher_options={})
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         spec.check(f"{self.path.name} with {flags}")
         checked = replace(self, spec=spec)
@@ -84,6 +88,7 @@ class SearchSpace:
         draw misses stops the launcher too, naming the choices that reach it. Errors begin with
         ``where`` (default: the file)."""
         where = where or str(self.path)
+        self.cell_genotype(where)
         if self.define_by_run is None:
             for key in self.param_space:
                 self._check_key(key, where)
@@ -115,6 +120,40 @@ class SearchSpace:
                 checked.add(signature)
                 self._check_training_values(config, _in_branch(where, branch.choices_before()))
 
+    def cell_genotype(self, where: str | None = None):
+        """The NAS-Bench-101 cell this space searches through its flat encoding (``edge_*``,
+        ``op_node_*``; see :mod:`tune_nas.search.cells`), or None; SpaceError on a broken
+        encoding. A define-by-run space's choices are those its branches were seen to take
+        (:func:`~tune_nas.config.define_by_run.explore` tries every categorical choice)."""
+        from tune_nas.search.cells import CellSpaceError, genotype_of
+
+        choices: dict[str, list[Any]] = {}
+        constants: dict[str, Any] = {}
+        if self.define_by_run is None:
+            for key, value in self.param_space.items():
+                if _is_constant(value):
+                    constants[key] = value
+                else:
+                    from tune_nas.ray_tune.domains import edge_values
+
+                    choices[key] = edge_values(value)
+        else:
+            from tune_nas.config.define_by_run import explore
+
+            for branch in explore(self.define_by_run):
+                for name, value, _ in branch.params:
+                    seen = choices.setdefault(name, [])
+                    if value not in seen:
+                        seen.append(value)
+                constants.update(branch.constants)
+            for name in choices:  # explore tries 0 before 1; keep the encoding's order
+                if name.startswith("edge_") and sorted(choices[name]) == [0, 1]:
+                    choices[name] = [0, 1]
+        try:
+            return genotype_of(choices, constants)
+        except CellSpaceError as exc:
+            raise SpaceError(f"{where or self.path}: {exc}") from None
+
     def _check_key(self, key: str, where: str) -> None:
         allowed = set(TrainingConfig.keys()) | set(architecture_args(self.spec.model))
         if key in RESERVED_KEYS:
@@ -135,10 +174,20 @@ class SearchSpace:
             raise SpaceError(f"{where}: {exc}") from None
 
     def sample(self, seed: int = 0) -> dict[str, Any]:
-        """One concrete configuration of the space (a random draw, as a first trial gets).
+        """One concrete configuration of the space (a random draw, as a first trial gets: a
+        valid cell for a cell space).
 
         Ray is imported only to sample Tune domains, never for a define-by-run space or a
         param space of constants."""
+        config = self._sample(seed)
+        genotype = self.cell_genotype()
+        if genotype is not None:
+            import numpy as np
+
+            config.update(genotype.random(np.random.RandomState(seed)))
+        return config
+
+    def _sample(self, seed: int) -> dict[str, Any]:
         if self.define_by_run is not None:
             from tune_nas.config.define_by_run import DefineByRunError
             from tune_nas.config.define_by_run import sample as sample_define_by_run

@@ -32,7 +32,18 @@ import torch
 from torch import nn
 
 from tune_nas.models.registry import register_model
-from tune_nas.spaces.nasbench101 import INPUT, MAX_EDGES, MAX_VERTICES, OPS, OUTPUT, Cell
+from tune_nas.spaces.nasbench101 import (
+    INPUT,
+    MAX_EDGES,
+    MAX_VERTICES,
+    OPS,
+    OUTPUT,
+    PARAM_MAX_VERTICES,
+    Cell,
+    canonical_hash,
+    cell_from_params,
+    param_names,
+)
 
 CONV3X3, CONV1X1, MAXPOOL3X3 = OPS
 
@@ -53,7 +64,8 @@ def _refuse(name: str, value: object, rule: str) -> None:
     raise ValueError(f"nb101: {name}={value!r}; rule: {rule}")
 
 
-def pruned_cell(matrix: Sequence[Sequence[int]], ops: Sequence[str]) -> Cell:
+def pruned_cell(matrix: Sequence[Sequence[int]], ops: Sequence[str], max_vertices: int = MAX_VERTICES,
+                max_edges: int = MAX_EDGES) -> Cell:
     """The cell checked against the benchmark's rules (:class:`~tune_nas.spaces.nasbench101.Cell`)
     and pruned to the vertices on an input→output path; a ValueError of one line naming the
     broken rule otherwise."""
@@ -64,8 +76,8 @@ def pruned_cell(matrix: Sequence[Sequence[int]], ops: Sequence[str]) -> Cell:
     pruned = cell.pruned()
     if pruned is None:
         _refuse("cell", cell.as_dict(), "the input must reach the output along the edges")
-    if pruned.num_vertices > MAX_VERTICES or pruned.num_edges > MAX_EDGES:
-        _refuse("cell", cell.as_dict(), f"at most {MAX_VERTICES} vertices and {MAX_EDGES} edges after pruning "
+    if pruned.num_vertices > max_vertices or pruned.num_edges > max_edges:
+        _refuse("cell", cell.as_dict(), f"at most {max_vertices} vertices and {max_edges} edges after pruning "
                 f"(has {pruned.num_vertices} and {pruned.num_edges})")
     return pruned
 
@@ -167,16 +179,35 @@ class NB101Network(nn.Module):
         ``arch`` every epoch."""
         return json.dumps(self.cell.as_dict(), separators=(",", ":"))
 
+    def arch_hash(self) -> str:
+        """The cell's exact isomorphism-invariant key (:func:`~tune_nas.spaces.nasbench101.canonical_hash`):
+        reported as ``arch_hash``; two trials with equal keys trained the same network."""
+        return canonical_hash(self.cell)
 
-@register_model("nb101")
-def nb101(num_classes: int, in_channels: int, image_size: int, matrix: Sequence[Sequence[int]] | None = None,
-          ops: Sequence[str] | None = None, stem_channels: int = 128, stacks: int = 3,
-          cells_per_stack: int = 3) -> nn.Module:
-    """The NAS-Bench-101 network for the cell ``matrix``/``ops`` (each defaults to the
-    Inception-like :data:`DEFAULT_MATRIX` / :data:`DEFAULT_OPS`), pruned as the benchmark
-    prunes. ``stem_channels`` is the first stack's width (128 in the paper), doubled per
-    stack. Any image of at least 8 px and any channel count."""
-    cell = pruned_cell(DEFAULT_MATRIX if matrix is None else matrix, DEFAULT_OPS if ops is None else ops)
+
+def _nb101(num_classes: int, in_channels: int, image_size: int, matrix: Sequence[Sequence[int]] | None = None,
+           ops: Sequence[str] | None = None, stem_channels: int = 128, stacks: int = 3, cells_per_stack: int = 3,
+           max_vertices: int = MAX_VERTICES, max_edges: int = MAX_EDGES, **cell_params: object) -> nn.Module:
+    """The NAS-Bench-101 network for one cell, given EITHER as ``matrix`` and ``ops`` OR as the flat
+    encoding a search space samples (``edge_0`` .. and ``op_node_0`` .., see
+    :func:`~tune_nas.spaces.nasbench101.cell_from_params`); neither: the Inception-like
+    :data:`DEFAULT_MATRIX` / :data:`DEFAULT_OPS`. The cell is pruned as the benchmark prunes and
+    must then have at most ``max_vertices`` vertices and ``max_edges`` edges. ``stem_channels``
+    is the first stack's width (128 in the paper), doubled per stack. Any image of at least 8 px
+    and any channel count."""
+    if cell_params:
+        if matrix is not None or ops is not None:
+            _refuse("matrix/ops", "given", "a cell is matrix and ops OR edge_*/op_node_* parameters, not both")
+        try:
+            cell = cell_from_params(cell_params)
+        except ValueError as error:
+            raise ValueError(f"nb101: {error}") from None
+        matrix, ops = cell.matrix, cell.ops
+    for name, value in (("max_vertices", max_vertices), ("max_edges", max_edges)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            _refuse(name, value, "an integer >= 2")
+    cell = pruned_cell(DEFAULT_MATRIX if matrix is None else matrix, DEFAULT_OPS if ops is None else ops,
+                       max_vertices, max_edges)
     rules = [("stem_channels", stem_channels, isinstance(stem_channels, int) and stem_channels >= 1, "an integer >= 1"),
              ("stacks", stacks, isinstance(stacks, int) and stacks >= 1, "an integer >= 1"),
              ("cells_per_stack", cells_per_stack, isinstance(cells_per_stack, int) and cells_per_stack >= 1,
@@ -189,3 +220,27 @@ def nb101(num_classes: int, in_channels: int, image_size: int, matrix: Sequence[
     if stem_channels < feeders:
         _refuse("stem_channels", stem_channels, f">= the {feeders} vertices feeding the cell's output (one channel each)")
     return NB101Network(cell, num_classes, in_channels, stem_channels, stacks, cells_per_stack)
+
+
+def _with_flat_encoding(fn):
+    """``fn`` with the flat encoding's parameters (``edge_*``, ``op_node_*``, all defaulting to
+    None) spelled out in its signature: the model registry lists a model's architecture
+    arguments from its signature, and a space file may set exactly those."""
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def nb101(*args, **kwargs):
+        return fn(*args, **{k: v for k, v in kwargs.items() if v is not None or k in _NAMED})
+
+    signature = inspect.signature(fn)
+    named = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    edges, vertices = param_names(PARAM_MAX_VERTICES)
+    flat = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in (*edges, *vertices)]
+    nb101.__signature__ = signature.replace(parameters=[*named, *flat])
+    _NAMED.update(p.name for p in named)
+    return nb101
+
+
+_NAMED: set[str] = set()
+nb101 = register_model("nb101")(_with_flat_encoding(_nb101))

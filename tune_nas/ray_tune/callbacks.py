@@ -119,6 +119,7 @@ class TrialEvents(tune.Callback):
             "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
             "params": last.get("model/params"), "flops": last.get("model/flops"),
             "latency_ms": last.get("model/latency_ms"), "arch": last.get("arch"),
+            "arch_hash": last.get("arch_hash"),
             "error": reason, "retries": record.retries},
             last_result=last)
         record = self.bookkeeper.trial_ended(trial.trial_id, state, reason, checkpoint)

@@ -8,7 +8,7 @@ import math
 import warnings
 from typing import Any
 
-from ray.tune.search import SearchGenerator
+from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, run_name
@@ -115,8 +115,23 @@ class RecordingOptunaSearch(OptunaSearch):
                                            sampler=self._sampler, pruner=optuna.pruners.NopPruner())
         self._ot_trials = {rid: optuna.trial.Trial(self._ot_study, tid) for rid, tid in ids.items()}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        config = super().suggest(trial_id)
+    #: Why the searcher stopped proposing before ``num_samples`` (a cell space used up), or None.
+    exhausted: str | None = None
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        from tune_nas.search.cells import SpaceExhausted
+
+        if self.exhausted:
+            return Searcher.FINISHED
+        try:
+            config = super().suggest(trial_id)
+        except SpaceExhausted as exc:  # no new valid cell left: end the search, not the driver
+            self._ot_trials.pop(trial_id, None)
+            storage, study_id = self._ot_study._storage, self._ot_study._study_id
+            frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, exc.trial_number))
+            _tell_failed(self._ot_study, frozen, str(exc))
+            self.exhausted = str(exc)
+            return Searcher.FINISHED
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]

@@ -39,6 +39,7 @@ from tune_nas.record.bookkeeper import COMPLETE, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
 from tune_nas.schedulers import create_policy
 from tune_nas.search import create_sampler
+from tune_nas.search.cells import CellSampler
 from tune_nas.storage.trials_dir import RemoteTrialsDir, ThrottledUpload
 
 
@@ -154,6 +155,9 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         return SearchOutcome(keeper, name, mask_url(storage_url), storage_url)
 
     sampler = create_sampler(spec.searcher, spec.searcher_settings())
+    genotype = space.cell_genotype()
+    if genotype is not None:  # a cell space: only valid cells, none isomorphic to one trained
+        sampler = CellSampler(sampler, genotype, seed=spec.seed)
     storage = open_storage(storage_url)
     searcher = RecordingOptunaSearch(space=define_by_run, metric=spec.metric,
                                      mode=spec.mode, sampler=sampler, study_name=name,

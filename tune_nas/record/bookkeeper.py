@@ -62,6 +62,17 @@ def _hparam_value(v: Any) -> bool | float | str:
     return str(v)
 
 
+def architecture(arch: Any) -> Any:
+    """A reported ``arch`` as summary.json holds it: a cell's JSON (``{"matrix": ..., "ops": ...}``)
+    as that object, any other string (NAS-Bench-201's ``|op~0|+...``) as it is."""
+    if isinstance(arch, str) and arch.startswith("{"):
+        try:
+            return json.loads(arch)
+        except ValueError:
+            return arch
+    return arch
+
+
 @dataclass
 class TrialRecord:
     """What the driver knows of one trial."""
@@ -87,7 +98,7 @@ class TrialRecord:
                 "val_acc": self.last.get("val/acc"), "val_loss": self.last.get("val/loss"),
                 "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
                 "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
-                "arch": self.last.get("arch"),
+                "arch": architecture(self.last.get("arch")), "arch_hash": self.last.get("arch_hash"),
                 "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries}
 
 

@@ -72,8 +72,26 @@ def percent(value: Any, missing: str = MISSING) -> str:
 
 def short_config(config: Mapping[str, Any]) -> str:
     """A trial's hyperparameters (bookkeeping keys left out) as ``k=v`` pairs sorted by name,
-    floats to 3 significant digits: ``depth=2 lr=0.00316 width=16``."""
-    return " ".join(f"{k}={significant(v)}" for k, v in sorted(hyperparameters(dict(config)).items()))
+    floats to 3 significant digits: ``depth=2 lr=0.00316 width=16``. A NAS-Bench-101 cell's
+    flat encoding (``edge_*``, ``op_node_*``) shows as one ``cell=<canonical hash>``."""
+    params = hyperparameters(dict(config))
+    cell = _cell_key(params)
+    if cell is not None:
+        params = {k: v for k, v in params.items() if not k.startswith(("edge_", "op_node_"))} | {"cell": cell}
+    return " ".join(f"{k}={significant(v)}" for k, v in sorted(params.items()))
+
+
+def _cell_key(params: Mapping[str, Any]) -> str | None:
+    """The canonical key of the cell encoded among ``params``; None when there is none (or it
+    is no valid cell)."""
+    if not any(isinstance(k, str) and k.startswith("op_node_") for k in params):
+        return None
+    from tune_nas.spaces.nasbench101 import canonical_hash, cell_from_params
+
+    try:
+        return canonical_hash(cell_from_params(params))
+    except ValueError:
+        return None
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

@@ -22,6 +22,11 @@ The rules, as implemented by :class:`RegularizedEvolutionSampler`:
   deviation 0.1 × the (log-)range for floats, clipped to the range. Every *other* parameter
   is kept with probability ``1 - mutation_rate`` and resampled uniformly otherwise (so
   ``mutation_rate`` = 0, the paper's setting, changes exactly one parameter).
+* **Cells**: given a :class:`~tune_nas.search.cells.CellGenotype` (a NAS-Bench-101 cell space
+  wraps this sampler in :class:`~tune_nas.search.cells.CellSampler`, which hands it over), the
+  cell's parameters count as ONE parameter above, mutated by NAS-Bench-101's own mutation (one
+  edge flipped or one op changed, valid by construction) and, at ``mutation_rate``, redrawn as a
+  uniform valid cell.
 * **Define-by-run spaces**: the relative space is the intersection of the finished trials'
   spaces (Optuna's ``IntersectionSearchSpace``, pruned trials included); a parameter outside
   it (a conditional one) is sampled uniformly at random.
@@ -98,6 +103,12 @@ class RegularizedEvolutionSampler(BaseSampler):
         self._rng = np.random.RandomState(seed)
         self._random = RandomSampler(seed=None if seed is None else seed + 1)
         self._space = IntersectionSearchSpace(include_pruned=True)
+        self.genotype = None
+
+    def use_genotype(self, genotype) -> None:
+        """Mutate the parameters of ``genotype`` (a :class:`~tune_nas.search.cells.CellGenotype`)
+        as one cell."""
+        self.genotype = genotype
 
     # ----- Optuna's sampler protocol -----
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -141,13 +152,24 @@ class RegularizedEvolutionSampler(BaseSampler):
         return max(picked, key=lambda t: (rank_key(t, sign), t.number))
 
     def mutate(self, parent: dict[str, Any], space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        """The child: exactly one parameter changed, each other one resampled with probability
-        ``mutation_rate``."""
-        names = sorted(space)
+        """The child: exactly one parameter (or the cell) changed, each other one resampled with
+        probability ``mutation_rate``."""
+        cell_names = set(self.genotype.names) if self.genotype is not None else set()
+        if not cell_names or not cell_names <= set(space):
+            cell_names = set()
+        names = sorted(set(space) - cell_names) + (["<cell>"] if cell_names else [])
         changed = names[self._rng.randint(len(names))]
         child = {}
         for name in names:
-            if name == changed:
+            if name == "<cell>":
+                parent_cell = {k: parent[k] for k in cell_names}
+                if changed == name:
+                    child.update(self.genotype.mutate(parent_cell, self._rng))
+                elif self.mutation_rate > 0 and self._rng.uniform() < self.mutation_rate:
+                    child.update(self.genotype.random(self._rng))
+                else:
+                    child.update(parent_cell)
+            elif name == changed:
                 child[name] = self._changed_value(parent[name], space[name])
             elif self.mutation_rate > 0 and self._rng.uniform() < self.mutation_rate:
                 child[name] = self._uniform(space[name])

@@ -21,6 +21,7 @@ pruned graphs are isomorphic with matching ops: no collisions, no false splits.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -222,6 +223,7 @@ def mutate(
     op_prob: float = 0.5,
     max_vertices: int = MAX_VERTICES,
     max_edges: int = MAX_EDGES,
+    ops: Sequence[str] = OPS,
 ) -> Cell:
     """NAS-Bench-101's mutation, one change at a time: flip one edge or change one inner op, staying valid.
 
@@ -231,7 +233,8 @@ def mutate(
     until the result is valid -- but computed exactly: all at most ``21 + 5*2`` neighbours are
     listed, the invalid ones dropped and one drawn with the renormalised weights. So it always
     terminates and raises ValueError only when the cell has no valid neighbour at all (e.g. the
-    two-vertex cell). The result keeps the cell's vertex count; it is not pruned.
+    two-vertex cell). The result keeps the cell's vertex count; it is not pruned. ``ops`` are the
+    inner ops a vertex may change to (a space that searches a subset of :data:`OPS`).
     """
     if edge_prob < 0 or op_prob < 0 or abs(edge_prob + op_prob - 1.0) > 1e-9:
         raise ValueError(f"mutate edge_prob={edge_prob!r}, op_prob={op_prob!r}: must be non-negative and sum to 1")
@@ -245,12 +248,12 @@ def mutate(
             rows[i][j] = 1 - rows[i][j]
             candidates.append(Cell(tuple(map(tuple, rows)), cell.ops))
             weights.append(edge_prob / len(slots))
-    if op_prob > 0 and n > 2:
+    if op_prob > 0 and n > 2 and len(ops) > 1:
         for v in range(1, n - 1):
-            for op in OPS:
-                if op != cell.ops[v]:
-                    candidates.append(Cell(cell.matrix, cell.ops[:v] + (op,) + cell.ops[v + 1 :]))
-                    weights.append(op_prob / ((n - 2) * (len(OPS) - 1)))
+            others = [op for op in ops if op != cell.ops[v]]
+            for op in others:
+                candidates.append(Cell(cell.matrix, cell.ops[:v] + (op,) + cell.ops[v + 1 :]))
+                weights.append(op_prob / ((n - 2) * len(others)))
     valid = [(c, w) for c, w in zip(candidates, weights) if c.is_valid(max_vertices, max_edges)]
     if not valid:
         raise ValueError(
@@ -262,14 +265,19 @@ def mutate(
 
 
 def random_cell(
-    rng: np.random.Generator, num_vertices: int = MAX_VERTICES, max_edges: int = MAX_EDGES, max_tries: int = 10_000
+    rng: np.random.Generator,
+    num_vertices: int = MAX_VERTICES,
+    max_edges: int = MAX_EDGES,
+    max_tries: int = 10_000,
+    ops: Sequence[str] = OPS,
 ) -> Cell:
     """A uniformly random valid encoding with ``num_vertices`` vertices, by rejection (NAS-Bench-101's ``random_spec``).
 
     Each try draws every upper-triangular entry as a fair coin and every inner op uniformly and
     keeps the first valid cell; so the result is uniform over valid *encodings* (not over unique
     networks: a network with many equivalent encodings is proportionally more likely). About three
-    tries in four succeed for 7 vertices and 9 edges; RuntimeError after ``max_tries``.
+    tries in four succeed for 7 vertices and 9 edges; RuntimeError after ``max_tries``. Inner ops
+    are drawn from ``ops``.
     """
     if num_vertices < 2 or max_edges < 1:
         raise ValueError(
@@ -279,13 +287,89 @@ def random_cell(
     for _ in range(max_tries):
         matrix = np.zeros((num_vertices, num_vertices), dtype=int)
         matrix[rows, cols] = rng.integers(0, 2, size=rows.size)
-        inner = [OPS[i] for i in rng.integers(0, len(OPS), size=num_vertices - 2)]
+        inner = [ops[i] for i in rng.integers(0, len(ops), size=num_vertices - 2)]
         cell = Cell.from_lists(matrix, [INPUT, *inner, OUTPUT])
         if cell.is_valid(max_vertices=num_vertices, max_edges=max_edges):
             return cell
     raise RuntimeError(
         f"random_cell: no valid cell with {num_vertices} vertices and <= {max_edges} edges in {max_tries} tries"
     )
+
+
+# --- the flat encoding a search space samples -------------------------------------------------
+
+#: The name of the parameter of upper-triangular entry ``k`` (row by row: 0->1, 0->2, ..., 1->2, ...)
+#: and of inner vertex ``k + 1``'s op: the flat encoding of NAS-Bench-101's tabular benchmarks
+#: (Klein's ``nas_benchmarks`` ``NASCifar10A``), which every Optuna sampler can handle.
+EDGE_PARAM = "edge_{}"
+OP_PARAM = "op_node_{}"
+#: The flat encoding reaches as far as the default limit on vertices (21 edges, 5 ops).
+PARAM_MAX_VERTICES = MAX_VERTICES
+
+
+def param_names(num_vertices: int) -> tuple[list[str], list[str]]:
+    """(edge parameter names, op parameter names) of the flat encoding of ``num_vertices`` vertices."""
+    if not 2 <= num_vertices <= PARAM_MAX_VERTICES:
+        raise ValueError(f"cell num_vertices={num_vertices!r}: the flat encoding covers 2 to {PARAM_MAX_VERTICES}")
+    edges = num_vertices * (num_vertices - 1) // 2
+    return [EDGE_PARAM.format(k) for k in range(edges)], [OP_PARAM.format(k) for k in range(num_vertices - 2)]
+
+
+def param_choices(num_vertices: int = MAX_VERTICES, ops: Sequence[str] = OPS) -> dict[str, list]:
+    """Every parameter of the flat encoding and its choices (``[0, 1]`` per edge, ``ops`` per vertex):
+    what a space file turns into ``tune.choice`` domains or ``trial.suggest_categorical`` calls."""
+    edges, vertices = param_names(num_vertices)
+    return {**{name: [0, 1] for name in edges}, **{name: list(ops) for name in vertices}}
+
+
+def encoded_vertices(names: Sequence[str] | Mapping[str, object]) -> int | None:
+    """The vertex count of the flat encoding among ``names``; None when no name belongs to it;
+    ValueError when some but not all parameters of one vertex count are there."""
+    edge_keys = {n for n in names if isinstance(n, str) and n.startswith("edge_") and n[5:].isdigit()}
+    op_keys = {n for n in names if isinstance(n, str) and n.startswith("op_node_") and n[8:].isdigit()}
+    if not edge_keys and not op_keys:
+        return None
+    for n in range(2, PARAM_MAX_VERTICES + 1):
+        edges, vertices = param_names(n)
+        if edge_keys == set(edges) and op_keys == set(vertices):
+            return n
+    n = min(max(len(op_keys) + 2, 2), PARAM_MAX_VERTICES)  # the vertex count the ops suggest
+    edges, vertices = param_names(n)
+    order = {name: i for i, name in enumerate((*edges, *vertices))}
+    missing = [name for name in (*edges, *vertices) if name not in edge_keys | op_keys]
+    extra = sorted((edge_keys | op_keys) - set(order), key=lambda k: (k[0], int(k.rsplit("_", 1)[1])))
+    raise ValueError(
+        f"cell parameters of {n} vertices: missing {missing or 'none'}, not of the encoding {extra or 'none'}; "
+        f"rule: a complete flat encoding of n vertices (2 <= n <= {PARAM_MAX_VERTICES}): "
+        f"edge_0 .. edge_{{n(n-1)/2 - 1}} and op_node_0 .. op_node_{{n-3}}"
+    )
+
+
+def cell_from_params(params: Mapping[str, object]) -> Cell:
+    """The (unpruned) cell a flat encoding describes; other keys are ignored. ValueError naming
+    the parameter and the rule on an incomplete encoding, an edge other than 0/1, an unknown op."""
+    n = encoded_vertices(list(params))
+    if n is None:
+        raise ValueError(f"cell parameters: none of {EDGE_PARAM.format(0)!r}.. or {OP_PARAM.format(0)!r}.. given")
+    edges, vertices = param_names(n)
+    matrix = [[0] * n for _ in range(n)]
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    for name, (i, j) in zip(edges, pairs):
+        value = params[name]
+        if isinstance(value, bool) or value in (0, 1):
+            matrix[i][j] = int(value)
+        else:
+            raise ValueError(f"cell parameter {name}={value!r}: rule: 0 or 1 (is there an edge {i} -> {j})")
+    return Cell.from_lists(matrix, [INPUT, *(str(params[name]) for name in vertices), OUTPUT])
+
+
+def cell_params(cell: Cell) -> dict[str, object]:
+    """The flat encoding of ``cell`` as given (not pruned): the inverse of :func:`cell_from_params`."""
+    edges, vertices = param_names(cell.num_vertices)
+    n = cell.num_vertices
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    return {**{name: cell.matrix[i][j] for name, (i, j) in zip(edges, pairs)},
+            **{name: op for name, op in zip(vertices, cell.ops[1:-1])}}
 
 
 # --- counting -----------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def data_device(splits: ArraySplits, device: torch.device) -> torch.device:
 
 def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:
     """A searchable model's current decisions (``arch/...`` numbers) and its architecture
-    string (``arch``), so every epoch's report shows the architecture converge."""
+    string (``arch``), so every epoch's report shows the architecture converge; a cell model's
+    isomorphism-invariant key too (``arch_hash``)."""
     out: dict[str, Any] = {}
     decisions = getattr(model, "decisions", None)
     if callable(decisions):
@@ -83,6 +84,9 @@ def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:
     arch_string = getattr(model, "arch_string", None)
     if callable(arch_string):
         out["arch"] = arch_string()
+    arch_hash = getattr(model, "arch_hash", None)
+    if callable(arch_hash):
+        out["arch_hash"] = arch_hash()
     return out
 
 
