@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for searcher in args.searchers:
         mine = [r for r in rows if r["searcher"] == searcher]
-        mean = lambda key: statistics.fmean(r[key] for r in mine if r[key] is not None)  # noqa: E731
+        def mean(key: str, mine: list[dict] = mine) -> float:
+            return statistics.fmean(r[key] for r in mine if r[key] is not None)
+
         per_seed = ", ".join(f"{100 * r['best_val_acc']:.2f}" for r in mine)
         print(f"| {searcher} | {len(mine)} | {100 * mean('best_val_acc'):.2f} % | "
               f"{per_seed} | {100 * mean('best_test_acc'):.2f} % | "

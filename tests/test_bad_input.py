@@ -195,6 +195,17 @@ CASES: list = [
     pytest.param(space("EXPERIMENT = [1, 2]\nPARAM_SPACE = {'lr': 0.1}\n", needle="EXPERIMENT is list"),
                  id="space-experiment-not-a-dict"),
     pytest.param(space("EXPERIMENT = {}\n", needle="neither"), id="space-neither-space-nor-function"),
+    # ---- several objectives, constraints
+    pytest.param(experiment_key("objectives", "{'val/acc': 'max', 'model/parms': 'min'}", "model/parms"),
+                 id="exp-objective-unknown-metric"),
+    pytest.param(experiment_key("objectives", "{'val/acc': 'max', 'model/params': 'smallest'}", "smallest"),
+                 id="exp-objective-bad-direction"),
+    pytest.param(experiment_key("objectives", "['val/acc', 'model/params']"), id="exp-objectives-not-a-dict"),
+    pytest.param(experiment_key("constraints", "{'model/params': ('<', 1000)}", "'<'"), id="exp-constraint-bad-op"),
+    pytest.param(experiment_key("constraints", "{'model/params': ('<=', float('nan'))}", "nan"),
+                 id="exp-constraint-bound-nan"),
+    pytest.param(experiment_key("constraints", "{'model/size': ('<=', 1000)}", "model/size"),
+                 id="exp-constraint-unknown-metric"),
     # ---- a NAS-Bench-101 cell space's flat encoding
     pytest.param(space(CELL_SPACE.format(extra="'edge_21': tune.choice([0, 1]),"), needle="edge_21"),
                  id="cell-encoding-incomplete"),

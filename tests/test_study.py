@@ -312,7 +312,8 @@ def test_plots_a_study_optuna_cannot_draw_much_of(tmp_path, capsys):
         "optimization_history": "no COMPLETE trial yet",
         "param_importances": "no COMPLETE trial yet",
         "parallel_coordinate": "no COMPLETE trial yet",
-        "pareto_front": "a single objective has no Pareto front"}
+        "pareto_front": "a single objective has no Pareto front",
+        "hypervolume_history": "a single objective has no hypervolume"}
     assert list(plots["written"]) == ["intermediate_values"]
     assert (out_dir / "intermediate_values.png").is_file()
 

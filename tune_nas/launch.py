@@ -33,7 +33,7 @@ from tune_nas.bad_input import (
 from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
 from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
 from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
-from tune_nas.objectives import Objective
+from tune_nas.objectives import Objective, feasible, pareto_front
 from tune_nas.record import formatting
 from tune_nas.search import list_searchers
 from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
@@ -416,8 +416,12 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
     from tune_nas.record.bookkeeper import architecture, hyperparameters
 
     keeper = outcome.bookkeeper
-    objective = space.spec.objective
-    best = keeper.best()
+    spec = space.spec
+    objective, objectives, constraints = spec.objective, spec.objective_list, spec.constraint_list
+    finished = [t for t in keeper.ranked() if feasible(t.last, constraints)]  # COMPLETE, best first
+    best = finished[0] if finished else None
+    points = [[t.last.get(o.metric) for o in objectives] for t in finished]
+    pareto = sorted(finished[i].number for i in pareto_front(points, objectives))
     best_dict = None
     if best is not None:
         best_dict = {"number": best.number, "trial_id": best.trial_id, "run": best.run,
@@ -437,12 +441,25 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
         "counts": keeper.counts(), "best": best_dict, "wall_time_s": round(wall_s, 2),
         "study": {"name": outcome.study_name, "storage": outcome.storage_url},
         "versions": _versions(),
-        "trials": [t.as_dict(objective) for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
+        "objectives": [o.as_dict() for o in objectives], "constraints": [c.as_dict() for c in constraints],
+        "pareto": pareto,
+        "trials": [_trial_dict(t, objectives, constraints) for t in sorted(keeper.trials.values(), key=lambda t: t.number)],
     }
     cells = _cell_counts(outcome)
     if cells is not None:
         summary["cells"] = cells
     return summary
+
+
+def _trial_dict(record, objectives, constraints) -> dict[str, Any]:
+    """A trial's summary record; with several objectives its ``values`` (metric -> last value),
+    with constraints whether it keeps them (``feasible``)."""
+    out = record.as_dict(objectives[0])
+    if len(objectives) > 1:
+        out["values"] = {o.metric: record.last.get(o.metric) for o in objectives}
+    if constraints:
+        out["feasible"] = feasible(record.last, constraints)
+    return out
 
 
 def _cell_counts(outcome) -> dict[str, Any] | None:
@@ -456,6 +473,22 @@ def _cell_counts(outcome) -> dict[str, Any] | None:
     return proposal_counts(study.get_trials(deepcopy=False))
 
 
+def _print_pareto(summary: dict[str, Any]) -> None:
+    """With several objectives: the Pareto front, one row per trial on it."""
+    objectives = [Objective.from_dict(o) for o in summary.get("objectives", [])]
+    if len(objectives) < 2:
+        return
+    constraints = ", ".join(f"{c['metric']} {c['op']} {c['bound']:g}" for c in summary.get("constraints", []))
+    front = [t for t in summary["trials"] if t["number"] in set(summary["pareto"])]
+    front.sort(key=lambda t: [-objectives[0].sign * t["values"][objectives[0].metric]])
+    print(f"Pareto front of {' / '.join(o.describe() for o in objectives)}: {len(front)} trials"
+          + (f" (feasible: {constraints})" if constraints else ""))
+    print("  trial  " + "  ".join(f"{o.label:>14}" for o in objectives) + "  test acc")
+    for t in front:
+        print(f"  {t['number']:>5}  " + "  ".join(f"{formatting.number(t['values'][o.metric]):>14}" for o in objectives)
+              + f"  {formatting.number(t['test_acc'])}")
+
+
 def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
     from tune_nas.record.console import short_config
 
@@ -464,6 +497,7 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
     print(f"Experiment {summary['experiment']}: {sum(summary['counts'].values())} trials "
           f"({counts}) in {summary['wall_time_s']:.1f} s")
     best = summary["best"]
+    _print_pareto(summary)
     if best:
         objective = Objective.from_dict(summary["objective"])
         extra = "" if objective.metric == "val/acc" or best["val_acc"] is None else \

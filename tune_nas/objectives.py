@@ -107,6 +107,57 @@ class Objective:
         return cls(str(data["metric"]), str(data.get("direction", data.get("mode", "max"))))
 
 
+#: The comparisons a constraint may use.
+CONSTRAINT_OPS = ("<=", ">=")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound a feasible trial keeps on a reported metric: ``model/params <= 100_000``."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise ValueError(f"constraint metric={self.metric!r}: rule: a reported metric name")
+        if self.op not in CONSTRAINT_OPS:
+            raise ValueError(f"constraint {self.metric}: op={self.op!r}: rule: one of {CONSTRAINT_OPS}")
+        if not is_number(self.bound):
+            raise ValueError(f"constraint {self.metric}: bound={self.bound!r}: rule: a finite number")
+
+    def violation(self, value: Any) -> float:
+        """How far ``value`` is past the bound: <= 0 when it is kept (Optuna's convention for
+        ``trial.set_constraint``); infinity for a missing or non-finite value."""
+        if not is_number(value):
+            return math.inf
+        return float(value) - self.bound if self.op == "<=" else self.bound - float(value)
+
+    def kept_by(self, value: Any) -> bool:
+        return self.violation(value) <= 0
+
+    @property
+    def key(self) -> str:
+        """Its name in the study (``trial.set_constraint``) and in reports: ``model/params<=100000``."""
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+    def describe(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "op": self.op, "bound": self.bound}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Constraint:
+        return cls(str(data["metric"]), str(data["op"]), float(data["bound"]))
+
+
+def feasible(result: Mapping[str, Any], constraints: Sequence[Constraint]) -> bool:
+    """Whether a trial's result keeps every constraint."""
+    return all(c.kept_by(result.get(c.metric)) for c in constraints)
+
+
 def dominates(a: Sequence[Any], b: Sequence[Any], objectives: Sequence[Objective]) -> bool:
     """Pareto dominance: ``a`` is at least as good as ``b`` in every objective and strictly
     better in one. A point with a missing or non-finite value dominates nothing."""
@@ -131,3 +182,85 @@ def pareto_front(points: Sequence[Sequence[Any]], objectives: Sequence[Objective
     complete = [i for i, p in enumerate(points) if all(is_number(v) for v in p)]
     return [i for i in complete
             if not any(dominates(points[j], points[i], objectives) for j in complete if j != i)]
+
+
+def _complete(points: Sequence[Sequence[Any]]) -> list[int]:
+    return [i for i, p in enumerate(points) if all(is_number(v) for v in p)]
+
+
+def nondominated_ranks(points: Sequence[Sequence[Any]], objectives: Sequence[Objective]) -> list[int | None]:
+    """Each point's non-domination rank (Deb et al. 2002's fast non-dominated sort): 0 for the
+    Pareto front, 1 for the front once it is removed, and so on; None for a point with a missing
+    or non-finite value (it ranks after every other)."""
+    complete = _complete(points)
+    dominated_by_count = {i: 0 for i in complete}
+    dominates_list: dict[int, list[int]] = {i: [] for i in complete}
+    for a in complete:
+        for b in complete:
+            if a != b and dominates(points[a], points[b], objectives):
+                dominates_list[a].append(b)
+                dominated_by_count[b] += 1
+    ranks: list[int | None] = [None] * len(points)
+    front = [i for i in complete if dominated_by_count[i] == 0]
+    rank = 0
+    while front:
+        following = []
+        for a in front:
+            ranks[a] = rank
+            for b in dominates_list[a]:
+                dominated_by_count[b] -= 1
+                if dominated_by_count[b] == 0:
+                    following.append(b)
+        front, rank = sorted(following), rank + 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[Sequence[Any]], indices: Sequence[int]) -> dict[int, float]:
+    """NSGA-II's crowding distance of each of ``indices`` among themselves (points of one front):
+    per objective, the normalised gap between its two neighbours, summed; the extremes of any
+    objective get infinity (they bound the front and are kept first)."""
+    distance = {i: 0.0 for i in indices}
+    if len(indices) <= 2:
+        return {i: math.inf for i in indices}
+    for k in range(len(points[indices[0]])):
+        ordered = sorted(indices, key=lambda i: (float(points[i][k]), i))
+        low, high = float(points[ordered[0]][k]), float(points[ordered[-1]][k])
+        distance[ordered[0]] = distance[ordered[-1]] = math.inf
+        if high == low:
+            continue
+        for before, here, after in zip(ordered, ordered[1:], ordered[2:]):
+            distance[here] += (float(points[after][k]) - float(points[before][k])) / (high - low)
+    return distance
+
+
+def dominance_order(points: Sequence[Sequence[Any]], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of ``points``, best first: by non-domination rank, ties broken by crowding
+    distance within the rank (larger first: the spread of the front is kept), then by index;
+    points with a missing value last, by index."""
+    ranks = nondominated_ranks(points, objectives)
+    order: list[int] = []
+    for rank in sorted({r for r in ranks if r is not None}):
+        members = [i for i, r in enumerate(ranks) if r == rank]
+        distance = crowding_distances(points, members)
+        order += sorted(members, key=lambda i: (-distance[i], i))
+    return order + [i for i, r in enumerate(ranks) if r is None]
+
+
+def hypervolume(points: Sequence[Sequence[Any]], objectives: Sequence[Objective], reference: Sequence[float]) -> float:
+    """The volume dominated by ``points`` and bounded by ``reference`` (in the objectives' own
+    units: a reference worse than every point of interest in each objective). Points with a
+    missing value, or not strictly better than the reference in every objective, add nothing.
+    Computed by Optuna's exact algorithm (WFG) on the points turned into losses."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume
+
+    if len(reference) != len(objectives):
+        raise ValueError(f"reference {list(reference)!r} for {len(objectives)} objectives; rule: one value per objective")
+    signs = np.array([o.sign for o in objectives], dtype=float)
+    ref = -signs * np.asarray(reference, dtype=float)
+    losses = np.array([[-s * float(v) for s, v in zip(signs, points[i])] for i in _complete(points)], dtype=float)
+    losses = losses.reshape(-1, len(objectives))
+    losses = losses[(losses < ref).all(axis=1)]
+    if len(losses) == 0:
+        return 0.0
+    return float(compute_hypervolume(losses, ref))

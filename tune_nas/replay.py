@@ -30,6 +30,23 @@ the trials run to the full budget, whether it kept the true best trial (one with
 final metric among the replayed complete curves), its pick (the best final among the trials
 it ran to the end) and the regret of that pick. Inspection never writes into an experiment:
 ``replay.json`` is written only with ``--out``.
+
+Several objectives (the experiment's ``objectives``, e.g. ``val/acc`` max and ``model/params``
+min): each epoch feeds the policy the tuple of the objectives' values from ``curves.csv`` (the
+cost metrics are columns there, the same every epoch), and the policies are ``none`` and
+``moasha(g,rf)`` (:class:`tune_nas.schedulers.moasha.MoashaPolicy`) for every grace period ×
+reduction factor. What a policy returns is the Pareto front of the finals of the trials it ran
+to ``max_epochs``; no stopping returns the front of every complete curve, the reference. Per
+policy the report gives the epochs spent (and their share of no stopping's), the hypervolume
+of its front and its share of the reference front's, and the *gap*: for every point ``r`` of
+the reference front, the smallest shortfall in the primary objective among the policy's front
+points at least as good as ``r`` in every other objective; the gap is the largest of those
+(0: every point matched; infinite, listed as *unmatched*, when no point of the policy's front
+is as good as ``r`` in the other objectives). "Within 1 accuracy point at every size" is
+``gap <= 0.01``. The hypervolume's reference point is the worst value of each objective over
+every recorded final (the complete curves' values at ``max_epochs``), pushed outward by
+:data:`REFERENCE_MARGIN` of that objective's range (of ``max(|worst|, 1)`` when every final is
+equal), the same for every policy, so a front point at the worst value still adds volume.
 """
 
 from __future__ import annotations
@@ -43,28 +60,32 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
 from tune_nas.layout import CURVES_FILE
-from tune_nas.objectives import Objective
+from tune_nas.objectives import Objective, hypervolume, is_number, pareto_front
 from tune_nas.record import formatting
 from tune_nas.record.bookkeeper import strict_json
-from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, direction_of
+from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, Value, direction_of
 from tune_nas.states import TrialState
 
 REPLAY_FILE = "replay.json"
 TRIAL_SETS = ("all", "complete")
+#: How far the hypervolume's reference point lies beyond the worst final, as a share of the
+#: objective's range.
+REFERENCE_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
 class RecordedTrial:
-    """One trial's recorded curve: ``values[epoch]`` and, when known, ``seconds[epoch]``."""
+    """One trial's recorded curve: ``values[epoch]`` (a number, or with several objectives a
+    tuple of their values) and, when known, ``seconds[epoch]``."""
 
     number: int
     state: str
-    values: dict[int, float]
+    values: dict[int, Value]
     seconds: dict[int, float] = field(default_factory=dict)
 
     @property
@@ -159,12 +180,22 @@ def true_best(trials: Sequence[RecordedTrial], max_epochs: int,
     return best, sorted(n for n, v in finals.items() if v == best)
 
 
-def simulate(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
-             objective: Objective | str, workers: int = 1, name: str = "",
-             settings: dict[str, Any] | None = None) -> PolicyOutcome:
-    """Replay ``policy`` over ``trials`` (see the module doc for time and censoring); its pick
-    and regret are by ``objective`` (or a bare direction, ``"max"``/``"min"``)."""
-    objective = _objective(objective)
+@dataclass(frozen=True)
+class Played:
+    """What a policy did with the recorded trials, before anything is ranked."""
+
+    reached: dict[int, int]  # trial number -> the last epoch it ran
+    stopped: dict[int, int]  # trial number -> the epoch the policy stopped it at (below max_epochs)
+    censored: list[int]
+    full_trials: list[int]  # the trials it ran to max_epochs
+    epochs: int
+    seconds: float | None  # the recorded seconds of those epochs (None when one is unknown)
+
+
+def play(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
+         workers: int = 1) -> Played:
+    """Feed ``policy`` the recorded trials in simulated time (see the module doc for time and
+    censoring) and note where each trial ended."""
     if workers < 1:
         raise ValueError(f"workers={workers}: rule: workers >= 1")
     queue = deque(sorted(trials, key=lambda t: t.number))
@@ -200,6 +231,22 @@ def simulate(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epoch
         policy.on_end(str(number), epoch, value)
         start(now)
     full = sorted(n for n, e in reached.items() if e >= max_epochs)
+    seconds = [by_number[n].seconds.get(e) for n, last in reached.items()
+               for e in range(1, last + 1)]
+    total_seconds = (sum(s for s in seconds if s is not None)
+                     if seconds and all(s is not None for s in seconds) else None)
+    return Played(reached, stopped, sorted(censored), full, sum(reached.values()), total_seconds)
+
+
+def simulate(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
+             objective: Objective | str, workers: int = 1, name: str = "",
+             settings: dict[str, Any] | None = None) -> PolicyOutcome:
+    """Replay ``policy`` over ``trials`` (see the module doc for time and censoring); its pick
+    and regret are by ``objective`` (or a bare direction, ``"max"``/``"min"``)."""
+    objective = _objective(objective)
+    played = play(trials, policy, max_epochs, workers)
+    by_number = {t.number: t for t in trials}
+    full = played.full_trials
     finals = {n: by_number[n].values[max_epochs] for n in full
               if math.isfinite(by_number[n].values[max_epochs])}
     pick = objective.best_of(sorted(finals), finals.get)  # ties: the lowest trial number
@@ -207,13 +254,9 @@ def simulate(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epoch
     regret = None
     if pick is not None and best is not None:
         regret = objective.regret(best, finals[pick])
-    seconds = [by_number[n].seconds.get(e) for n, last in reached.items()
-               for e in range(1, last + 1)]
-    total_seconds = (sum(s for s in seconds if s is not None)
-                     if seconds and all(s is not None for s in seconds) else None)
-    return PolicyOutcome(policy=name, settings=dict(settings or {}), epochs=sum(reached.values()),
-                         seconds=total_seconds, full_trials=full, stopped=stopped,
-                         censored=sorted(censored), pick=pick,
+    return PolicyOutcome(policy=name, settings=dict(settings or {}), epochs=played.epochs,
+                         seconds=played.seconds, full_trials=full, stopped=played.stopped,
+                         censored=played.censored, pick=pick,
                          pick_value=finals.get(pick) if pick is not None else None,
                          keeps_best=bool(set(best_numbers) & set(full)), regret=regret)
 
@@ -283,19 +326,28 @@ class ReplayReport:
         return "\n".join(lines) + "\n"
 
 
-def recorded_trials(curves, metric: str, trial_set: str = "all",
+def recorded_trials(curves, metric: str | Sequence[str], trial_set: str = "all",
                     max_epochs: int | None = None) -> list[RecordedTrial]:
     """The trials of a curves table (as :func:`tune_nas.analysis.experiment.load_experiment`
-    reads it): each trial's values of ``metric`` by epoch."""
+    reads it): each trial's values of ``metric`` by epoch, or for several metrics the tuple of
+    their values (an epoch missing one of them counts as not recorded, as a missing value of
+    the one metric does)."""
     if trial_set not in TRIAL_SETS:
         raise ValueError(f"trial_set={trial_set!r}: rule: one of {TRIAL_SETS}")
-    if metric not in curves.columns:
-        raise ExperimentError(f"metric {metric!r} is not in {CURVES_FILE}; rule: the metric a "
-                              "search reported every epoch")
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    for name in metrics:
+        if name not in curves.columns:
+            raise ExperimentError(f"metric {name!r} is not in {CURVES_FILE}; rule: the metric a "
+                                  "search reported every epoch")
     trials = []
     for number, rows in curves.groupby("trial_number", sort=True):
-        rows = rows[rows[metric].notna()]
-        values = {int(e): float(v) for e, v in zip(rows["epoch"], rows[metric])}
+        rows = rows[rows[metrics].notna().all(axis=1)]
+        values: dict[int, Value]
+        if len(metrics) == 1:
+            values = {int(e): float(v) for e, v in zip(rows["epoch"], rows[metrics[0]])}
+        else:
+            values = {int(e): tuple(float(v) for v in vector)
+                      for e, vector in zip(rows["epoch"], rows[metrics].itertuples(index=False))}
         seconds = ({int(e): float(s) for e, s in zip(rows["epoch"], rows["time/epoch_s"])
                     if math.isfinite(s)} if "time/epoch_s" in rows.columns else {})
         state = str(rows["state"].iloc[-1]) if len(rows) else TrialState.FAIL
@@ -306,6 +358,12 @@ def recorded_trials(curves, metric: str, trial_set: str = "all",
     return trials
 
 
+def no_stopping_epochs(trials: Sequence[RecordedTrial], max_epochs: int) -> int:
+    """The epochs every trial would train without stopping: ``max_epochs`` each, a failed one
+    up to where it failed."""
+    return sum(min(t.last_epoch, max_epochs) if t.state == TrialState.FAIL else max_epochs for t in trials)
+
+
 def replay(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec], max_epochs: int,
            objective: Objective | str, *, metric: str = "", experiment: str = "",
            trial_set: str = "all", workers: int = 1) -> ReplayReport:
@@ -314,8 +372,7 @@ def replay(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec], max_
     objective = _objective(objective, metric)
     outcomes = [simulate(trials, spec.make(), max_epochs, objective, workers, spec.name,
                          spec.settings) for spec in policies]
-    full_cost = sum(min(t.last_epoch, max_epochs) if t.state == TrialState.FAIL else max_epochs
-                    for t in trials)
+    full_cost = no_stopping_epochs(trials, max_epochs)
     for outcome in outcomes:
         outcome.fraction_of_full = outcome.epochs / full_cost if full_cost else math.nan
     best, best_numbers = true_best(trials, max_epochs, objective)
@@ -326,21 +383,247 @@ def replay(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec], max_
 
 def replay_experiment(experiment: Experiment | str | Path, *, trial_set: str = "all",
                       workers: int = 1, policies: Sequence[PolicySpec] | None = None,
-                      **grid: Sequence[Any]) -> ReplayReport:
+                      **grid: Sequence[Any]) -> ReplayReport | FrontReplayReport:
     """Replay an experiment's curves (a directory, or one already loaded) with its
-    objective and ``max_epochs``. Raises :class:`ExperimentError` when it is not an
-    experiment or no trial has reported an epoch yet."""
+    objective and ``max_epochs`` (with several objectives: :func:`replay_fronts` with ``none``
+    and MOASHA over the grid's ``grace_periods`` × ``reduction_factors``; the curve-fit grid
+    does not apply). Raises :class:`ExperimentError` when it is not an experiment or no trial
+    has reported an epoch yet."""
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment)
     if experiment.curves is None or experiment.curves.empty:
         raise ExperimentError(f"{experiment.layout.curves}: no trial has reported an epoch yet; "
                               "rule: a replay needs recorded learning curves")
+    if experiment.spec.multi_objective:
+        objectives, max_epochs = experiment.spec.objective_list, experiment.spec.max_epochs
+        trials = recorded_trials(experiment.curves, [o.metric for o in objectives], trial_set, max_epochs)
+        if policies is None:
+            front_grid = {k: v for k, v in grid.items() if k in ("grace_periods", "reduction_factors")}
+            policies = default_front_policies(objectives, max_epochs, **front_grid)
+        return replay_fronts(trials, policies, max_epochs, objectives, experiment=experiment.name,
+                             trial_set=trial_set, workers=workers)
     objective, max_epochs = experiment.objective, experiment.spec.max_epochs
     trials = recorded_trials(experiment.curves, objective.metric, trial_set, max_epochs)
     if policies is None:
         policies = default_policies(objective.direction, max_epochs, objective.metric, **grid)
     return replay(trials, policies, max_epochs, objective, experiment=experiment.name,
                   trial_set=trial_set, workers=workers)
+
+
+# --------------------------------------------------------------------------- several objectives
+
+Vector: TypeAlias = tuple[float, ...]
+
+
+def default_front_policies(objectives: Sequence[Objective], max_epochs: int, *,
+                           grace_periods: Sequence[int] = (1, 2, 3),
+                           reduction_factors: Sequence[float] = (2, 3, 4)) -> list[PolicySpec]:
+    """``none`` and MOASHA for every grace period × reduction factor (those that do not fit in
+    ``max_epochs`` left out): the policies that take several objectives."""
+    from tune_nas.schedulers.moasha import MoashaPolicy
+    from tune_nas.schedulers.none import NoStopping
+
+    objectives = tuple(objectives)
+    specs = [PolicySpec("none", lambda: NoStopping(max_epochs), {"kind": "none"})]
+    for grace in grace_periods:
+        for rf in reduction_factors:
+            if grace < max_epochs:
+                specs.append(PolicySpec(
+                    f"moasha(g={grace},rf={rf:g})",
+                    lambda g=grace, r=rf: MoashaPolicy(objectives, max_epochs, g, r),
+                    {"kind": "moasha", "grace_period": grace, "reduction_factor": rf}))
+    return specs
+
+
+def complete_finals(trials: Sequence[RecordedTrial], max_epochs: int,
+                    numbers: Sequence[int] | None = None) -> dict[int, Vector]:
+    """Trial number → its final vector (the values at ``max_epochs``), for the trials of
+    ``numbers`` (default: all) that recorded one with every value a finite number."""
+    chosen = None if numbers is None else set(numbers)
+    return {t.number: tuple(t.values[max_epochs]) for t in trials
+            if (chosen is None or t.number in chosen) and max_epochs in t.values
+            and all(is_number(v) for v in t.values[max_epochs])}
+
+
+def reference_point(finals: Sequence[Vector], objectives: Sequence[Objective],
+                    margin: float = REFERENCE_MARGIN) -> tuple[float, ...] | None:
+    """The hypervolume's reference point: the worst of each objective over ``finals``, pushed
+    outward by ``margin`` of the objective's range (of ``max(|worst|, 1)`` when it has none);
+    None without finals."""
+    if not finals:
+        return None
+    point = []
+    for k, objective in enumerate(objectives):
+        values = [v[k] for v in finals]
+        worst, best = min(values, key=lambda v: objective.sign * v), max(values, key=lambda v: objective.sign * v)
+        spread = abs(best - worst) or max(abs(worst), 1.0)
+        point.append(worst - objective.sign * margin * spread)
+    return tuple(point)
+
+
+def front_gap(reference_front: Sequence[Vector], front: Sequence[Vector],
+              objectives: Sequence[Objective]) -> tuple[float, list[int]]:
+    """How far ``front`` falls short of ``reference_front`` in the primary objective (the
+    first): for each reference point ``r``, the smallest shortfall of ``r``'s primary value
+    among the points of ``front`` at least as good as ``r`` in every other objective (0 when
+    one is as good in the primary too); the gap is the largest such shortfall. Returns the gap
+    (infinite when a reference point has no such match) and the indices of the unmatched
+    reference points."""
+    primary, others = objectives[0], list(enumerate(objectives))[1:]
+    gap, unmatched = 0.0, []
+    for i, r in enumerate(reference_front):
+        shortfalls = [max(0.0, primary.regret(r[0], q[0])) for q in front
+                      if not any(objective.better(r[k], q[k]) for k, objective in others)]
+        if shortfalls:
+            gap = max(gap, min(shortfalls))
+        else:
+            unmatched.append(i)
+    return (math.inf if unmatched else gap), unmatched
+
+
+@dataclass
+class FrontOutcome:
+    """What one policy would have done with the recorded trials, judged by its Pareto front."""
+
+    policy: str
+    settings: dict[str, Any]
+    epochs: int
+    seconds: float | None
+    full_trials: list[int]
+    stopped: dict[int, int]
+    censored: list[int]
+    front: list[int]  # trial numbers on the front of the finals of the trials it ran to the end
+    hypervolume: float
+    gap: float  # see front_gap; infinite when a point of the no-stopping front is unmatched
+    unmatched: list[int]  # trial numbers of the no-stopping front's points without a match
+    fraction_of_full: float = math.nan
+    hypervolume_fraction: float = math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        rounded = formatting.rounded
+        return {"policy": self.policy, "settings": self.settings, "epochs": self.epochs,
+                "fraction_of_full": rounded(self.fraction_of_full),
+                "seconds": rounded(self.seconds), "full_trials": self.full_trials,
+                "stopped": {str(k): v for k, v in self.stopped.items()},
+                "censored": self.censored, "front": self.front,
+                "hypervolume": rounded(self.hypervolume),
+                "hypervolume_fraction": rounded(self.hypervolume_fraction),
+                "gap": rounded(self.gap), "unmatched": self.unmatched}
+
+
+def simulate_front(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
+                   objectives: Sequence[Objective], reference: Sequence[float] | None,
+                   reference_front: Sequence[int], workers: int = 1, name: str = "",
+                   settings: dict[str, Any] | None = None) -> FrontOutcome:
+    """Replay ``policy`` over ``trials`` (values: vectors in ``objectives`` order) and judge
+    the front of the finals it ran to ``max_epochs``: its hypervolume from ``reference`` and
+    its gap to the front of the trials ``reference_front`` (the no-stopping front)."""
+    played = play(trials, policy, max_epochs, workers)
+    finals = complete_finals(trials, max_epochs, played.full_trials)
+    numbers = sorted(finals)
+    front = [numbers[i] for i in pareto_front([finals[n] for n in numbers], objectives)]
+    all_finals = complete_finals(trials, max_epochs)
+    volume = hypervolume([finals[n] for n in front], objectives, reference) if reference else 0.0
+    gap, unmatched = front_gap([all_finals[n] for n in reference_front], [finals[n] for n in front], objectives)
+    return FrontOutcome(policy=name, settings=dict(settings or {}), epochs=played.epochs,
+                        seconds=played.seconds, full_trials=played.full_trials,
+                        stopped=played.stopped, censored=played.censored, front=front,
+                        hypervolume=volume, gap=gap, unmatched=[reference_front[i] for i in unmatched])
+
+
+@dataclass
+class FrontReplayReport:
+    """Every policy's outcome on one multi-objective experiment's recorded trials."""
+
+    experiment: str
+    objectives: tuple[Objective, ...]
+    max_epochs: int
+    trial_set: str
+    workers: int
+    trials: int
+    complete_trials: int
+    reference_point: tuple[float, ...] | None
+    front: list[int]  # the no-stopping front: trial numbers, every complete curve's finals
+    hypervolume: float
+    outcomes: list[FrontOutcome]
+
+    @property
+    def objective(self) -> Objective:
+        """The primary objective (the gap is measured in it)."""
+        return self.objectives[0]
+
+    @property
+    def best_policy(self) -> FrontOutcome | None:
+        """Smallest gap, then fewest epochs (policies with an unmatched point do not qualify)."""
+        ranked = [o for o in self.outcomes if math.isfinite(o.gap)]
+        return min(ranked, key=lambda o: (round(o.gap, 12), o.epochs)) if ranked else None
+
+    def as_dict(self) -> dict[str, Any]:
+        best = self.best_policy
+        rounded = formatting.rounded
+        return {"experiment": self.experiment, "objectives": [o.as_dict() for o in self.objectives],
+                "metric": self.objective.metric, "mode": self.objective.direction,
+                "max_epochs": self.max_epochs, "trial_set": self.trial_set,
+                "workers": self.workers, "trials": self.trials,
+                "complete_trials": self.complete_trials,
+                "reference_point": None if self.reference_point is None else [rounded(v) for v in self.reference_point],
+                "front": self.front, "hypervolume": rounded(self.hypervolume),
+                "best_policy": best.policy if best else None,
+                "policies": [o.as_dict() for o in self.outcomes]}
+
+    def text(self) -> str:
+        number = formatting.number
+        significant = formatting.significant
+        objectives = ", ".join(o.describe() for o in self.objectives)
+        reference = ("-" if self.reference_point is None
+                     else "(" + ", ".join(significant(v, 4) for v in self.reference_point) + ")")
+        lines = [(f"Replay of {self.experiment}: {self.trials} trials ({self.trial_set}; "
+                  f"{self.complete_trials} with complete curves), {self.workers} worker(s), "
+                  f"objectives {objectives}, max_epochs={self.max_epochs}."),
+                 (f"No-stopping front: trial(s) {', '.join(map(str, self.front)) or '-'}; hypervolume "
+                  f"{significant(self.hypervolume, 4)} (reference point {reference})."),
+                 (f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
+                  f"{'cens':>4} {'front':>5} {'hypervol':>9} {'of HV':>6} {'gap':>7}")]
+        for o in self.outcomes:
+            epochs = f"≥{o.epochs}" if o.censored else str(o.epochs)
+            gap = "inf" if math.isinf(o.gap) else number(o.gap)
+            lines.append(f"  {o.policy:<22} {epochs:>6} {o.fraction_of_full:>7.0%} "
+                         f"{number(o.seconds, 1):>8} {len(o.full_trials):>4} "
+                         f"{len(o.censored):>4} {len(o.front):>5} {significant(o.hypervolume, 4):>9} "
+                         f"{o.hypervolume_fraction:>6.0%} {gap:>7}")
+        best = self.best_policy
+        if best is not None:
+            lines.append(f"Best policy: {best.policy} (gap {number(best.gap)}, "
+                         f"{best.epochs} epochs = {best.fraction_of_full:.0%} of no stopping).")
+        lines.append(f"gap: the largest shortfall in {self.objective.metric} of a policy's front against a "
+                     "point of the no-stopping front, among its points at least as good in every other "
+                     "objective (inf: a point without such a match).")
+        if any(o.censored for o in self.outcomes):
+            lines.append("cens: trials the policy would have continued past their recorded "
+                         "end (≥: epochs counted up to there; such a trial is on no front).")
+        return "\n".join(lines) + "\n"
+
+
+def replay_fronts(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec], max_epochs: int,
+                  objectives: Sequence[Objective], *, experiment: str = "", trial_set: str = "all",
+                  workers: int = 1) -> FrontReplayReport:
+    """Every policy of ``policies`` replayed over ``trials`` (values: vectors in ``objectives``
+    order), each judged by the front it returns (see the module doc)."""
+    objectives = tuple(objectives)
+    all_finals = complete_finals(trials, max_epochs)
+    numbers = sorted(all_finals)
+    reference = reference_point(list(all_finals.values()), objectives)
+    front = [numbers[i] for i in pareto_front([all_finals[n] for n in numbers], objectives)]
+    volume = hypervolume([all_finals[n] for n in front], objectives, reference) if reference else 0.0
+    outcomes = [simulate_front(trials, spec.make(), max_epochs, objectives, reference, front, workers,
+                               spec.name, spec.settings) for spec in policies]
+    full_cost = no_stopping_epochs(trials, max_epochs)
+    for outcome in outcomes:
+        outcome.fraction_of_full = outcome.epochs / full_cost if full_cost else math.nan
+        outcome.hypervolume_fraction = outcome.hypervolume / volume if volume else math.nan
+    return FrontReplayReport(experiment, objectives, max_epochs, trial_set, workers, len(trials),
+                             sum(1 for t in trials if max_epochs in t.values), reference, front,
+                             volume, outcomes)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -380,15 +663,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_number_list("--workers", int, 0, "one integer >= 1"),
                    default=[1], help="trials running at once in simulated time")
     p.add_argument("--grace", type=_number_list("--grace", int, 0, "integers >= 1, comma-separated"),
-                   default=[1, 2, 3], help="ASHA grace periods")
+                   default=[1, 2, 3], help="ASHA (or, with several objectives, MOASHA) grace periods")
     p.add_argument("--rf", type=_number_list("--rf", float, 1, "numbers > 1, comma-separated"),
-                   default=[2, 3, 4], help="ASHA reduction factors")
+                   default=[2, 3, 4], help="ASHA (or MOASHA) reduction factors")
     p.add_argument("--thresholds", type=_number_list("--thresholds", float, 0,
                                                      "numbers in (0, 1), comma-separated"),
-                   default=[0.01, 0.05, 0.2], help="curve-fit stopping probabilities")
+                   default=[0.01, 0.05, 0.2], help="curve-fit stopping probabilities (one objective only)")
     p.add_argument("--min-epochs", type=_number_list("--min-epochs", int, 0,
                                                      "integers >= 1, comma-separated"),
-                   default=[4], help="curve-fit: epochs before any stop")
+                   default=[4], help="curve-fit: epochs before any stop (one objective only)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--out", type=Path, default=None,
                    help=f"also write the JSON here (a file, or a directory for {REPLAY_FILE})")

@@ -35,7 +35,7 @@ from urllib.parse import quote
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
 from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
-from tune_nas.objectives import Objective
+from tune_nas.objectives import Objective, hypervolume, is_number
 from tune_nas.record import formatting
 from tune_nas.states import FINISHED, TrialState
 from tune_nas.storage.masking import mask_url
@@ -385,6 +385,8 @@ class StudyReport:
     def lagging(self) -> list[int]:
         """Finished trials whose per-epoch values in the study stop before the epochs they ran
         (the study missed their last report; what it ranks them by is an earlier epoch's)."""
+        if len(self.directions) > 1:
+            return []  # a multi-objective study takes no per-epoch values (Optuna refuses them)
         return [r.number for r in self.rows if r.state in ("COMPLETE", "PRUNED")
                 and isinstance(r.user_attrs.get("epochs"), int)
                 and r.epochs > (max(r.intermediate) if r.intermediate else 0)]
@@ -494,6 +496,8 @@ def render_text(report: StudyReport, top: int) -> str:
         lines.append(f"{rank:>4}  {row.number:>5}  {row.state:<8} {row.epochs:>6}  {cells}{extra}"
                      f"  {formatting.number(row.test_acc):>8}  {formatting.count(row.model_params):>7}  "
                      f"{formatting.short_config(row.config)}")
+    if not single:
+        lines += _front_lines(report)
     lagging = report.lagging
     if lagging:
         finished = report.counts.get("COMPLETE", 0) + report.counts.get("PRUNED", 0)
@@ -525,6 +529,44 @@ def render_text(report: StudyReport, top: int) -> str:
             for param, share in values.items():
                 lines.append(f"  {param:<{width}}  {share:6.3f}  {'#' * round(share * 40)}")
     return "\n".join(lines)
+
+
+def pareto_rows(report: StudyReport) -> list[TrialRow]:
+    """The trials on the Pareto front (feasible COMPLETE trials no other dominates), best first
+    by the first objective."""
+    return [r for r in report.rows if r.pareto]
+
+
+def reference_point(report: StudyReport) -> list[float] | None:
+    """Where the hypervolume is measured from: each objective's worst value over the COMPLETE
+    trials, moved outward by a tenth of its range (so the extremes of the front count), or None
+    without a COMPLETE trial."""
+    values = [r.values for r in report.rows if r.state == "COMPLETE" and r.values is not None
+              and all(is_number(v) for v in r.values)]
+    if not values:
+        return None
+    out = []
+    for k, objective in enumerate(report.objectives):
+        column = [v[k] for v in values]
+        low, high = min(column), max(column)
+        margin = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
+        out.append(low - margin if objective.maximize else high + margin)
+    return out
+
+
+def _front_lines(report: StudyReport) -> list[str]:
+    front = pareto_rows(report)
+    reference = reference_point(report)
+    if not front or reference is None:
+        return ["", "Pareto front: no feasible COMPLETE trial yet."]
+    volume = hypervolume([r.values for r in front], report.objectives, reference)
+    ref_text = ", ".join(f"{o.metric} {formatting.number(v)}" for o, v in zip(report.objectives, reference))
+    lines = ["", f"Pareto front ({len(front)} trials; hypervolume {volume:.6g} from the reference point {ref_text}):"]
+    lines.append(f"  {'trial':>5}  " + "  ".join(f"{m:>14}" for m in report.metric_names) + "  config")
+    for row in front:
+        lines.append(f"  {row.number:>5}  " + "  ".join(f"{formatting.number(v):>14}" for v in row.values)
+                     + f"  {formatting.short_config(row.config)}")
+    return lines
 
 
 # --------------------------------------------------------------------------- plots
@@ -604,6 +646,10 @@ def write_plots(study: optuna.Study, report: StudyReport, out_dir: Path,
         pareto_skip = no_complete
     jobs.append(("pareto_front", pareto_skip,
                  lambda m: m.plot_pareto_front(study, target_names=report.metric_names)))
+    reference = reference_point(report) if n_obj > 1 else None
+    hv_skip = "a single objective has no hypervolume" if n_obj == 1 else (no_complete if reference is None else None)
+    jobs.append(("hypervolume_history", hv_skip,
+                 lambda m: m.plot_hypervolume_history(study, reference_point=reference)))
 
     results: list[PlotResult] = []
     for name, skip, draw in jobs:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tune_nas.metric_keys import METRICS
-from tune_nas.objectives import DIRECTIONS, Objective
+from tune_nas.objectives import CONSTRAINT_OPS, DIRECTIONS, Constraint, Objective, is_number
 from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
 from tune_nas.search import SearcherError, create_sampler, list_searchers
 from tune_nas.search.registry import SearcherSettings
@@ -19,6 +19,14 @@ from tune_nas.search.registry import SearcherSettings
 SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
 MODES = DIRECTIONS
 EVALUATIONS = ("train", "tabular")
+
+
+#: What an objective or a constraint may name: the per-epoch metrics and the tabular lookups'.
+OBJECTIVE_METRICS = METRICS + ("table/train_s",)
+
+
+def _finite(value: Any) -> bool:
+    return is_number(value)
 
 
 class SpaceError(ValueError):
@@ -60,6 +68,18 @@ class ExperimentSpec:
     #: "train": every trial trains its model; "tabular": every trial looks its cell up in a
     #: recorded benchmark (NAS-Bench-201: model nb201, dataset one of its tables, one report).
     evaluation: str = "train"
+    #: Several objectives, metric -> "max"/"min" in order (the first is the primary one, and
+    #: ``metric``/``mode`` follow it); empty: the one objective ``metric``/``mode``.
+    objectives: dict[str, str] = field(default_factory=dict)
+    #: Bounds a feasible trial keeps: metric -> (op, bound), op "<=" or ">=".
+    constraints: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the primary objective is the first of ``objectives``: metric/mode say the same
+        if isinstance(self.objectives, Mapping) and self.objectives:
+            metric, mode = next(iter(self.objectives.items()))
+            object.__setattr__(self, "metric", metric)
+            object.__setattr__(self, "mode", mode)
 
     def check(self, where: str) -> ExperimentSpec:
         """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
@@ -121,6 +141,7 @@ class ExperimentSpec:
              and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
         ]
         rules.append(("evaluation", self.evaluation in EVALUATIONS, f"one of {', '.join(EVALUATIONS)}"))
+        rules = self._objective_rules() + rules  # before metric/mode, which follow the first objective
         if self.evaluation == "tabular":
             from tune_nas.tabular import DATASETS as TABLES
 
@@ -152,8 +173,47 @@ class ExperimentSpec:
             raise SpaceError(f"{where}: {exc}") from None
         return self
 
+    def _objective_rules(self) -> list[tuple[str, bool, str]]:
+        """The rules of ``objectives`` and ``constraints``: reported metrics, known directions,
+        each named once; a constraint a pair (op, finite bound)."""
+        objectives, constraints = self.objectives, self.constraints
+        rules: list[tuple[str, bool, str]] = [
+            ("objectives", isinstance(objectives, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in objectives.items()),
+             'a dict metric -> "max" or "min", e.g. {"val/acc": "max", "model/params": "min"}'),
+            ("constraints", isinstance(constraints, Mapping) and all(isinstance(k, str) for k in constraints),
+             'a dict metric -> (op, bound), e.g. {"model/params": ("<=", 100_000)}'),
+        ]
+        if not all(ok for _, ok, _ in rules):
+            return rules
+        known = ", ".join(OBJECTIVE_METRICS)
+        for metric, direction in objectives.items():
+            rules += [("objectives", metric in OBJECTIVE_METRICS, f"{metric!r} is no reported metric; one of {known}"),
+                      ("objectives", direction in MODES, f"{metric!r}: direction {direction!r}; one of {MODES}")]
+        for metric, pair in constraints.items():
+            rules += [("constraints", metric in OBJECTIVE_METRICS, f"{metric!r} is no reported metric; one of {known}"),
+                      ("constraints", isinstance(pair, (tuple, list)) and len(pair) == 2 and pair[0] in CONSTRAINT_OPS
+                       and _finite(pair[1]), f"each value a pair (op, bound), op one of {CONSTRAINT_OPS}, bound a "
+                       f"finite number; {metric!r} has {pair!r}")]
+        return rules
+
+    @property
+    def objective_list(self) -> tuple[Objective, ...]:
+        """Every objective, the primary (:attr:`objective`) first."""
+        if self.objectives:
+            return tuple(Objective(m, d) for m, d in self.objectives.items())
+        return (self.objective,)
+
+    @property
+    def constraint_list(self) -> tuple[Constraint, ...]:
+        return tuple(Constraint(m, pair[0], float(pair[1])) for m, pair in self.constraints.items())
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objective_list) > 1
+
     def searcher_settings(self) -> SearcherSettings:
-        return SearcherSettings(seed=self.seed, objectives=(self.objective,),
+        return SearcherSettings(seed=self.seed, objectives=self.objective_list,
                                 n_startup_trials=self.n_startup_trials,
                                 options=dict(self.searcher_options))
 

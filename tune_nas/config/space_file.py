@@ -138,9 +138,13 @@ class SearchSpace:
 
                     choices[key] = edge_values(value)
         else:
-            from tune_nas.config.define_by_run import explore
+            from tune_nas.config.define_by_run import DefineByRunError, explore
 
-            for branch in explore(self.define_by_run):
+            try:
+                branches = explore(self.define_by_run)
+            except DefineByRunError as exc:
+                raise SpaceError(f"{_in_branch(where or str(self.path), exc.branch)}: {exc}") from None
+            for branch in branches:
                 for name, value, _ in branch.params:
                     seen = choices.setdefault(name, [])
                     if value not in seen:

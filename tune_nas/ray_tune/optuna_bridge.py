@@ -52,6 +52,15 @@ class RecordingOptunaSearch(OptunaSearch):
     trials the way Optuna's TPE does by design: they rank below every complete trial, ordered
     by the epoch they reached and their last value there.
 
+    With several objectives (:attr:`objectives`, a multi-objective study; Optuna takes no
+    intermediate values there) a trial that trained ``max_epochs`` is COMPLETE with one value
+    per objective; a stopped one is PRUNED without values (so no sampler ranks it with a
+    full-budget trial) and keeps its values at the stop as the user attribute ``values_at_stop``
+    ({metric: value}); its per-epoch values are in curves.csv and TensorBoard as for any trial.
+    Every constraint (:attr:`constraints`) is set on COMPLETE and PRUNED trials with Optuna's
+    ``trial.set_constraint`` (its violation: <= 0 when kept), which Optuna's samplers and
+    ``study.best_trials`` read.
+
     Each Optuna trial carries ``ray_trial_id`` and ``tensorboard_run`` from its start and
     ``epochs``, ``checkpoint``, ``test_acc`` and ``params`` at its end; each Ray trial's config
     carries ``trial_number`` (the Optuna number) and ``trial_run`` (its TensorBoard run).
@@ -63,6 +72,14 @@ class RecordingOptunaSearch(OptunaSearch):
     #: trials' ids, never a storage: an experiment that moved since (another disk, a renamed
     #: folder, a new head node) resumes with its own optuna.db, not a path that is gone.
     storage_url: str | None = None
+    #: The experiment's objectives (several: a multi-objective study) and constraints; set by
+    #: the tuner. Class defaults keep searchers pickled before they existed loadable.
+    objectives: tuple = ()
+    constraints: tuple = ()
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def _detached(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -81,6 +98,11 @@ class RecordingOptunaSearch(OptunaSearch):
 
             self._storage = open_storage(self.storage_url)
         super()._setup_study(mode)
+        names = [o.metric for o in self.objectives]
+        if names and self._ot_study.metric_names != names:  # the study says what each value is
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental in Optuna
+                self._ot_study.set_metric_names(names)
 
     def __getstate__(self) -> dict[str, Any]:
         return self._detached()
@@ -144,6 +166,8 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        if self.multi_objective:
+            return  # Optuna refuses intermediate values in a multi-objective study
         value = result.get(self.metric)
         if isinstance(value, (int, float)) and math.isfinite(value) and "epoch" in result:
             with warnings.catch_warnings():
@@ -231,11 +255,22 @@ class RecordingOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(key, attr)
         states = {COMPLETE: optuna.trial.TrialState.COMPLETE,
                   PRUNED: optuna.trial.TrialState.PRUNED, FAIL: optuna.trial.TrialState.FAIL}
-        if state == COMPLETE and (value is None or not math.isfinite(value)):
+        told: float | list[float] | None = value
+        if self.multi_objective:
+            last = last_result or {}
+            told = [last.get(o.metric) for o in self.objectives]
+            if state == PRUNED:
+                ot_trial.set_user_attr("values_at_stop", {o.metric: last.get(o.metric) for o in self.objectives})
+        finite = all(isinstance(v, (int, float)) and math.isfinite(v)
+                     for v in (told if isinstance(told, list) else [told]))
+        if state == COMPLETE and not finite:
             state = FAIL
+        if state in (COMPLETE, PRUNED):
+            for constraint in self.constraints:
+                ot_trial.set_constraint(constraint.key, constraint.violation((last_result or {}).get(constraint.metric)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._ot_study.tell(ot_trial, value if state == COMPLETE else None, state=states[state])
+            self._ot_study.tell(ot_trial, told if state == COMPLETE else None, state=states[state])
         self._completed_trials.add(trial_id)
         return ot_trial.number
 

@@ -159,11 +159,16 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     if genotype is not None:  # a cell space: only valid cells, none isomorphic to one trained
         sampler = CellSampler(sampler, genotype, seed=spec.seed)
     storage = open_storage(storage_url)
-    searcher = RecordingOptunaSearch(space=define_by_run, metric=spec.metric,
-                                     mode=spec.mode, sampler=sampler, study_name=name,
-                                     storage=storage)
+    objectives = spec.objective_list
+    searcher = RecordingOptunaSearch(
+        space=define_by_run, sampler=sampler, study_name=name, storage=storage,
+        metric=[o.metric for o in objectives] if spec.multi_objective else spec.metric,
+        mode=[o.direction for o in objectives] if spec.multi_objective else spec.mode)
     searcher.storage_url = storage_url
-    scheduler = PolicyScheduler(create_policy(spec.scheduler, spec), spec.objective, time_attr="epoch")
+    searcher.objectives, searcher.constraints = objectives, spec.constraint_list
+    scheduler = PolicyScheduler(create_policy(spec.scheduler, spec),
+                                spec.objective_list if spec.multi_objective else spec.objective,
+                                time_attr="epoch", constraints=spec.constraint_list)
     bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
     limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
                if spec.max_concurrent_trials else searcher)

@@ -20,7 +20,8 @@ far is small. This is a simplified version:
 through :class:`tune_nas.ray_tune.scheduler_adapter.PolicyScheduler`.
 
 Settings (``EXPERIMENT``): ``max_epochs``, ``curve_fit_min_epochs`` (<= ``max_epochs``),
-``curve_fit_threshold`` (in (0, 1)); an accuracy metric's prediction is clipped to [0, 1].
+``curve_fit_threshold`` (in (0, 1)); an accuracy metric's prediction is clipped to [0, 1]. One
+objective only: a multi-objective experiment is refused (use ``moasha`` or ``none``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 
 from tune_nas.objectives import DIRECTIONS, Objective
 from tune_nas.schedulers.policy import CONTINUE, STOP, direction_of
-from tune_nas.schedulers.registry import SchedulerError
+from tune_nas.schedulers.registry import SchedulerError, refuse_several_objectives
 
 if TYPE_CHECKING:
     from tune_nas.config.experiment import ExperimentSpec
@@ -350,6 +351,7 @@ class CurveFitPolicy:
 
 
 def create_policy(spec: ExperimentSpec) -> CurveFitPolicy:
+    refuse_several_objectives("curve_fit", spec)  # it extrapolates one curve
     if not spec.curve_fit_min_epochs <= spec.max_epochs:
         raise SchedulerError(f"curve_fit_min_epochs={spec.curve_fit_min_epochs} > max_epochs="
                              f"{spec.max_epochs}: rule: curve_fit_min_epochs <= max_epochs")

@@ -14,7 +14,12 @@ recorded learning curves in simulated time. Both call it the same way:
 
 Values are in the objective's own units (an accuracy, a loss); a policy is built with the
 :class:`~tune_nas.objectives.Objective` (or just its direction, ``"max"``/``"min"``) to know
-which way is better. Epochs count from 1; a policy stops a trial at its budget ``max_t``.
+which way is better. When the experiment has several objectives (``spec.multi_objective``), a
+value is a tuple of the objectives' values in ``spec.objective_list`` order (the primary
+first), e.g. ``(val/acc, model/params)``; a value may be NaN (nothing was measured). Only a
+policy that ranks vectors (``moasha``) or ignores values (``none``) takes tuples: the
+single-objective policies refuse a multi-objective experiment in their ``create_policy``.
+Epochs count from 1; a policy stops a trial at its budget ``max_t``.
 
 The decisions are the strings Ray Tune's ``TrialScheduler`` uses (``"CONTINUE"``, ``"PAUSE"``,
 ``"STOP"``). A paused trial keeps its checkpoint and is resumed later; no built-in policy
@@ -23,9 +28,13 @@ pauses yet, but the adapter passes PAUSE through to Ray.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from tune_nas.objectives import DIRECTIONS, Objective
+
+#: What a result hands a policy: the objective's value, or with several objectives a tuple of
+#: their values in ``spec.objective_list`` order.
+Value: TypeAlias = float | tuple[float, ...]
 
 CONTINUE = "CONTINUE"  #: train the next epoch
 PAUSE = "PAUSE"  #: set the trial aside (checkpointed) to resume later
@@ -37,12 +46,12 @@ DECISIONS = (CONTINUE, PAUSE, STOP)
 class SchedulerPolicy(Protocol):
     """A stopping (or pausing) rule fed ``(trial_id, epoch, value)`` results."""
 
-    def on_result(self, trial_id: str, epoch: int, value: float) -> str:
+    def on_result(self, trial_id: str, epoch: int, value: Value) -> str:
         """The decision (one of :data:`DECISIONS`) after ``trial_id`` reported ``value`` at
         ``epoch``."""
         ...
 
-    def on_end(self, trial_id: str, epoch: int, value: float) -> None:
+    def on_end(self, trial_id: str, epoch: int, value: Value) -> None:
         """``trial_id`` ended; ``(epoch, value)`` is its last result."""
         ...
 

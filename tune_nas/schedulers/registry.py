@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "asha": "tune_nas.schedulers.asha",
     "curve_fit": "tune_nas.schedulers.curve_fit",
+    "moasha": "tune_nas.schedulers.moasha",
     "none": "tune_nas.schedulers.none",
 }
+
+#: The built-in schedulers that take several objectives (a tuple of values per result).
+MULTI_OBJECTIVE = ("moasha", "none")
 
 PolicyFactory = Callable[["ExperimentSpec"], SchedulerPolicy]
 
@@ -33,6 +37,16 @@ _REGISTERED: dict[str, PolicyFactory] = {}
 
 class SchedulerError(ValueError):
     """An unknown scheduler or a bad scheduler setting; the message names it and the rule."""
+
+
+def refuse_several_objectives(name: str, spec: ExperimentSpec) -> None:
+    """Raise :class:`SchedulerError` when ``spec`` has several objectives: scheduler ``name``
+    ranks trials by one value (its ``create_policy`` calls this first)."""
+    if spec.multi_objective:
+        metrics = ", ".join(o.metric for o in spec.objective_list)
+        raise SchedulerError(f"scheduler {name!r} ranks trials by one objective, the experiment has "
+                             f"{len(spec.objective_list)} ({metrics}); rule: with several objectives, "
+                             f"scheduler {' or '.join(repr(n) for n in MULTI_OBJECTIVE)}")
 
 
 def register_scheduler(name: str) -> Callable[[PolicyFactory], PolicyFactory]:
