@@ -189,29 +189,33 @@ def _complete(points: Sequence[Sequence[Any]]) -> list[int]:
 
 
 def nondominated_ranks(points: Sequence[Sequence[Any]], objectives: Sequence[Objective]) -> list[int | None]:
-    """Each point's non-domination rank (Deb et al. 2002's fast non-dominated sort): 0 for the
-    Pareto front, 1 for the front once it is removed, and so on; None for a point with a missing
-    or non-finite value (it ranks after every other)."""
+    """Each point's non-domination rank (the fronts of Deb et al. 2002's non-dominated sort): 0
+    for the Pareto front, 1 for the front once it is removed, and so on; None for a point with a
+    missing or non-finite value (it ranks after every other). The dominance matrix is computed
+    at once with numpy (O(n² m) comparisons, milliseconds for a thousand points)."""
+    import numpy as np
+
     complete = _complete(points)
-    dominated_by_count = {i: 0 for i in complete}
-    dominates_list: dict[int, list[int]] = {i: [] for i in complete}
-    for a in complete:
-        for b in complete:
-            if a != b and dominates(points[a], points[b], objectives):
-                dominates_list[a].append(b)
-                dominated_by_count[b] += 1
     ranks: list[int | None] = [None] * len(points)
-    front = [i for i in complete if dominated_by_count[i] == 0]
+    if not complete:
+        return ranks
+    if any(len(points[i]) != len(objectives) for i in complete):
+        raise ValueError(f"points for {len(objectives)} objectives; rule: one value per objective")
+    signs = np.array([o.sign for o in objectives], dtype=float)
+    scores = np.array([[float(v) for v in points[i]] for i in complete], dtype=float) * signs  # higher is better
+    at_least = (scores[:, None, :] >= scores[None, :, :]).all(axis=2)
+    better = (scores[:, None, :] > scores[None, :, :]).any(axis=2)
+    dominated_by = (at_least & better).sum(axis=0)  # column j: how many points dominate j
+    dominating = at_least & better
+    remaining = np.ones(len(complete), dtype=bool)
     rank = 0
-    while front:
-        following = []
-        for a in front:
-            ranks[a] = rank
-            for b in dominates_list[a]:
-                dominated_by_count[b] -= 1
-                if dominated_by_count[b] == 0:
-                    following.append(b)
-        front, rank = sorted(following), rank + 1
+    while remaining.any():
+        front = remaining & (dominated_by == 0)
+        for k in np.flatnonzero(front):
+            ranks[complete[k]] = rank
+        dominated_by = dominated_by - dominating[front].sum(axis=0)
+        remaining &= ~front
+        rank += 1
     return ranks
 
 
