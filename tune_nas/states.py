@@ -36,9 +36,13 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def final_state(last_result: dict[str, Any] | None, max_epochs: int) -> TrialState:
     """How a trial that Ray reports as ended ended: FAIL when its last result carries an
-    ``error``; COMPLETE when it reached ``max_epochs``; PRUNED when it was stopped before."""
+    ``error``; COMPLETE when it reached its budget (``max_epochs``, or the ``budget`` a
+    warm-started trial reports: fewer epochs from its parent's weights); PRUNED when it was
+    stopped before."""
     if last_result and last_result.get("error"):
         return TrialState.FAIL
     if not last_result or "epoch" not in last_result:
         return TrialState.PRUNED  # stopped before its first epoch ended
-    return TrialState.COMPLETE if int(last_result["epoch"]) >= max_epochs else TrialState.PRUNED
+    budget = last_result.get("budget")
+    budget = min(max_epochs, int(budget)) if isinstance(budget, (int, float)) and budget > 0 else max_epochs
+    return TrialState.COMPLETE if int(last_result["epoch"]) >= budget else TrialState.PRUNED

@@ -19,6 +19,8 @@ from tune_nas.search.registry import SearcherSettings
 SCHEDULERS = tuple(list_schedulers())  # the built-in ones; a plugin may register more (the rule asks the registry)
 MODES = DIRECTIONS
 EVALUATIONS = ("train", "tabular")
+#: Models the ``morphism`` searcher can grow (their children start from the parent's weights).
+MORPHABLE_MODELS = ("morph_net",)
 
 
 #: What an objective or a constraint may name: the per-epoch metrics and the tabular lookups'.
@@ -142,6 +144,9 @@ class ExperimentSpec:
         ]
         rules.append(("evaluation", self.evaluation in EVALUATIONS, f"one of {', '.join(EVALUATIONS)}"))
         rules = self._objective_rules() + rules  # before metric/mode, which follow the first objective
+        if self.searcher == "morphism":
+            rules.append(("model", self.model in MORPHABLE_MODELS, f"searcher 'morphism' grows trained networks "
+                          f"by function-preserving transforms: one of {', '.join(MORPHABLE_MODELS)}"))
         if self.evaluation == "tabular":
             from tune_nas.tabular import DATASETS as TABLES
 

@@ -12,6 +12,7 @@ from ray.tune.search import Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, run_name
+from tune_nas.search.registry import CONFIG_ATTR
 
 
 class CheckedSearchGenerator(SearchGenerator):
@@ -157,6 +158,11 @@ class RecordingOptunaSearch(OptunaSearch):
         if config is None:
             return None
         ot_trial = self._ot_trials[trial_id]
+        # what the searcher asked the trial to do besides its parameters (a warm start from a
+        # parent's weights): the system attribute CONFIG_ATTR, see tune_nas.search.registry
+        extra = self._ot_study._storage.get_trial_system_attrs(ot_trial._trial_id).get(CONFIG_ATTR)
+        if extra:
+            config.update(extra)
         config["trial_number"] = ot_trial.number
         config["trial_run"] = run_name(ot_trial.number, config)
         ot_trial.set_user_attr("ray_trial_id", trial_id)

@@ -73,6 +73,16 @@ def architecture(arch: Any) -> Any:
     return arch
 
 
+def lineage(config: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """A morphism child's ``parent`` (trial number), ``morphs`` and ``warm_start_val_acc`` (its
+    validation accuracy before its first epoch); nothing for a trial trained from scratch."""
+    warm = config.get("warm_start")
+    if not isinstance(warm, dict):
+        return {}
+    return {"parent": warm.get("parent"), "morphs": warm.get("morphs"),
+            "warm_start_val_acc": last.get("warm_start_val_acc")}
+
+
 @dataclass
 class TrialRecord:
     """What the driver knows of one trial."""
@@ -99,6 +109,7 @@ class TrialRecord:
                 "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
                 "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
                 "arch": architecture(self.last.get("arch")), "arch_hash": self.last.get("arch_hash"),
+                **lineage(self.config, self.last),
                 "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries}
 
 
@@ -130,6 +141,10 @@ class TensorBoardRuns:
         writer = self._writer(run).file_writer
         writer.add_summary(experiment)
         writer.add_summary(session_start)
+        warm = hparams.get("warm_start")
+        if isinstance(warm, dict):  # a morphism child: where it comes from
+            self._writer(run).add_text("lineage", f"parent trial {warm.get('parent')}; morphs: "
+                                       + json.dumps(warm.get("morphs", [])), 0)
         writer.flush()
 
     def epoch(self, run: str, result: dict[str, Any]) -> None:

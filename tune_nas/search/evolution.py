@@ -10,10 +10,28 @@ The rules, as implemented by :class:`RegularizedEvolutionSampler`:
 * **Warm-up**: trials numbered below P are drawn at random, and so is any trial asked before
   a single trial has finished.
 * **Tournament**: ``sample_size`` (S) members are drawn without replacement; the best of them
-  is the parent. Ranking key (higher is better): ``(is_complete, last step reached, signed
-  value)``: every COMPLETE trial outranks every PRUNED one; pruned trials rank by the step
-  they reached, then by their last intermediate value (signed by ``study.direction``). A
-  pruned trial that reported nothing ranks last.
+  is the parent (ties: the younger). Members are compared by, in turn (:func:`tournament_keys`):
+
+  1. *Feasibility*, with constraints (Optuna's ``trial.constraints``, set by
+     ``trial.set_constraint``: a trial is feasible when every value is <= 0; a trial without
+     constraint values counts as feasible, as in Optuna's samplers): every feasible member
+     outranks every infeasible one; infeasible ones rank by their total violation (the sum of
+     their positive values), smaller first.
+  2. *State*: every COMPLETE trial outranks every PRUNED one.
+  3. *COMPLETE trials*, one objective: by the value signed by ``study.direction``. Several
+     objectives (``study.directions``): by their place in the non-dominated sorting of the
+     population's COMPLETE members of the same feasibility (:func:`tune_nas.objectives.dominance_order`:
+     non-domination rank, then crowding distance, larger first, then the younger). The order
+     is taken among the whole population, not the sample, so a tournament favours the
+     population's Pareto front and, within a front, its ends and sparse stretches (NSGA-II's
+     crowded comparison, Deb et al. 2002).
+  4. *PRUNED trials*: by the step they reached, then by their last intermediate value (signed
+     by the first direction); a pruned trial that reported nothing ranks last. (A
+     multi-objective Optuna study takes no intermediate values: there pruned trials tie and
+     the younger wins.)
+
+  With one objective and no constraints this is the key ``(is_complete, last step reached,
+  signed value)`` of :func:`rank_key`.
 * **Mutation**: exactly one parameter of the relative search space (chosen uniformly among
   those with more than one possible value) is changed: a categorical to another choice
   (uniformly); an int or float, with probability 1/2, to a uniform resample of its range
@@ -34,7 +52,7 @@ The rules, as implemented by :class:`RegularizedEvolutionSampler`:
 
 Options (``searcher_options``): ``population_size`` (int >= 2, default 20), ``sample_size``
 (int, 1 <= S <= P, default 5), ``mutation_rate`` (float in [0, 1], default 0.0).
-Single-objective studies only.
+Any number of objectives, with or without constraints.
 """
 
 from __future__ import annotations
@@ -51,7 +69,8 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tune_nas.search.registry import SearcherError, SearcherSettings
+from tune_nas.objectives import Objective, dominance_order
+from tune_nas.search.registry import SearcherSettings
 
 #: Standard deviation of a float's Gaussian neighbour step, as a share of its (log-)range.
 FLOAT_STEP_SHARE = 0.1
@@ -69,9 +88,6 @@ def _is_number(value: Any) -> bool:
 
 def create_sampler(settings: SearcherSettings):
     settings.check_known("evolution", ("population_size", "sample_size", "mutation_rate"))
-    if len(settings.objectives) != 1:
-        raise SearcherError(f"searcher 'evolution' with {len(settings.objectives)} objectives: rule: "
-                            f"exactly one objective (use tpe for several)")
     population = settings.take("population_size", 20, lambda v: _is_int(v) and v >= 2, "an integer >= 2")
     sample = settings.take("sample_size", 5, lambda v: _is_int(v) and 1 <= v <= population,
                            f"an integer in [1, population_size={population}]")
@@ -90,6 +106,43 @@ def rank_key(trial: FrozenTrial, sign: float) -> tuple[int, int, float]:
         return (0, -1, -math.inf)
     step = max(trial.intermediate_values)
     return (0, step, sign * float(trial.intermediate_values[step]))
+
+
+def total_violation(trial: FrozenTrial) -> float:
+    """How far a trial is from feasible: the sum of its positive constraint values (Optuna's
+    ``trial.constraints``, <= 0 when kept; Optuna refuses NaN), 0 when it keeps them all or has
+    none."""
+    return sum((max(0.0, float(value)) for value in trial.constraints.values()), 0.0)
+
+
+def _objectives(directions: Sequence[StudyDirection]) -> tuple[Objective, ...]:
+    return tuple(Objective(f"objective {i}", "max" if d == StudyDirection.MAXIMIZE else "min")
+                 for i, d in enumerate(directions))
+
+
+def tournament_keys(population: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[tuple]:
+    """Each member's key in a tournament, higher is better (the rules of the module docstring):
+    ``(feasible, -total violation, is_complete, ...)``, the rest :func:`rank_key`'s with one
+    objective, and with several ``-place`` in the dominance order of the population's COMPLETE
+    members of the same feasibility (youngest first, so a full tie goes to the younger)."""
+    violations = [total_violation(t) for t in population]
+    objectives = _objectives(directions)
+    head = [(int(v == 0.0), -v) for v in violations]
+    if len(objectives) == 1:
+        return [(*h, *rank_key(t, objectives[0].sign)) for h, t in zip(head, population)]
+    place: dict[int, int] = {}
+    for feasible in (1, 0):
+        members = sorted((i for i, t in enumerate(population) if t.state == TrialState.COMPLETE and head[i][0] == feasible),
+                         key=lambda i: -population[i].number)
+        order = dominance_order([population[i].values for i in members], objectives)
+        place.update({members[k]: position for position, k in enumerate(order)})
+    keys = []
+    for i, trial in enumerate(population):
+        if trial.state == TrialState.COMPLETE:
+            keys.append((*head[i], 1, -place[i], 0.0))
+        else:
+            keys.append((*head[i], *rank_key(trial, objectives[0].sign)))
+    return keys
 
 
 class RegularizedEvolutionSampler(BaseSampler):
@@ -121,7 +174,7 @@ class RegularizedEvolutionSampler(BaseSampler):
         population = [t for t in self.population(study) if all(name in t.params for name in search_space)]
         if not population:
             return {}
-        parent = self.select_parent(population, study.direction)
+        parent = self.select_parent(population, study.directions)
         return self.mutate({name: parent.params[name] for name in search_space}, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str,
@@ -144,12 +197,15 @@ class RegularizedEvolutionSampler(BaseSampler):
         finished = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         return sorted(finished, key=lambda t: t.number)[-self.population_size:]
 
-    def select_parent(self, population: Sequence[FrozenTrial], direction: Any) -> FrozenTrial:
-        """The best of ``sample_size`` members drawn without replacement (ties: the younger)."""
-        sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+    def select_parent(self, population: Sequence[FrozenTrial],
+                      direction: StudyDirection | Sequence[StudyDirection]) -> FrozenTrial:
+        """The best of ``sample_size`` members drawn without replacement (ties: the younger),
+        by :func:`tournament_keys` for the study's direction (or directions, one per objective)."""
+        directions = [direction] if isinstance(direction, StudyDirection) else list(direction)
         size = min(self.sample_size, len(population))
-        picked = [population[i] for i in self._rng.choice(len(population), size=size, replace=False)]
-        return max(picked, key=lambda t: (rank_key(t, sign), t.number))
+        picked = self._rng.choice(len(population), size=size, replace=False)
+        keys = tournament_keys(population, directions)
+        return population[max(picked, key=lambda i: (keys[i], population[i].number))]
 
     def mutate(self, parent: dict[str, Any], space: dict[str, BaseDistribution]) -> dict[str, Any]:
         """The child: exactly one parameter (or the cell) changed, each other one resampled with

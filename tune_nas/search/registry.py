@@ -20,9 +20,19 @@ BUILTIN: dict[str, str] = {
     "random": "tune_nas.search.random",
     "evolution": "tune_nas.search.evolution",
     "reinforce": "tune_nas.search.reinforce",
+    "morphism": "tune_nas.search.morphism",
+    "nsga2": "tune_nas.search.nsga2",
 }
+#: Built-in searchers that handle several objectives (and constraints); the others refuse them.
+MULTI_OBJECTIVE: tuple[str, ...] = ("evolution", "nsga2", "random", "tpe")
 
 _REGISTERED: dict[str, Callable[[SearcherSettings], Any]] = {}
+
+#: The Optuna system attribute through which a searcher hands a trial more than its parameters:
+#: a dict merged into the trial's config by the Ray layer (its keys must be reserved config
+#: keys, :data:`tune_nas.metric_keys.RESERVED_KEYS`, or architecture arguments; the
+#: ``morphism`` searcher sets ``arch`` and ``warm_start``).
+CONFIG_ATTR = "tune_nas:config"
 
 
 class SearcherError(ValueError):
@@ -55,6 +65,14 @@ class SearcherSettings:
                 accepted = ", ".join(known) if known else "none"
                 raise SearcherError(f"searcher_options[{key!r}]: searcher {searcher!r} takes no such "
                                     f"option; rule: one of: {accepted}")
+
+    def check_single_objective(self, searcher: str) -> None:
+        """Refuse several objectives for a searcher that ranks trials by one value; the one-line
+        message names the searcher, the objectives and the searchers that take several."""
+        if len(self.objectives) != 1:
+            named = ", ".join(o.describe() for o in self.objectives)
+            raise SearcherError(f"searcher {searcher!r} with {len(self.objectives)} objectives ({named}): rule: "
+                                f"exactly one objective; several need one of: {', '.join(MULTI_OBJECTIVE)}")
 
 
 def register_searcher(name: str) -> Callable:

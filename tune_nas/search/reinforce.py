@@ -29,6 +29,9 @@ CIFAR-10, 100 repetitions x 100 evaluations, the chosen cell's mean val acc was 
 synthetic 6-categorical + 1-float objective; larger rates collapse the policy too early), ``baseline_decay``
 (float in [0, 1), default 0.9), ``entropy_weight`` (float >= 0, default 0.0), ``bins`` (int >= 2,
 default 10).
+
+Single-objective studies only: several objectives are refused in one line naming the searchers
+that take them (``registry.MULTI_OBJECTIVE``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tune_nas.search.registry import SearcherError, SearcherSettings
+from tune_nas.search.registry import SearcherSettings
 
 
 def _is_number(value: Any) -> bool:
@@ -53,9 +56,7 @@ def _is_number(value: Any) -> bool:
 
 def create_sampler(settings: SearcherSettings):
     settings.check_known("reinforce", ("learning_rate", "baseline_decay", "entropy_weight", "bins"))
-    if len(settings.objectives) != 1:
-        raise SearcherError(f"searcher 'reinforce' with {len(settings.objectives)} objectives: rule: "
-                            f"exactly one objective (use tpe for several)")
+    settings.check_single_objective("reinforce")
     rate = settings.take("learning_rate", 0.3, lambda v: _is_number(v) and v > 0, "a number > 0")
     decay = settings.take("baseline_decay", 0.9, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
     entropy = settings.take("entropy_weight", 0.0, lambda v: _is_number(v) and v >= 0, "a number >= 0")

@@ -11,6 +11,7 @@ again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from tune_nas.config.plugins import import_plugins
 from tune_nas.config.training import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
 from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
 from tune_nas.data.sources import ArraySplits
-from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS  # noqa: F401  (re-exported)
+from tune_nas.metric_keys import BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC  # noqa: F401
 from tune_nas.models import create_model
 from tune_nas.trial.cost import count_parameters, flops_per_image, latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision
@@ -184,8 +185,16 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     pl.seed_everything(seed, workers=False, verbose=False)
     device = trial_device(setup.gpus_per_trial)
 
-    model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
-                         **arch)
+    warm = config.get("warm_start")
+    if warm:  # a child of the morphism searcher: its parent's weights, morphed; its own budget
+        from tune_nas.trial.warm_start import warm_started_model
+
+        model = warm_started_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
+                                   arch, warm)
+        setup = dataclasses.replace(setup, max_epochs=max(1, min(setup.max_epochs, int(warm["epochs"]))))
+    else:
+        model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
+                             **arch)
     cost = {"model/params": count_parameters(model),
             "model/flops": flops_per_image(model, splits.in_channels, splits.image_size),
             # one image, on the trial's device: what a deployed model's prediction costs
@@ -209,6 +218,9 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
                         augment=Augment(training.crop_pad, training.flip))
     val, test = batches(splits.val_x, splits.val_y), batches(splits.test_x, splits.test_y)
     module = TrialModule(model, training, splits.num_classes, len(train), setup.max_epochs)
+    if warm:  # what the child starts from (its parent's accuracy if all went well), and its budget
+        cost[WARM_START_VAL_ACC] = float(module.to(device).evaluate(val)["acc"])
+        cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
     report = _EpochReport(reporter, train, test, setup, cost)

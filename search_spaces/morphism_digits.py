@@ -1,0 +1,38 @@
+"""Network morphism on scikit-learn's digits: children grow from their parents' trained weights, minutes on a CPU.
+
+The first 4 trials train small ``morph_net`` chains (width 4 or 8, 1 or 2 conv-BN-ReLU layers)
+from scratch for 6 epochs; every later trial is the child of a finished one (a tournament of
+3): one or two function-preserving transforms (widen a layer, insert a layer, add a skip, grow
+a kernel) of the parent's network, starting from the parent's trained weights, for 2 epochs.
+Each child measures its validation accuracy before its first epoch (``warm_start_val_acc``:
+the parent's, when the transforms preserved the function); summary.json records ``parent``
+and ``morphs`` per trial. No early stopping: a child is already cheap.
+"""
+
+from ray import tune
+
+EXPERIMENT = {
+    "description": "morph_net grown by network morphism on digits, 24 trials",
+    "dataset": "digits",
+    "model": "morph_net",
+    "metric": "val/acc",
+    "mode": "max",
+    "max_epochs": 6,
+    "scheduler": "none",
+    "searcher": "morphism",
+    "searcher_options": {"seed_trials": 4, "sample_size": 3, "max_morphs": 2, "child_epochs": 2,
+                         "max_layers": 6, "max_channels": 64, "max_kernel": 5},
+    "num_samples": 24,
+    "cpus_per_trial": 1,
+    "gpus_per_trial": 0,
+    "checkpoint_every": 1,
+}
+
+PARAM_SPACE = {
+    "width": tune.choice([4, 8]),
+    "depth": tune.choice([1, 2]),
+    "optimizer": "adamw",
+    "lr": 0.01,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+}
