@@ -134,8 +134,10 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
 
 
 @dataclass
-class PolicyOutcome:
-    """What one policy would have done with the recorded trials."""
+class SpentOutcome:
+    """What a replayed policy spent: its name and settings, the epochs (and simulated seconds)
+    it trained, which trials ran to the end, which it stopped (at which epoch), which were
+    censored."""
 
     policy: str
     settings: dict[str, Any]
@@ -144,6 +146,19 @@ class PolicyOutcome:
     full_trials: list[int]
     stopped: dict[int, int]
     censored: list[int]
+
+    def spent_dict(self) -> dict[str, Any]:
+        rounded = formatting.rounded
+        return {"policy": self.policy, "settings": self.settings, "epochs": self.epochs,
+                "fraction_of_full": rounded(getattr(self, "fraction_of_full", math.nan)),
+                "seconds": rounded(self.seconds), "full_trials": self.full_trials,
+                "stopped": {str(k): v for k, v in self.stopped.items()}, "censored": self.censored}
+
+
+@dataclass
+class PolicyOutcome(SpentOutcome):
+    """What one policy would have done with the recorded trials."""
+
     pick: int | None
     pick_value: float | None
     keeps_best: bool
@@ -152,13 +167,8 @@ class PolicyOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         rounded = formatting.rounded
-        return {"policy": self.policy, "settings": self.settings, "epochs": self.epochs,
-                "fraction_of_full": rounded(self.fraction_of_full),
-                "seconds": rounded(self.seconds), "full_trials": self.full_trials,
-                "stopped": {str(k): v for k, v in self.stopped.items()},
-                "censored": self.censored, "pick": self.pick,
-                "pick_value": rounded(self.pick_value), "keeps_best": self.keeps_best,
-                "regret": rounded(self.regret)}
+        return {**self.spent_dict(), "pick": self.pick, "pick_value": rounded(self.pick_value),
+                "keeps_best": self.keeps_best, "regret": rounded(self.regret)}
 
 
 def _objective(objective: Objective | str, metric: str = "") -> Objective:
@@ -482,16 +492,9 @@ def front_gap(reference_front: Sequence[Vector], front: Sequence[Vector],
 
 
 @dataclass
-class FrontOutcome:
+class FrontOutcome(SpentOutcome):
     """What one policy would have done with the recorded trials, judged by its Pareto front."""
 
-    policy: str
-    settings: dict[str, Any]
-    epochs: int
-    seconds: float | None
-    full_trials: list[int]
-    stopped: dict[int, int]
-    censored: list[int]
     front: list[int]  # trial numbers on the front of the finals of the trials it ran to the end
     hypervolume: float
     gap: float  # see front_gap; infinite when a point of the no-stopping front is unmatched
@@ -501,11 +504,7 @@ class FrontOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         rounded = formatting.rounded
-        return {"policy": self.policy, "settings": self.settings, "epochs": self.epochs,
-                "fraction_of_full": rounded(self.fraction_of_full),
-                "seconds": rounded(self.seconds), "full_trials": self.full_trials,
-                "stopped": {str(k): v for k, v in self.stopped.items()},
-                "censored": self.censored, "front": self.front,
+        return {**self.spent_dict(), "front": self.front,
                 "hypervolume": rounded(self.hypervolume),
                 "hypervolume_fraction": rounded(self.hypervolume_fraction),
                 "gap": rounded(self.gap), "unmatched": self.unmatched}
