@@ -47,7 +47,7 @@ class ExperimentSpec:
     max_epochs: int = 9
     grace_period: int = 1
     reduction_factor: int = 3
-    scheduler: str = "asha"
+    scheduler: str = ""  # "": asha, or moasha with several objectives
     searcher: str = "tpe"
     searcher_options: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 16
@@ -78,10 +78,13 @@ class ExperimentSpec:
 
     def __post_init__(self) -> None:
         # the primary objective is the first of ``objectives``: metric/mode say the same
+        several = isinstance(self.objectives, Mapping) and len(self.objectives) > 1
         if isinstance(self.objectives, Mapping) and self.objectives:
             metric, mode = next(iter(self.objectives.items()))
             object.__setattr__(self, "metric", metric)
             object.__setattr__(self, "mode", mode)
+        if self.scheduler == "":  # not chosen: ASHA, or its multi-objective form
+            object.__setattr__(self, "scheduler", "moasha" if several else "asha")
 
     def check(self, where: str) -> ExperimentSpec:
         """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
