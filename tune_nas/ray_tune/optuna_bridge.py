@@ -77,6 +77,9 @@ class RecordingOptunaSearch(OptunaSearch):
     #: the tuner. Class defaults keep searchers pickled before they existed loadable.
     objectives: tuple = ()
     constraints: tuple = ()
+    #: Where a checkpoint recorded before the experiment moved is now (set by a resumed run:
+    #: the bookkeeper's ``moved_here``); never pickled.
+    relocate = None
 
     @property
     def multi_objective(self) -> bool:
@@ -89,6 +92,7 @@ class RecordingOptunaSearch(OptunaSearch):
             state.update(_ot_study=None, _ot_trials={})
         # Ray's tuner.pkl is written before the study is set up: the storage goes in neither
         state.update(_storage=None, storage_url=None)  # given anew by every run
+        state.pop("relocate", None)
         return state
 
     def _setup_study(self, mode) -> None:
@@ -162,6 +166,10 @@ class RecordingOptunaSearch(OptunaSearch):
         # parent's weights): the system attribute CONFIG_ATTR, see tune_nas.search.registry
         extra = self._ot_study._storage.get_trial_system_attrs(ot_trial._trial_id).get(CONFIG_ATTR)
         if extra:
+            extra = dict(extra)
+            warm = extra.get("warm_start")
+            if self.relocate is not None and isinstance(warm, dict):  # the experiment moved since the parent ended
+                extra["warm_start"] = {**warm, "checkpoint": self.relocate(warm.get("checkpoint"))}
             config.update(extra)
         config["trial_number"] = ot_trial.number
         config["trial_run"] = run_name(ot_trial.number, config)

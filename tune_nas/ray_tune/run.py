@@ -149,6 +149,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         # be elsewhere now (a new head node fetching its mirror into another directory)
         events.bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
         events.searcher.storage_url = storage_url
+        events.searcher.relocate = events.bookkeeper.moved_here  # parents' checkpoints, if the experiment moved
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
             mirror.upload.local_dir = experiment_dir  # this machine's mirror
         keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)

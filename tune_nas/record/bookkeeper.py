@@ -48,7 +48,8 @@ def _short_value(v: Any) -> str:
 def run_name(number: int, config: dict[str, Any], max_len: int = 80) -> str:
     """TensorBoard run name of a trial: its Optuna number and a short config, e.g.
     ``007_lr=0.0032,wd=1e-05,width=32``."""
-    parts = [f"{_SHORT_NAMES.get(k, k)}={_short_value(v)}" for k, v in sorted(hyperparameters(config).items())]
+    parts = [f"{_SHORT_NAMES.get(k, k)}={_short_value(v)}" for k, v in sorted(hyperparameters(config).items())
+             if k != "arch"]  # an architecture's JSON spec is no name (TensorBoard shows it as text)
     text = ",".join(parts)
     text = text if len(text) <= max_len else text[: max_len - 1] + "…"
     return f"{number:03d}_{text}".replace("/", "-")
@@ -251,7 +252,7 @@ class Bookkeeper:
                 record = TrialRecord(**item)
                 record.state = TrialState(record.state)
                 if record.state != RUNNING:
-                    record.checkpoint = self._moved_here(record.checkpoint)
+                    record.checkpoint = self.moved_here(record.checkpoint)
                     self.trials[record.trial_id] = record
         if self.curves_path.exists():
             with self.curves_path.open(newline="") as f:
@@ -271,7 +272,7 @@ class Bookkeeper:
             if trial_id not in self.trials:
                 self._unfinished_rows.setdefault(trial_id, []).append(row)
 
-    def _moved_here(self, checkpoint: str | None) -> str | None:
+    def moved_here(self, checkpoint: str | None) -> str | None:
         """A checkpoint recorded where this experiment was before its trials directory was
         moved or renamed, as the same path where the experiment is now (when it is there)."""
         marker = f"{os.sep}{self.dir.name}{os.sep}"

@@ -43,6 +43,11 @@ from tune_nas.spaces.morph_spec import MorphLimits, MorphSpec, apply_to_spec, de
 
 #: User attributes of a child: its parent's trial number and its transforms (descriptions).
 PARENT_ATTR, MORPHS_ATTR = "parent", "morphs"
+#: System attribute of every trial the sampler has decided: ``"seed"`` or ``"child"``. Optuna
+#: calls ``before_trial`` whenever a ``Trial`` object is made for a stored trial, and Ray's
+#: searcher makes one for each of its trials when a search resumes: a trial decided when it was
+#: asked (or finished) must keep its lineage, not get a new parent (or fail, being finished).
+DECIDED_ATTR = "tune_nas:morphism"
 
 
 def _positive_int(value: Any) -> bool:
@@ -86,11 +91,15 @@ class MorphismSampler(BaseSampler):
 
     # ----- Optuna's sampler protocol -----
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        """Choose the trial's parent and morphs (or none: a seed trial) and hand them over."""
-        if trial.number < self.seed_trials:
+        """Choose the trial's parent and morphs (or none: a seed trial) and hand them over; once
+        per trial (see :data:`DECIDED_ATTR`)."""
+        if trial.state.is_finished() or DECIDED_ATTR in trial.system_attrs:
             return
-        parents = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_parent(t)]
+        storage = study._storage
+        parents = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if is_parent(t)] if trial.number >= self.seed_trials else []
         if not parents:
+            storage.set_trial_system_attr(trial._trial_id, DECIDED_ATTR, "seed")
             return
         rng = np.random.RandomState(_child_seed(self._seed, trial.number))
         parent = self.select_parent(parents, study.direction, rng)
@@ -102,7 +111,6 @@ class MorphismSampler(BaseSampler):
                 break
             morphs.append(morph)
             spec = apply_to_spec(spec, morph)
-        storage = study._storage
         storage.set_trial_system_attr(trial._trial_id, CONFIG_ATTR, {
             "arch": spec.to_json(),
             "warm_start": {"parent": parent.number, "parent_arch": parent.user_attrs["arch"],
@@ -110,6 +118,7 @@ class MorphismSampler(BaseSampler):
                            "epochs": self.child_epochs}})
         storage.set_trial_user_attr(trial._trial_id, PARENT_ATTR, parent.number)
         storage.set_trial_user_attr(trial._trial_id, MORPHS_ATTR, [describe(m) for m in morphs])
+        storage.set_trial_system_attr(trial._trial_id, DECIDED_ATTR, "child")
         self._parents[trial.number] = parent
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:

@@ -34,15 +34,20 @@ from tune_nas.trial.module import TrialModule, resolve_precision
 from tune_nas.trial.reporting import Reporter, trial_seed  # noqa: F401  (re-exported)
 
 CHECKPOINT_FILE = "trial.ckpt"
+#: The key of a warm-started child's checkpoint that keeps what it measured before its first
+#: epoch (``{"warm_start_val_acc": ...}``): resumed from that checkpoint, the child needs its
+#: parent's checkpoint no more (it may be gone: a moved trials directory) and still reports it.
+WARM_START_CKPT_KEY = "tune_nas:warm_start"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed from; the message names the file and the reason."""
 
 
-def check_checkpoint(path: str) -> None:
+def check_checkpoint(path: str) -> dict[str, Any]:
     """Load ``path`` with ``weights_only=True`` (no arbitrary objects are unpickled) and raise
-    :class:`CheckpointError` in one line naming it when it is truncated, corrupt or unsafe."""
+    :class:`CheckpointError` in one line naming it when it is truncated, corrupt or unsafe;
+    returns what it holds."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -53,6 +58,7 @@ def check_checkpoint(path: str) -> None:
     if not isinstance(state, dict) or "state_dict" not in state or "loops" not in state:
         raise CheckpointError(f"checkpoint {path}: not a Lightning trial checkpoint (no "
                               "state_dict/loops); rule: a checkpoint written by tune_nas")
+    return state
 
 
 def trial_device(gpus_per_trial: float) -> torch.device:
@@ -146,6 +152,10 @@ class _EpochReport:
         finally:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict[str, Any]) -> None:
+        if WARM_START_VAL_ACC in self.cost:  # a warm-started child (see WARM_START_CKPT_KEY)
+            checkpoint[WARM_START_CKPT_KEY] = {WARM_START_VAL_ACC: self.cost[WARM_START_VAL_ACC]}
+
 
 def _callback(obj: _EpochReport):
     """``obj`` as a Lightning Callback (Lightning is imported only here, in the worker)."""
@@ -157,6 +167,9 @@ def _callback(obj: _EpochReport):
 
         def on_train_epoch_end(self, trainer, module):
             obj.on_train_epoch_end(trainer, module)
+
+        def on_save_checkpoint(self, trainer, module, checkpoint):
+            obj.on_save_checkpoint(trainer, module, checkpoint)
 
     return EpochReport()
 
@@ -185,13 +198,23 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     pl.seed_everything(seed, workers=False, verbose=False)
     device = trial_device(setup.gpus_per_trial)
 
+    ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
+    resumed = check_checkpoint(ckpt_path) if ckpt_path else {}
     warm = config.get("warm_start")
-    if warm:  # a child of the morphism searcher: its parent's weights, morphed; its own budget
-        from tune_nas.trial.warm_start import warm_started_model
-
-        model = warm_started_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
-                                   arch, warm)
+    # a warm-started child resumed from its own checkpoint: every weight is there, and what it
+    # measured before its first epoch too; its parent's checkpoint is not needed again
+    measured = resumed.get(WARM_START_CKPT_KEY, {}).get(WARM_START_VAL_ACC) if warm else None
+    if warm:  # a child of the morphism searcher: its own budget
         setup = dataclasses.replace(setup, max_epochs=max(1, min(setup.max_epochs, int(warm["epochs"]))))
+    if warm and measured is None:  # its parent's weights, morphed
+        from tune_nas.trial.warm_start import WarmStartError, warm_started_model
+
+        try:
+            model = warm_started_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
+                                       arch, warm)
+        except WarmStartError as exc:  # it would fail again: the trial fails alone, with the reason, no retry
+            reporter.report(failure_report(1, str(exc)), None)
+            return
     else:
         model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
                              **arch)
@@ -219,7 +242,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     val, test = batches(splits.val_x, splits.val_y), batches(splits.test_x, splits.test_y)
     module = TrialModule(model, training, splits.num_classes, len(train), setup.max_epochs)
     if warm:  # what the child starts from (its parent's accuracy if all went well), and its budget
-        cost[WARM_START_VAL_ACC] = float(module.to(device).evaluate(val)["acc"])
+        cost[WARM_START_VAL_ACC] = float(measured if measured is not None else module.to(device).evaluate(val)["acc"])
         cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
@@ -230,9 +253,6 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, len(train)), callbacks=[_callback(report)],
         benchmark=device.type == "cuda", default_root_dir=tempfile.gettempdir())
-    ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
-    if ckpt_path:
-        check_checkpoint(ckpt_path)
     try:
         trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     except torch.OutOfMemoryError as exc:

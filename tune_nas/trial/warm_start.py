@@ -15,7 +15,9 @@ the network computes: :func:`tune_nas.models.morph_net.apply_morphs`) and must a
 at ``arch``. Before its first epoch it measures its validation accuracy
 (``warm_start_val_acc``): equal to the parent's final one when the transforms preserved the
 function and the weights were loaded, which is checked on every child. A checkpoint on object
-storage (an ``s3://``-style trials directory) is read through ``pyarrow.fs``.
+storage (an ``s3://``-style trials directory) is read through ``pyarrow.fs``. A child resumed
+from its own checkpoint does not read its parent's again (that checkpoint holds its weights and
+its ``warm_start_val_acc``: :data:`tune_nas.trial.run.WARM_START_CKPT_KEY`).
 """
 
 from __future__ import annotations
@@ -43,20 +45,36 @@ def _canonical(arch: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def _load(path: str, named: str) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint file (weights only); WarmStartError in one line naming
+    ``named`` when it cannot be read (truncated, corrupt, not a checkpoint)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:200]
+        raise WarmStartError(f"parent checkpoint {named}: cannot be read ({type(exc).__name__}: {reason})") from None
+
+
 def read_checkpoint(location: str) -> dict[str, Any]:
-    """The Lightning checkpoint in the directory ``location`` (a path or a pyarrow-readable URI)."""
+    """The Lightning checkpoint in the directory ``location`` (a path or a pyarrow-readable URI);
+    WarmStartError (one line naming the file) when it is missing or cannot be read."""
     if "://" not in location:
         path = os.path.join(location, CHECKPOINT_FILE)
         if not os.path.isfile(path):
             raise WarmStartError(f"parent checkpoint {path}: no such file (was the parent's trial directory moved?)")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _load(path, path)
     import pyarrow.fs
 
-    filesystem, root = pyarrow.fs.FileSystem.from_uri(location)
+    uri = f"{location.rstrip('/')}/{CHECKPOINT_FILE}"
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, CHECKPOINT_FILE)
-        pyarrow.fs.copy_files(f"{root}/{CHECKPOINT_FILE}", local, source_filesystem=filesystem)
-        return torch.load(local, map_location="cpu", weights_only=True)
+        try:
+            filesystem, root = pyarrow.fs.FileSystem.from_uri(location)
+            pyarrow.fs.copy_files(f"{root}/{CHECKPOINT_FILE}", local, source_filesystem=filesystem)
+        except (OSError, ValueError) as exc:  # pyarrow: missing object, no access, unknown scheme
+            reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:200]
+            raise WarmStartError(f"parent checkpoint {uri}: cannot be copied ({type(exc).__name__}: {reason})") from None
+        return _load(local, uri)
 
 
 def model_state(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -78,7 +96,11 @@ def warm_started_model(model_name: str, num_classes: int, in_channels: int, imag
     parent_args = {**arch, "arch": warm["parent_arch"]}
     parent = create_model(model_name, num_classes, in_channels, image_size, **parent_args)
     try:
-        parent.load_state_dict(model_state(read_checkpoint(str(warm["checkpoint"]))))
+        checkpoint = read_checkpoint(str(warm["checkpoint"]))
+    except WarmStartError as exc:  # missing or unreadable: say whose it is (not "does not fit", below)
+        raise WarmStartError(f"parent trial {warm.get('parent')}: {exc}") from None
+    try:
+        parent.load_state_dict(model_state(checkpoint))
     except (KeyError, RuntimeError) as exc:
         raise WarmStartError(f"parent trial {warm.get('parent')}: its checkpoint does not fit its architecture: "
                              f"{str(exc).splitlines()[0]}") from None
