@@ -1,9 +1,11 @@
 """Network morphism on scikit-learn's digits: children grow from their parents' trained weights, minutes on a CPU.
 
-The first 4 trials train small ``morph_net`` chains (width 4 or 8, 1 or 2 conv-BN-ReLU layers)
-from scratch for 6 epochs; every later trial is the child of a finished one (a tournament of
+The first 4 trials train small ``morph_net`` chains (width 8 or 16, 3 or 4 conv-BN-ReLU layers,
+pooling while the map stays >= 2 px: no morph adds a pool, so the seeds set them) from scratch
+for 6 epochs; every later trial is the child of a finished one (a tournament of
 3): one or two function-preserving transforms (widen a layer, insert a layer, add a skip, grow
-a kernel) of the parent's network, starting from the parent's trained weights, for 2 epochs.
+a kernel) of the parent's network, starting from the parent's trained weights, for 2 epochs at
+0.3 × the parent's learning rate.
 Each child measures its validation accuracy before its first epoch (``warm_start_val_acc``:
 the parent's, when the transforms preserved the function); summary.json records ``parent``
 and ``morphs`` per trial. No early stopping: a child is already cheap.
@@ -29,8 +31,8 @@ EXPERIMENT = {
 }
 
 PARAM_SPACE = {
-    "width": tune.choice([4, 8]),
-    "depth": tune.choice([1, 2]),
+    "width": tune.choice([8, 16]),
+    "depth": tune.choice([3, 4]),
     "optimizer": "adamw",
     "lr": 0.01,
     "weight_decay": 1e-4,

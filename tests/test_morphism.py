@@ -91,7 +91,8 @@ def test_a_child_gets_its_arch_the_warm_start_and_its_lineage():
         trial, handed = _ask_child(study)
         assert set(handed) == {"arch", "warm_start"}
         warm = handed["warm_start"]
-        assert set(warm) == {"parent", "parent_arch", "checkpoint", "morphs", "epochs"}
+        assert set(warm) == {"parent", "parent_arch", "checkpoint", "morphs", "epochs", "lr_scale"}
+        assert warm["lr_scale"] == 1.0  # MorphismSampler's own default; the searcher's factory sets 0.3
         assert warm["parent"] == 1  # the better one: the tournament holds both
         assert warm["parent_arch"] == parents[1].user_attrs["arch"]
         assert warm["checkpoint"] == parents[1].user_attrs["checkpoint"]
@@ -339,6 +340,17 @@ def _failure(results: list[dict]) -> str:
 
     assert len(results) == 1 and final_state(results[0], 6) == TrialState.FAIL
     return results[0]["error"]
+
+
+def test_a_child_fine_tunes_at_its_lr_scale(digits, trained_parent):
+    """``lr_scale`` multiplies the child's learning rate (its schedule's every step): a child at
+    0.1 reports a tenth of the rate of the same child at 1.0."""
+    full = _child_config(trained_parent, epochs=2)
+    scaled = {**full, "warm_start": {**full["warm_start"], "lr_scale": 0.1}}
+    rates = [[r["lr"] for r in _run_child(digits, config)] for config in (full, scaled)]
+    assert len(rates[0]) == len(rates[1]) == 2
+    for at_full, at_tenth in zip(*rates):
+        assert at_tenth == pytest.approx(0.1 * at_full, rel=1e-6)
 
 
 def test_a_missing_parent_checkpoint_fails_the_child_in_one_line_naming_the_parent(digits, trained_parent, tmp_path):
