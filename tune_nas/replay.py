@@ -111,16 +111,9 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
     minimum × threshold (settings that do not fit in ``max_epochs`` are left out)."""
     from tune_nas.schedulers.asha import AshaPolicy
     from tune_nas.schedulers.curve_fit import CurveFitPolicy, CurvePredictor, default_bounds
-    from tune_nas.schedulers.none import NoStopping
 
-    specs = [PolicySpec("none", lambda: NoStopping(max_epochs), {"kind": "none"})]
-    for grace in grace_periods:
-        for rf in reduction_factors:
-            if grace < max_epochs:
-                specs.append(PolicySpec(
-                    f"asha(g={grace},rf={rf:g})",
-                    lambda g=grace, r=rf: AshaPolicy(mode, max_epochs, g, r),
-                    {"kind": "asha", "grace_period": grace, "reduction_factor": rf}))
+    specs = rung_grid("asha", lambda g, r: AshaPolicy(mode, max_epochs, g, r), max_epochs,
+                      grace_periods, reduction_factors)
     predictor = CurvePredictor(bounds=default_bounds(metric))  # shared: its cache serves all
     for minimum in min_epochs:
         for threshold in thresholds:
@@ -431,17 +424,24 @@ def default_front_policies(objectives: Sequence[Objective], max_epochs: int, *,
     """``none`` and MOASHA for every grace period × reduction factor (those that do not fit in
     ``max_epochs`` left out): the policies that take several objectives."""
     from tune_nas.schedulers.moasha import MoashaPolicy
-    from tune_nas.schedulers.none import NoStopping
 
     objectives = tuple(objectives)
+    return rung_grid("moasha", lambda g, r: MoashaPolicy(objectives, max_epochs, g, r), max_epochs,
+                     grace_periods, reduction_factors)
+
+
+def rung_grid(kind: str, make: Callable[[int, float], SchedulerPolicy], max_epochs: int,
+              grace_periods: Sequence[int], reduction_factors: Sequence[float]) -> list[PolicySpec]:
+    """``none`` and a rung policy (``make(grace, rf)``: ASHA or MOASHA) for every grace period ×
+    reduction factor that fits in ``max_epochs``."""
+    from tune_nas.schedulers.none import NoStopping
+
     specs = [PolicySpec("none", lambda: NoStopping(max_epochs), {"kind": "none"})]
     for grace in grace_periods:
         for rf in reduction_factors:
             if grace < max_epochs:
-                specs.append(PolicySpec(
-                    f"moasha(g={grace},rf={rf:g})",
-                    lambda g=grace, r=rf: MoashaPolicy(objectives, max_epochs, g, r),
-                    {"kind": "moasha", "grace_period": grace, "reduction_factor": rf}))
+                specs.append(PolicySpec(f"{kind}(g={grace},rf={rf:g})", lambda g=grace, r=rf: make(g, r),
+                                        {"kind": kind, "grace_period": grace, "reduction_factor": rf}))
     return specs
 
 
