@@ -250,6 +250,26 @@ def dominance_order(points: Sequence[Sequence[Any]], objectives: Sequence[Object
     return order + [i for i, r in enumerate(ranks) if r is None]
 
 
+#: How far outward a reference point lies, as a share of each objective's range (see :func:`reference_point`).
+REFERENCE_MARGIN = 0.01
+
+
+def reference_point(points: Sequence[Sequence[float]], objectives: Sequence[Objective],
+                    margin: float = REFERENCE_MARGIN) -> tuple[float, ...] | None:
+    """A hypervolume reference point for ``points`` (complete vectors): the worst of each
+    objective, pushed outward by ``margin`` of the objective's range (of ``max(|worst|, 1)`` when
+    it has none), so the extremes of a front still add volume; None without points."""
+    if not points:
+        return None
+    point = []
+    for k, objective in enumerate(objectives):
+        values = [v[k] for v in points]
+        worst, best = min(values, key=lambda v: objective.sign * v), max(values, key=lambda v: objective.sign * v)
+        spread = abs(best - worst) or max(abs(worst), 1.0)
+        point.append(worst - objective.sign * margin * spread)
+    return tuple(point)
+
+
 def hypervolume(points: Sequence[Sequence[Any]], objectives: Sequence[Objective], reference: Sequence[float]) -> float:
     """The volume dominated by ``points`` and bounded by ``reference`` (in the objectives' own
     units: a reference worse than every point of interest in each objective). Points with a

@@ -65,7 +65,14 @@ from typing import Any, NoReturn, TypeAlias
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
 from tune_nas.layout import CURVES_FILE
-from tune_nas.objectives import Objective, hypervolume, is_number, pareto_front
+from tune_nas.objectives import (  # noqa: F401  (REFERENCE_MARGIN, reference_point: the replay's, re-exported)
+    REFERENCE_MARGIN,
+    Objective,
+    hypervolume,
+    is_number,
+    pareto_front,
+    reference_point,
+)
 from tune_nas.record import formatting
 from tune_nas.record.bookkeeper import strict_json
 from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, Value, direction_of
@@ -73,9 +80,6 @@ from tune_nas.states import TrialState
 
 REPLAY_FILE = "replay.json"
 TRIAL_SETS = ("all", "complete")
-#: How far the hypervolume's reference point lies beyond the worst final, as a share of the
-#: objective's range.
-REFERENCE_MARGIN = 0.01
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,15 @@ class SpentOutcome:
     full_trials: list[int]
     stopped: dict[int, int]
     censored: list[int]
+
+    #: The header of :meth:`spent_columns` in a text table.
+    SPENT_HEADER = f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} {'cens':>4}"
+
+    def spent_columns(self) -> str:
+        """The policy's name and what it spent, as the first columns of a text table row."""
+        epochs = f"≥{self.epochs}" if self.censored else str(self.epochs)
+        return (f"  {self.policy:<22} {epochs:>6} {getattr(self, 'fraction_of_full', math.nan):>7.0%} "
+                f"{formatting.number(self.seconds, 1):>8} {len(self.full_trials):>4} {len(self.censored):>4}")
 
     def spent_dict(self) -> dict[str, Any]:
         rounded = formatting.rounded
@@ -310,13 +323,9 @@ class ReplayReport:
                  f"{self.objective.describe()}, max_epochs={self.max_epochs}."),
                  (f"True best final {self.metric}: {number(self.best_value)} (trial(s) "
                  f"{', '.join(map(str, self.best_trials)) or '-'})."),
-                 (f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
-                 f"{'cens':>4} {'best?':>5} {'pick':>5} {'value':>7} {'regret':>7}")]
+                 SpentOutcome.SPENT_HEADER + f" {'best?':>5} {'pick':>5} {'value':>7} {'regret':>7}"]
         for o in self.outcomes:
-            epochs = f"≥{o.epochs}" if o.censored else str(o.epochs)
-            lines.append(f"  {o.policy:<22} {epochs:>6} {o.fraction_of_full:>7.0%} "
-                         f"{number(o.seconds, 1):>8} {len(o.full_trials):>4} "
-                         f"{len(o.censored):>4} {'yes' if o.keeps_best else 'no':>5} "
+            lines.append(o.spent_columns() + f" {'yes' if o.keeps_best else 'no':>5} "
                          f"{'-' if o.pick is None else o.pick:>5} {number(o.pick_value):>7} "
                          f"{number(o.regret):>7}")
         best = self.best_policy
@@ -455,22 +464,6 @@ def complete_finals(trials: Sequence[RecordedTrial], max_epochs: int,
             and all(is_number(v) for v in t.values[max_epochs])}
 
 
-def reference_point(finals: Sequence[Vector], objectives: Sequence[Objective],
-                    margin: float = REFERENCE_MARGIN) -> tuple[float, ...] | None:
-    """The hypervolume's reference point: the worst of each objective over ``finals``, pushed
-    outward by ``margin`` of the objective's range (of ``max(|worst|, 1)`` when it has none);
-    None without finals."""
-    if not finals:
-        return None
-    point = []
-    for k, objective in enumerate(objectives):
-        values = [v[k] for v in finals]
-        worst, best = min(values, key=lambda v: objective.sign * v), max(values, key=lambda v: objective.sign * v)
-        spread = abs(best - worst) or max(abs(worst), 1.0)
-        point.append(worst - objective.sign * margin * spread)
-    return tuple(point)
-
-
 def front_gap(reference_front: Sequence[Vector], front: Sequence[Vector],
               objectives: Sequence[Objective]) -> tuple[float, list[int]]:
     """How far ``front`` falls short of ``reference_front`` in the primary objective (the
@@ -581,14 +574,10 @@ class FrontReplayReport:
                   f"objectives {objectives}, max_epochs={self.max_epochs}."),
                  (f"No-stopping front: trial(s) {', '.join(map(str, self.front)) or '-'}; hypervolume "
                   f"{significant(self.hypervolume, 4)} (reference point {reference})."),
-                 (f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} "
-                  f"{'cens':>4} {'front':>5} {'hypervol':>9} {'of HV':>6} {'gap':>7}")]
+                 SpentOutcome.SPENT_HEADER + f" {'front':>5} {'hypervol':>9} {'of HV':>6} {'gap':>7}"]
         for o in self.outcomes:
-            epochs = f"≥{o.epochs}" if o.censored else str(o.epochs)
             gap = "inf" if math.isinf(o.gap) else number(o.gap)
-            lines.append(f"  {o.policy:<22} {epochs:>6} {o.fraction_of_full:>7.0%} "
-                         f"{number(o.seconds, 1):>8} {len(o.full_trials):>4} "
-                         f"{len(o.censored):>4} {len(o.front):>5} {significant(o.hypervolume, 4):>9} "
+            lines.append(o.spent_columns() + f" {len(o.front):>5} {significant(o.hypervolume, 4):>9} "
                          f"{o.hypervolume_fraction:>6.0%} {gap:>7}")
         best = self.best_policy
         if best is not None:

@@ -36,6 +36,7 @@ from tune_nas.analysis.experiment import Experiment, ExperimentError, load_exper
 from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
 from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, hypervolume, is_number
+from tune_nas.objectives import reference_point as objectives_reference_point
 from tune_nas.record import formatting
 from tune_nas.states import FINISHED, TrialState
 from tune_nas.storage.masking import mask_url
@@ -537,21 +538,13 @@ def pareto_rows(report: StudyReport) -> list[TrialRow]:
     return [r for r in report.rows if r.pareto]
 
 
-def reference_point(report: StudyReport) -> list[float] | None:
+def reference_point(report: StudyReport) -> tuple[float, ...] | None:
     """Where the hypervolume is measured from: each objective's worst value over the COMPLETE
     trials, moved outward by a tenth of its range (so the extremes of the front count), or None
     without a COMPLETE trial."""
     values = [r.values for r in report.rows if r.state == "COMPLETE" and r.values is not None
               and all(is_number(v) for v in r.values)]
-    if not values:
-        return None
-    out = []
-    for k, objective in enumerate(report.objectives):
-        column = [v[k] for v in values]
-        low, high = min(column), max(column)
-        margin = 0.1 * (high - low) or 0.1 * abs(high) or 1.0
-        out.append(low - margin if objective.maximize else high + margin)
-    return out
+    return objectives_reference_point(values, report.objectives, margin=0.1)
 
 
 def _front_lines(report: StudyReport) -> list[str]:

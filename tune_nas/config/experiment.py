@@ -27,10 +27,6 @@ MORPHABLE_MODELS = ("morph_net",)
 OBJECTIVE_METRICS = METRICS + ("table/train_s",)
 
 
-def _finite(value: Any) -> bool:
-    return is_number(value)
-
-
 class SpaceError(ValueError):
     """A bad space file or flag; the message is the one line a user sees."""
 
@@ -201,7 +197,7 @@ class ExperimentSpec:
         for metric, pair in constraints.items():
             rules += [("constraints", metric in OBJECTIVE_METRICS, f"{metric!r} is no reported metric; one of {known}"),
                       ("constraints", isinstance(pair, (tuple, list)) and len(pair) == 2 and pair[0] in CONSTRAINT_OPS
-                       and _finite(pair[1]), f"each value a pair (op, bound), op one of {CONSTRAINT_OPS}, bound a "
+                       and is_number(pair[1]), f"each value a pair (op, bound), op one of {CONSTRAINT_OPS}, bound a "
                        f"finite number; {metric!r} has {pair!r}")]
         return rules
 

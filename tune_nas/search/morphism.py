@@ -40,7 +40,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from tune_nas.search.registry import CONFIG_ATTR, SearcherSettings
+from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings
 from tune_nas.spaces.morph_spec import MorphLimits, MorphSpec, apply_to_spec, describe, random_morph
 
 #: A child fine-tunes trained weights: its learning rate is its parent's times this (Net2Net's
@@ -70,8 +70,6 @@ def create_sampler(settings: SearcherSettings):
     for name, default in zip(names, (4, 3, 2, 2, 8, 128, 7)):
         values[name] = settings.take(name, default, _positive_int, "an integer >= 1")
     if values["max_kernel"] % 2 == 0:
-        from tune_nas.search.registry import SearcherError
-
         raise SearcherError(f"searcher_options['max_kernel']={values['max_kernel']}: rule: an odd integer (a kernel keeps "
                             "the image size with 'same' padding)")
     limits = MorphLimits(max_layers=values.pop("max_layers"), max_channels=values.pop("max_channels"),
