@@ -105,6 +105,37 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     assert trial.user_attrs["epochs"] == 1
 
 
+def test_a_restored_searcher_and_experiment_from_different_moments_are_reconciled():
+    """Ray's experiment state and the searcher's are separate files of one snapshot: a driver
+    killed between them resumes with one older than the other. A trial only the searcher knew
+    never runs (FAIL "orphaned", its concurrency slot freed); a trial only Ray held is told
+    when it ends; a trial asked after both snapshots is FAIL "orphaned"."""
+    import optuna
+    from ray import tune
+
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
+
+    storage = optuna.storages.InMemoryStorage()
+    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
+                                     mode="max", study_name="s", storage=storage,
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    numbers = {rid: searcher.suggest(rid)["trial_number"] for rid in ("ray-a", "ray-b", "ray-d")}
+    del searcher._ot_trials["ray-d"]  # the searcher's state was saved before ray-d was asked
+    asked_late = searcher._ot_study.ask().number  # asked after every snapshot
+    held = {"ray-a": numbers["ray-a"], "ray-d": numbers["ray-d"]}  # Ray never saved ray-b
+    assert searcher.reconcile(held) == ["ray-b"]
+    states = {t.number: t for t in optuna.load_study(study_name="s", storage=storage).trials}
+    for n in (numbers["ray-b"], asked_late):
+        assert states[n].state.name == "FAIL" and states[n].user_attrs["error"].startswith("orphaned")
+    assert states[numbers["ray-a"]].state.name == states[numbers["ray-d"]].state.name == "RUNNING"
+    assert searcher.finish("ray-d", "COMPLETE", 0.9, {"epochs": 3}) == numbers["ray-d"]
+    assert searcher.finish("ray-b", "COMPLETE", 0.9, {"epochs": 3}) is None  # never ran: stays FAIL
+    assert searcher.reconcile(held | {"ray-b": numbers["ray-b"]}) == []  # nothing left to fix
+    final = {t.number: t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials}
+    assert final == {numbers["ray-a"]: "RUNNING", numbers["ray-b"]: "FAIL",
+                     numbers["ray-d"]: "COMPLETE", asked_late: "FAIL"}
+
+
 def test_gpu_workers_an_autoscaler_may_still_add_count():
     """An autoscaling cluster with no GPU worker up yet takes GPU trials (they wait for the
     worker) when its autoscaler reports GPU node groups to Ray; without that, they are refused."""

@@ -74,8 +74,12 @@ class TrialEvents(tune.Callback):
         if not getattr(self, "orphans_checked", False):
             self.orphans_checked = True
             self.searcher.attach()  # no searcher state was saved before the driver stopped
+            held = {t.trial_id: trial_config(t.config).get("trial_number") for t in trials}
+            lost = self.searcher.reconcile(held)  # before skip_told: it may attach trials
             self.searcher.skip_told()
-            self.searcher.fail_orphans()
+            if self.generator is not None and self.generator.searcher is not self.searcher:
+                for trial_id in lost:  # a concurrency limiter: free the slots they held
+                    self.generator.searcher.on_trial_complete(trial_id, error=True)
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
             for trial_id, found in repair_missing_checkpoints(trials).items():

@@ -213,25 +213,46 @@ class RecordingOptunaSearch(OptunaSearch):
                 for trial_id, ot_trial in self._ot_trials.items()
                 if trial_id not in self._completed_trials]
 
-    def fail_orphans(self) -> list[int]:
-        """After a driver restart: Optuna trials asked after Ray's last experiment snapshot
-        are unknown to the restored searcher (its state is saved in the same snapshot as
-        Ray's trials), never train, and would stay RUNNING; record them as FAIL with the
-        reason. Returns their numbers."""
+    def reconcile(self, held: dict[str, Any]) -> list[str]:
+        """After a driver restart: make the study agree with the Ray trials the restored
+        experiment holds (``held``: Ray trial id -> the Optuna number in its config).
+
+        Ray's experiment state and this searcher's state are two files of one snapshot,
+        written (and copied to the trials directory or a bucket) one after the other: a driver
+        killed in between leaves them from different moments.
+
+        * A held Ray trial the restored searcher does not know (its state is older) is
+          attached to its Optuna trial again, so that its end is told.
+        * A RUNNING Optuna trial that no held Ray trial carries never trains: asked after
+          Ray's snapshot, or known to a searcher state newer than Ray's. It is told FAIL with
+          an "orphaned" reason (the resumed run proposes a new trial instead).
+
+        Returns the Ray trial ids this searcher knew that the experiment lost (a concurrency
+        limiter around it must forget them too)."""
         import optuna
 
         study = getattr(self, "_ot_study", None)
-        if study is None or not self._ot_trials:
+        if study is None:
             return []
-        known = {t.number for t in self._ot_trials.values()}
-        orphans = [t for t in study.get_trials(deepcopy=False,
-                                               states=(optuna.trial.TrialState.RUNNING,))
-                   if t.number not in known]
-        for t in orphans:
-            _tell_failed(study, t, "orphaned: the driver stopped after Optuna proposed this "
-                         "trial and before Ray recorded it; it never trained (the resumed run "
-                         "proposes a new trial instead)")
-        return [t.number for t in orphans]
+        storage, study_id = study._storage, study._study_id
+        numbers = {int(n) for n in held.values() if n is not None}
+        known_numbers = {ot.number for ot in self._ot_trials.values()}
+        for trial_id, number in held.items():
+            if trial_id not in self._ot_trials and number is not None and int(number) not in known_numbers:
+                try:
+                    tid = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
+                except KeyError:
+                    continue  # not this study's trial
+                self._ot_trials[trial_id] = optuna.trial.Trial(study, tid)
+        lost = [trial_id for trial_id in self._ot_trials
+                if trial_id not in held and trial_id not in self._completed_trials]
+        self._completed_trials.update(lost)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.number not in numbers:
+                _tell_failed(study, t, "orphaned: the driver stopped after Optuna proposed this "
+                             "trial and before Ray's saved experiment held it; it never trained "
+                             "(the resumed run proposes a new trial instead)")
+        return lost
 
     def fail_unstarted(self, reason: str) -> list[int]:
         """Optuna trials proposed for Ray trials that never started (the search ended first,
