@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tune_nas.models.registry import register_model
+from tune_nas.models.registry import register_model, with_flat_parameters
 from tune_nas.spaces.nasbench101 import (
     INPUT,
     MAX_EDGES,
@@ -222,25 +222,4 @@ def _nb101(num_classes: int, in_channels: int, image_size: int, matrix: Sequence
     return NB101Network(cell, num_classes, in_channels, stem_channels, stacks, cells_per_stack)
 
 
-def _with_flat_encoding(fn):
-    """``fn`` with the flat encoding's parameters (``edge_*``, ``op_node_*``, all defaulting to
-    None) spelled out in its signature: the model registry lists a model's architecture
-    arguments from its signature, and a space file may set exactly those."""
-    import functools
-    import inspect
-
-    @functools.wraps(fn)
-    def nb101(*args, **kwargs):
-        return fn(*args, **{k: v for k, v in kwargs.items() if v is not None or k in _NAMED})
-
-    signature = inspect.signature(fn)
-    named = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    edges, vertices = param_names(PARAM_MAX_VERTICES)
-    flat = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in (*edges, *vertices)]
-    nb101.__signature__ = signature.replace(parameters=[*named, *flat])
-    _NAMED.update(p.name for p in named)
-    return nb101
-
-
-_NAMED: set[str] = set()
-nb101 = register_model("nb101")(_with_flat_encoding(_nb101))
+nb101 = register_model("nb101")(with_flat_parameters(_nb101, sum(param_names(PARAM_MAX_VERTICES), [])))

@@ -8,8 +8,9 @@ with a message that lists the accepted names.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from torch import nn
 
@@ -31,6 +32,24 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
         return fn
 
     return wrap
+
+
+def with_flat_parameters(fn: ModelFactory, names: Iterable[str]) -> ModelFactory:
+    """``fn`` (which takes ``**kwargs``) with ``names`` spelled out in its signature as keyword
+    arguments defaulting to None, which it does not receive when None: the registry lists a
+    model's architecture arguments from its signature, and a space file may set exactly those
+    (the flat encoding of a genotype, one parameter per choice)."""
+    names = tuple(names)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **{k: v for k, v in kwargs.items() if v is not None or k not in names})
+
+    signature = inspect.signature(fn)
+    named = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    flat = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in names]
+    wrapper.__signature__ = signature.replace(parameters=[*named, *flat])
+    return wrapper
 
 
 def list_models() -> list[str]:

@@ -224,7 +224,9 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
             # one image, on the trial's device: what a deployed model's prediction costs
             "model/latency_ms": latency_ms(model, splits.in_channels, splits.image_size,
                                            device=device, warmup=2, repeats=5)}
-    channels_last = training.channels_last and device.type == "cuda"
+    # the space file's switch, on any device: on a CPU with AMX, bf16 convs run fastest in
+    # channels_last too (benchmarks/global_net_speed.py)
+    channels_last = training.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
