@@ -189,6 +189,26 @@ def test_many_running_trials_fit_one_line_and_only_the_bound_before_any_ends(tmp
     assert "~" not in line
 
 
+def test_a_time_budget_that_ends_the_search_sooner_is_the_time_left(tmp_path):
+    clock, out = FakeClock(), StringIO()
+    keeper = Bookkeeper(tmp_path, VAL_ACC, max_epochs=10)
+    printer = ProgressPrinter(VAL_ACC, stream=out, every_s=10, clock=clock, time_budget_s=600)
+    printer.start(400)  # 400 trials x 10 epochs x 30 s would take days
+    clock.now = 100.0
+    _report(keeper, printer, 0, _result(1, 0.6, seconds=30.0))
+    [line] = _status_lines(out)
+    assert line.endswith("; ≤ 8:20 left (time budget)")
+    clock.now = 700.0  # past the budget: the running trials are being ended
+    _report(keeper, printer, 0, _result(2, 0.7, seconds=30.0))
+    assert _status_lines(out)[-1].endswith("; ≤ 0:00 left (time budget)")
+    # a budget the search will not reach changes nothing
+    relaxed = ProgressPrinter(VAL_ACC, stream=StringIO(), every_s=0, clock=clock, time_budget_s=10**6)
+    relaxed.start(2)
+    _report(keeper, relaxed, 0, _result(3, 0.8, seconds=30.0))
+    assert "time budget" not in relaxed.stream.getvalue()
+    assert pickle.loads(pickle.dumps(printer)).time_budget_s == 600
+
+
 def test_printer_survives_pickling_with_a_fresh_stream_and_clock(tmp_path):
     clock, out = FakeClock(), StringIO()
     keeper = Bookkeeper(tmp_path, VAL_ACC, max_epochs=3)

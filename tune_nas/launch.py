@@ -598,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         write_experiment_files(space, name, experiment_dir, args, storage)
         if remote:
             remote.upload(experiment_dir, name)
-    printer = ProgressPrinter(spec.objective)
+    printer = ProgressPrinter(spec.objective, time_budget_s=spec.time_budget_s)
     warming.join()
     try:
         outcome = run_search(space, splits, experiment_dir, name, printer,

@@ -37,7 +37,9 @@ class ProgressPrinter:
     let trials run so far (a survival curve over epochs, running trials counted as survivors);
     ``≤`` is the bound if it stops no trial early. Before any trial has ended there is no
     evidence of stopping and only the bound is shown (``≤ 3:10 left``); when trials ended and
-    the two agree, ``~3:10 left``. Trial start-up (building the model) is not counted.
+    the two agree, ``~3:10 left``. Trial start-up (building the model) is not counted. With a
+    time budget (``time_budget_s``, counted from the printer's start) that ends the search
+    sooner, its rest is shown instead: ``≤ 41:20 left (time budget)``.
 
     When: on a trial's result (:meth:`tick`), once ``every_s`` seconds passed without any line
     (the header, a trial's line, a note, a status line) — so the first comes with the first
@@ -57,10 +59,13 @@ class ProgressPrinter:
     BUSY_FACTOR = 6
 
     def __init__(self, objective: Objective, stream: TextIO | None = None, every_s: float = 10.0,
-                 show_running: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
-        if every_s < 0 or show_running < 0:
-            raise ValueError(f"every_s={every_s}, show_running={show_running}: rule: not negative")
+                 show_running: int = 3, clock: Callable[[], float] = time.monotonic,
+                 time_budget_s: float = 0.0) -> None:
+        if every_s < 0 or show_running < 0 or time_budget_s < 0:
+            raise ValueError(f"every_s={every_s}, show_running={show_running}, time_budget_s={time_budget_s}: "
+                             "rule: not negative")
         self.objective, self.every_s, self.show_running = objective, every_s, show_running
+        self.time_budget_s = time_budget_s
         self.metric = objective.metric
         self.width = max(7, len(objective.column))
         self.stream = stream or sys.stdout
@@ -73,12 +78,14 @@ class ProgressPrinter:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"objective": self.objective, "every_s": self.every_s,
-                "show_running": self.show_running, "total": self.total}
+                "show_running": self.show_running, "total": self.total,
+                "time_budget_s": self.time_budget_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # also reads the state of printers pickled before show_running existed
         self.__init__(state["objective"], every_s=state.get("every_s", 10.0),
-                      show_running=state.get("show_running", 3))
+                      show_running=state.get("show_running", 3),
+                      time_budget_s=state.get("time_budget_s", 0.0))
         self.total = state.get("total")
 
     def _print(self, text: str) -> None:
@@ -170,6 +177,10 @@ class ProgressPrinter:
         epoch_s = (self.epoch_seconds[middle] if len(self.epoch_seconds) % 2
                    else (self.epoch_seconds[middle - 1] + self.epoch_seconds[middle]) / 2)
         left = time_left(running, ended, unstarted, max_epochs, epoch_s, self.most_running)
+        if self.time_budget_s:
+            budget_left = max(0.0, self.time_budget_s - (self.clock() - self.t0))
+            if budget_left < (left.expected_s if left.observed_stops else left.at_most_s):
+                return f"; ≤ {self.duration(budget_left)} left (time budget)"
         expected, at_most = self.duration(left.expected_s), self.duration(left.at_most_s)
         if not left.observed_stops:
             return f"; ≤ {at_most} left"
