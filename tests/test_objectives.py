@@ -72,3 +72,22 @@ def test_constraints_follow_optunas_sign_convention():
     for bad in [("", "<=", 1), ("x", "<", 1), ("x", "<=", math.nan)]:
         with pytest.raises(ValueError, match="rule"):
             Constraint(*bad)
+
+
+def test_trials_are_selected_feasible_first_by_one_objective_or_the_front():
+    from tune_nas.objectives import Constraint, selection_order
+
+    acc, size = Objective("val/acc", "max"), Objective("model/params", "min")
+    results = [{"val/acc": 0.90, "model/params": 100},   # 0: on the front
+               {"val/acc": 0.95, "model/params": 900},   # 1: best accuracy, too large
+               {"val/acc": 0.80, "model/params": 50},    # 2: on the front
+               {"val/acc": 0.85, "model/params": 200},   # 3: dominated by 0
+               {"val/acc": float("nan"), "model/params": 10},  # 4: no value
+               {"val/acc": 0.93, "model/params": 400}]   # 5: on the front
+    assert selection_order(results, [acc]) == [1, 5, 0, 3, 2]
+    small = [Constraint("model/params", "<=", 500)]
+    assert selection_order(results, [acc], small) == [5, 0, 3, 2]
+    front_first = selection_order(results, [acc, size], small)
+    assert set(front_first[:3]) == {0, 2, 5} and front_first[3:] == [3]
+    # the front's ends first (infinite crowding distance), then its middle
+    assert front_first[2] == 0

@@ -250,6 +250,20 @@ def dominance_order(points: Sequence[Sequence[Any]], objectives: Sequence[Object
     return order + [i for i, r in enumerate(ranks) if r is None]
 
 
+def selection_order(results: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],
+                    constraints: Sequence[Constraint] = ()) -> list[int]:
+    """Indices of ``results`` (each a trial's last result) in the order tune_nas picks trials
+    to keep or retrain, best first: only those that keep every constraint; with one objective
+    by its value (results without a finite value left out, ties in order); with several by
+    :func:`dominance_order` (the Pareto front first, its spread kept by crowding distance)."""
+    kept = [i for i, r in enumerate(results) if feasible(r, constraints)]
+    if len(objectives) == 1:
+        return objectives[0].ranked(kept, lambda i: results[i].get(objectives[0].metric))
+    points = [[results[i].get(o.metric) for o in objectives] for i in kept]
+    complete = [all(is_number(v) for v in p) for p in points]
+    return [kept[j] for j in dominance_order(points, objectives) if complete[j]]
+
+
 #: How far outward a reference point lies, as a share of each objective's range (see :func:`reference_point`).
 REFERENCE_MARGIN = 0.01
 

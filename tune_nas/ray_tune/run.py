@@ -25,6 +25,7 @@ from tune_nas.config.space_file import SearchSpace
 from tune_nas.config.training import TrialSetup
 from tune_nas.data.sources import ArraySplits
 from tune_nas.layout import ExperimentLayout
+from tune_nas.objectives import selection_order
 from tune_nas.ray_tune.callbacks import (
     FINAL_KEY,
     FinalStageEvents,
@@ -198,8 +199,9 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
 def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: SearchOutcome,
                     experiment_dir: Path, printer: ProgressPrinter,
                     remote: RemoteTrialsDir | None = None) -> dict[str, Any]:
-    """Retrain the search's top-k configurations (by its objective) at full fidelity (all
-    data, native size, ``final_max_epochs``), each as a trial of its own under
+    """Retrain the search's top-k configurations (COMPLETE trials that keep the constraints,
+    best first by :func:`~tune_nas.objectives.selection_order`: the objective, or with several
+    the Pareto front first) at full fidelity (all data, native size, ``final_max_epochs``), each as a trial of its own under
     ``<experiment>/final/``, record them in the study ``<name>-final`` (same direction), and
     measure whether the proxy ranked them well."""
     import optuna
@@ -210,7 +212,10 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
 
     spec, layout = space.spec, ExperimentLayout(experiment_dir)
     objective = spec.objective
-    top = search.bookkeeper.ranked()[: spec.final_top_k]
+    done = [t for t in search.bookkeeper.trials.values() if t.state == COMPLETE]
+    done.sort(key=lambda t: t.number)
+    order = selection_order([t.last for t in done], spec.objective_list, spec.constraint_list)
+    top = [done[i] for i in order[: spec.final_top_k]]  # feasible; several objectives: the front first
     if not top:
         return {"k": 0, "note": "no COMPLETE search trial to retrain"}
     epochs = spec.final_max_epochs or spec.max_epochs
