@@ -72,6 +72,9 @@ def test_summary_and_trials_files_are_strict_json(tmp_path):
     keeper.trial_started("t", 0, {"lr": 0.1, "trial_number": 0})
     keeper.trial_result("t", {"epoch": 1, "val/loss": float("nan"), "val/acc": float("inf"), "error": "boom"})
     keeper.trial_ended("t", "FAIL", "boom")
+    journal = (tmp_path / "trials.journal.jsonl").read_text()  # the record as the trial ended
+    assert "NaN" not in journal and json.loads(journal)["last"]["val/loss"] is None
+    keeper.close()  # trials.json whole
     write_json(tmp_path / "summary.json", {"best": None, "values": [float("nan"), 1.0]})
     for name in ("trials.json", "summary.json"):
         text = (tmp_path / name).read_text()
@@ -79,3 +82,59 @@ def test_summary_and_trials_files_are_strict_json(tmp_path):
         json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert json.loads((tmp_path / "summary.json").read_text())["values"] == [None, 1.0]
     assert json.loads((tmp_path / "trials.json").read_text())[0]["last"]["val/loss"] is None
+
+
+def test_what_a_trial_costs_the_bookkeeper_does_not_grow_with_the_trials_before_it(tmp_path, monkeypatch):
+    """Bytes written per trial (its epochs, its end): the same for the 1,500th trial as for the
+    100th, because curves.csv and the trial records are appended, not rewritten (a rewrite at
+    every end made a search of thousands of trials quadratic)."""
+    from tune_nas.record import bookkeeper as module
+
+    written = [0]
+    append, atomic = module._append, module._atomic_write
+    monkeypatch.setattr(module, "_append", lambda path, text: (written.__setitem__(0, written[0] + len(text)),
+                                                               append(path, text))[1])
+    monkeypatch.setattr(module, "_atomic_write", lambda path, text: (written.__setitem__(0, written[0] + len(text)),
+                                                                     atomic(path, text))[1])
+    monkeypatch.setattr(module.TensorBoardRuns, "start", lambda *a, **k: None)  # TensorBoard's own files aside
+    monkeypatch.setattr(module.TensorBoardRuns, "epoch", lambda *a, **k: None)
+    monkeypatch.setattr(module.TensorBoardRuns, "end", lambda *a, **k: None)
+    keeper = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=3)
+    per_trial = []
+    for n in range(1500):
+        before = written[0]
+        trial_id = f"t{n:05d}"
+        keeper.trial_started(trial_id, n, {"lr": 0.1, "trial_number": n, "trial_run": f"{n:05d}_run"})
+        for epoch in (1, 2, 3):
+            keeper.trial_result(trial_id, _result(epoch, 0.5 + epoch / 10))
+        keeper.trial_ended(trial_id, "COMPLETE")
+        per_trial.append(written[0] - before)
+    early, late = sum(per_trial[100:200]) / 100, sum(per_trial[1400:1500]) / 100
+    assert late <= 1.05 * early, (early, late)
+    keeper.close()  # the end: curves.csv and trials.json whole, the journals gone
+    with keeper.curves_path.open() as f:
+        rows = [(r["trial_id"], int(r["epoch"]), r["state"]) for r in csv.DictReader(f)]
+    assert len(rows) == len(set(rows)) == 4500 and {s for *_, s in rows} == {"COMPLETE"}
+    assert not keeper.journal_path.exists() and not (tmp_path / "trials.journal.jsonl").exists()
+
+
+def test_mid_search_files_read_back_as_the_search_left_them(tmp_path):
+    """Mid-search: curves.csv holds the ended trials' rows (appended at each end, the file
+    rewritten when a row brings a new column), the journals hold the rest; a reader merges
+    them, an ended trial's final rows never replaced by the journal's older ones."""
+    keeper = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=2)
+    for n in range(3):
+        keeper.trial_started(f"t{n}", n, {"lr": 0.1, "trial_number": n})
+        keeper.trial_result(f"t{n}", _result(1, 0.5 + n / 10))
+    keeper.trial_ended("t0", "PRUNED")
+    keeper.trial_result("t1", {**_result(2, 0.9), "test/acc": 0.88, "custom/metric": 7})  # a new column
+    keeper.trial_ended("t1", "COMPLETE")
+    with keeper.curves_path.open() as f:
+        on_disk = [(r["trial_id"], r["epoch"], r["state"], r["custom/metric"]) for r in csv.DictReader(f)]
+    assert on_disk == [("t0", "1", "PRUNED", ""), ("t1", "1", "COMPLETE", ""), ("t1", "2", "COMPLETE", "7")]
+
+    reader = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=2)
+    reader.load_existing()  # what a resumed run and the analysis see
+    assert {k: r["state"] for k, r in reader.curves.items()} == {
+        ("t0", 1): "PRUNED", ("t1", 1): "COMPLETE", ("t1", 2): "COMPLETE", ("t2", 1): "RUNNING"}
+    assert {t: (r.state, r.epochs) for t, r in reader.trials.items()} == {"t0": ("PRUNED", 1), "t1": ("COMPLETE", 2)}

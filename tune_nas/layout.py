@@ -12,9 +12,13 @@ Who writes what (data flows one way: launch → Ray layer → trial → here →
 ``optuna.db``                the Optuna study (SQLite), unless ``--storage`` names another
 ``curves.csv``               the bookkeeper: one row per (trial, epoch), columns
                              :data:`CURVE_KEY_COLUMNS` then every reported metric
-``curves.journal.jsonl``     the bookkeeper: curve rows received since curves.csv was
-                             last written (merged on resume; deleted once written)
-``trials.json``              the bookkeeper: every trial's record (resume starts from it)
+``curves.journal.jsonl``     the bookkeeper: every curve row as it arrives, one JSON line
+                             (merged on resume and by readers; deleted once curves.csv
+                             is written whole, at the search's end)
+``trials.json``              the bookkeeper: every trial's record (resume starts from it),
+                             written whole at the search's end
+``trials.journal.jsonl``     the bookkeeper: each ended trial's record as it ends, one
+                             JSON line (read after trials.json; deleted with it written)
 ``tensorboard/``             the bookkeeper: one run per trial
 ``summary.json``             the launcher, at the end: counts, the best trial, every trial
 ``fidelity.json`` / ``.txt`` the fidelity analysis; ``curves.png``, ``fidelity.png`` its
@@ -43,6 +47,7 @@ STUDY_FILE = "optuna.db"
 CURVES_FILE = "curves.csv"
 CURVES_JOURNAL = "curves.journal.jsonl"
 TRIALS_FILE = "trials.json"
+TRIALS_JOURNAL = "trials.journal.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 SUMMARY_FILE = "summary.json"
 FIDELITY_JSON = "fidelity.json"
@@ -76,6 +81,7 @@ class ExperimentLayout:
     curves = property(lambda self: self.root / CURVES_FILE)
     curves_journal = property(lambda self: self.root / CURVES_JOURNAL)
     trials = property(lambda self: self.root / TRIALS_FILE)
+    trials_journal = property(lambda self: self.root / TRIALS_JOURNAL)
     tensorboard = property(lambda self: self.root / TENSORBOARD_DIR)
     summary = property(lambda self: self.root / SUMMARY_FILE)
     fidelity_json = property(lambda self: self.root / FIDELITY_JSON)

@@ -112,7 +112,7 @@ class TrialEvents(tune.Callback):
                 # the re-run replaced the checkpoint recorded first (Ray keeps one per trial):
                 # point at the one that exists (the study's attribute keeps what it was told)
                 record.checkpoint = location
-                self.bookkeeper.write_trials()
+                self.bookkeeper.save_record(record)
             return
         self._started(trial)
         last = trial.last_result or {}

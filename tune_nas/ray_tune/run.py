@@ -303,9 +303,7 @@ def _fit(tuner, keeper: Bookkeeper, events: TrialEvents | None = None,
         if events is not None and not stop.caught and time_budget_s:
             events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
     finally:
-        keeper.write_curves()
-        keeper.write_trials()
-        keeper.close()
+        keeper.close()  # curves.csv and trials.json whole
     if stop.caught:
         raise SearchInterrupted()
     return keeper

@@ -15,6 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,32 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _record_dict(record: TrialRecord) -> dict[str, Any]:
+    return {k: getattr(record, k) for k in TrialRecord.__dataclass_fields__}
+
+
+def _journal_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a journal (none when it does not exist); a half-written last line (the
+    one being written when the driver was killed) is ignored."""
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise
+    return out
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a") as f:
+        f.write(text)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -212,7 +239,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class Bookkeeper:
-    """Receives trial events in the driver and keeps TensorBoard, curves.csv and records."""
+    """Receives trial events in the driver and keeps TensorBoard, curves.csv and records.
+
+    What a trial's events cost does not grow with the trials before it (a search of
+    thousands of cheap trials must not slow down): every epoch is appended to the curves
+    journal; a trial's end touches only its own rows, appends them to curves.csv (rewritten
+    whole only when a row brings a column the file lacks) and appends its record to the trials
+    journal. :meth:`close` (the search's end, or a stop) writes curves.csv and trials.json
+    whole, sorted and without duplicates, and deletes both journals; reading (a resumed run,
+    the analysis) merges the journals in.
+    """
 
     def __init__(self, experiment_dir: str | Path, objective: Objective, max_epochs: int,
                  tensorboard_dir: str | Path | None = None) -> None:
@@ -223,6 +259,8 @@ class Bookkeeper:
                                            objective.metric)
         self.trials: dict[str, TrialRecord] = {}
         self.curves: dict[tuple[str, int], dict[str, Any]] = {}
+        self._epochs: dict[str, set[int]] = {}  # trial id -> its epochs in ``curves``
+        self._csv_columns: list[str] | None = None  # curves.csv's header as on disk
         #: on resume: the rows of trials that were running when the driver stopped, by trial
         self._unfinished_rows: dict[str, list[dict[str, Any]]] = {}
 
@@ -247,30 +285,33 @@ class Bookkeeper:
 
     def load_existing(self) -> None:
         """On resume: keep the trials and curve rows an earlier run of this experiment wrote."""
-        if self.trials_path.exists():
-            for item in json.loads(self.trials_path.read_text()):
-                record = TrialRecord(**item)
-                record.state = TrialState(record.state)
-                if record.state != RUNNING:
-                    record.checkpoint = self.moved_here(record.checkpoint)
-                    self.trials[record.trial_id] = record
+        items = json.loads(self.trials_path.read_text()) if self.trials_path.exists() else []
+        for item in [*items, *_journal_lines(self.layout.trials_journal)]:  # the journal is newer
+            record = TrialRecord(**item)
+            record.state = TrialState(record.state)
+            if record.state != RUNNING:
+                record.checkpoint = self.moved_here(record.checkpoint)
+                self.trials[record.trial_id] = record
         if self.curves_path.exists():
             with self.curves_path.open(newline="") as f:
-                for row in csv.DictReader(f):
-                    self.curves[(row["trial_id"], int(row["epoch"]))] = row
-        if self.journal_path.exists():
-            lines = self.journal_path.read_text().splitlines()
-            for i, line in enumerate(lines):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    if i == len(lines) - 1:
-                        break  # the line being written when the driver was killed
-                    raise
-                self.curves[(row["trial_id"], int(row["epoch"]))] = row
+                reader = csv.DictReader(f)
+                for row in reader:  # a trial's rows appended at its end follow older ones
+                    self._keep_row(row)
+                self._csv_columns = list(reader.fieldnames or []) or None
+        for row in _journal_lines(self.journal_path):
+            key = (row["trial_id"], int(row["epoch"]))
+            if row.get("state", RUNNING) == RUNNING and self.curves.get(key, {}).get("state", RUNNING) != RUNNING:
+                continue  # an ended trial's rows in curves.csv are final; the journal's are older
+            self._keep_row(row)
         for (trial_id, _), row in sorted(self.curves.items(), key=lambda item: item[0][1]):
             if trial_id not in self.trials:
                 self._unfinished_rows.setdefault(trial_id, []).append(row)
+
+    def _keep_row(self, row: dict[str, Any]) -> None:
+        """Keep a curve row (a retried epoch replaces the earlier row)."""
+        epoch = int(row["epoch"])
+        self.curves[(row["trial_id"], epoch)] = row
+        self._epochs.setdefault(row["trial_id"], set()).add(epoch)
 
     def moved_here(self, checkpoint: str | None) -> str | None:
         """A checkpoint recorded where this experiment was before its trials directory was
@@ -321,10 +362,9 @@ class Bookkeeper:
                "state": RUNNING, "final_epoch": "", "epoch": epoch}
         row.update({k: v for k, v in result.items() if k not in _NOT_METRICS and k not in row
                     and isinstance(v, (int, float, str)) and not k.startswith("config/")})
-        self.curves[(trial_id, epoch)] = row  # a retried epoch replaces the earlier row
+        self._keep_row(row)
         self.dir.mkdir(parents=True, exist_ok=True)
-        with self.journal_path.open("a") as journal:
-            journal.write(json.dumps(row, default=str) + "\n")
+        _append(self.journal_path, json.dumps(row, default=str) + "\n")
 
     def trial_retried(self, trial_id: str) -> None:
         if trial_id in self.trials:
@@ -334,36 +374,59 @@ class Bookkeeper:
                     checkpoint: str | None = None) -> TrialRecord:
         record = self.trials[trial_id]
         record.state, record.reason, record.checkpoint = state, reason, checkpoint
-        for (tid, _), row in self.curves.items():
-            if tid == trial_id:
-                row["state"], row["final_epoch"] = state, record.epochs
+        rows = [self.curves[(trial_id, e)] for e in sorted(self._epochs.get(trial_id, ()))]
+        for row in rows:
+            row["state"], row["final_epoch"] = state, record.epochs
         self.tensorboard.end(record.run, state, reason, record.epochs)
-        self.write_curves()
-        self.write_trials()
+        self._append_curves(rows)
+        self.save_record(record)
         return record
+
+    def save_record(self, record: TrialRecord) -> None:
+        """Append ``record`` (ended, or changed since) to the trials journal."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _append(self.layout.trials_journal, json.dumps(strict_json(_record_dict(record)), default=str,
+                                                       allow_nan=False) + "\n")
+
+    def _append_curves(self, rows: list[dict[str, Any]]) -> None:
+        """Append an ended trial's rows to curves.csv, or write the ended trials' rows whole
+        when the file is new or lacks one of the rows' columns."""
+        if not rows:
+            return
+        columns = self._csv_columns
+        if columns is None or not self.curves_path.exists() or \
+                any(k not in set(columns) for row in rows for k in row):
+            self.write_curves(ended_only=True)
+            return
+        buf = StringIO()
+        csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore").writerows(rows)
+        _append(self.curves_path, buf.getvalue())
 
     def write_trials(self) -> None:
         """trials.json: every trial's record (the state a resumed experiment starts from)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         records = sorted(self.trials.values(), key=lambda t: t.number)
-        fields_ = TrialRecord.__dataclass_fields__
         _atomic_write(self.trials_path, json.dumps(
-            strict_json([{k: getattr(t, k) for k in fields_} for t in records]), indent=1, default=str,
-            allow_nan=False))
+            strict_json([_record_dict(t) for t in records]), indent=1, default=str, allow_nan=False))
+        self.layout.trials_journal.unlink(missing_ok=True)  # every record it held is in trials.json now
 
-    def write_curves(self) -> None:
+    def write_curves(self, ended_only: bool = False) -> None:
+        """curves.csv whole, sorted by trial number and epoch: every row (the journal, which
+        holds them all, is deleted), or with ``ended_only`` the rows of ended trials."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        rows = sorted(self.curves.values(), key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
-        from io import StringIO
-
-        extra = sorted({k for r in rows for k in r} - set(CURVE_KEY_COLUMNS) - set(CURVE_METRIC_COLUMNS))
+        rows = sorted((r for r in self.curves.values() if not ended_only or r.get("state", RUNNING) != RUNNING),
+                      key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
+        extra = sorted({k for r in self.curves.values() for k in r}
+                       - set(CURVE_KEY_COLUMNS) - set(CURVE_METRIC_COLUMNS))
         columns = [*CURVE_KEY_COLUMNS, *CURVE_METRIC_COLUMNS, *extra]
         buf = StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
         _atomic_write(self.curves_path, buf.getvalue())
-        self.journal_path.unlink(missing_ok=True)  # every row it held is in curves.csv now
+        self._csv_columns = columns
+        if not ended_only:
+            self.journal_path.unlink(missing_ok=True)  # every row it held is in curves.csv now
 
     def best(self) -> TrialRecord | None:
         """The best COMPLETE trial by its final metric (the study's best), else None."""
@@ -382,6 +445,12 @@ class Bookkeeper:
         return counts
 
     def close(self) -> None:
+        """The search ended or stopped: curves.csv and trials.json written whole (the journals
+        merged and deleted), TensorBoard's files closed."""
+        if self.curves or self.journal_path.exists():
+            self.write_curves()
+        if self.trials or self.layout.trials_journal.exists():
+            self.write_trials()
         self.tensorboard.close()
 
 
