@@ -426,6 +426,21 @@ CASES: list = [
             return [trial.suggest_float("lr", 0.001, 0.1)]
         """, needle="returned list"), id="define-by-run-returns-a-list"),
     # ---- study
+    # ---- launch: --warm-start
+    pytest.param(launch("--warm-start", "{tmp}/missing", needle="--warm-start: {tmp}/missing: no such directory"),
+                 id="warm-start-missing-dir"),
+    pytest.param(launch("--warm-start-study", "old", needle="--warm-start-study old: given alone"),
+                 id="warm-start-study-alone"),
+    pytest.param(launch("--warm-start", "{tmp}/trials/exp", "--space", "{tmp}/spaces/loss.py",
+                        needle="its study optimised val/acc (max); rule: the same objectives as this search: "
+                               "val/loss (min)",
+                        setup=both(recorded_experiment, space_file(
+                            "EXPERIMENT = {'dataset': 'digits', 'metric': 'val/loss', 'mode': 'min'}\n"
+                            "PARAM_SPACE = {'lr': 0.01}\n", name="loss"))),
+                 id="warm-start-other-objective"),
+    pytest.param(launch("--warm-start", "sqlite:///{tmp}/trials/exp/optuna.db", "--warm-start-study", "nope",
+                        needle="--warm-start: --warm-start-study 'nope': not in", setup=recorded_experiment),
+                 id="warm-start-unknown-study"),
     pytest.param(Bad("study", ("{tmp}/missing",), "missing"), id="study-missing-dir"),
     pytest.param(Bad("study", ("{tmp}/afile",), "afile", a_file("afile")), id="study-a-file"),
     pytest.param(Bad("study", ("{tmp}/spaces",), "spaces", a_file("spaces/x.py")), id="study-not-an-experiment"),

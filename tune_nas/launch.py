@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the experiment --name where it stopped (same study, same "
                    "settings; finished trials are kept)")
+    p.add_argument("--warm-start", type=_not_empty("--warm-start", "an experiment directory or a storage URL"),
+                   default=None, metavar="SOURCE",
+                   help="begin the new study with the finished trials of an earlier one that fit "
+                   "this space (given to the sampler, not trained again): an experiment directory "
+                   "(trials/NAME) or an Optuna storage URL (with --warm-start-study)")
+    p.add_argument("--warm-start-study", type=_not_empty("--warm-start-study", "a study name"), default=None,
+                   metavar="NAME", help="the earlier study's name (default: the experiment's, or the "
+                   "storage's only study)")
     return p
 
 
@@ -193,6 +201,12 @@ def prepare(args: argparse.Namespace):
         _check_this_machine_fits(space, args)
     if storage:
         _check_storage(storage)
+    if args.warm_start_study and not args.warm_start:
+        _fail(f"--warm-start-study {args.warm_start_study}: given alone; rule: it names the study of --warm-start")
+    if args.warm_start and args.resume:
+        _fail(f"--warm-start {args.warm_start} with --resume: rule: a resumed experiment's study already "
+              "holds what it began with")
+    args.prior = _prior_trials(args.warm_start, args.warm_start_study, space) if args.warm_start else None
     if space.spec.evaluation == "tabular":  # no data, no model: each trial reads a table
         table = _check_table_lookup(space)
         return space, (table, table), name, experiment_dir, storage, remote
@@ -207,6 +221,38 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage, remote
+
+
+def _prior_trials(source_text: str, study_name: str | None, space):
+    """The finished trials of the earlier study ``source_text`` names that fit ``space``
+    (:mod:`tune_nas.search.prior_trials`); one line and exit 2 when the source cannot be read
+    or optimised other objectives."""
+    from tune_nas.ray_tune.optuna_bridge import optuna_distributions
+    from tune_nas.search.prior_trials import fit_prior_trials
+    from tune_nas.study import StudyInputError, load_study, resolve_source
+
+    url = "://" in source_text
+    try:
+        source = resolve_source(None if url else source_text, source_text if url else None, study_name)
+        study = load_study(source, explicit_name=bool(study_name))
+    except StudyInputError as exc:  # worded for the study command, whose flag is --study
+        _fail(f"--warm-start: {str(exc).replace('--study', '--warm-start-study')}")
+    objectives = space.spec.objective_list
+    earlier = (source.experiment.spec.objective_list if source.experiment is not None
+               else [Objective(m or "", d) for m, d in zip(study.metric_names or [None] * len(study.directions),
+                                                            ["max" if d.name == "MAXIMIZE" else "min"
+                                                             for d in study.directions])])
+    wanted = [(o.metric, o.direction) for o in objectives]
+    had = [(o.metric, o.direction) for o in earlier]
+    if had != wanted and not (source.experiment is None and study.metric_names is None
+                              and [d for _, d in had] == [d for _, d in wanted]):
+        _fail(f"--warm-start {source_text}: its study optimised {', '.join(f'{m} ({d})' for m, d in had)}; "
+              f"rule: the same objectives as this search: {', '.join(f'{m} ({d})' for m, d in wanted)}")
+    shown = source_text if not url else f"{source.study_name}@{source_text.split('://', 1)[0]}"
+    trials = study.get_trials(deepcopy=False)
+    if space.define_by_run is not None:
+        return fit_prior_trials(trials, shown, define_by_run=space.define_by_run)
+    return fit_prior_trials(trials, shown, distributions=optuna_distributions(space.param_space))
 
 
 def _check_trials_dir(given: str, trials_dir: Path) -> None:
@@ -406,6 +452,9 @@ def write_experiment_files(space, name: str, experiment_dir: Path, args,
                 "param_space": {k: repr(v) for k, v in space.param_space.items()},
                 "storage": mask_url(storage) if storage else None,
                 "created": datetime.now().isoformat(timespec="seconds")}
+    prior = getattr(args, "prior", None)
+    if prior is not None:
+        resolved["warm_start"] = prior.as_dict()
     (experiment_dir / EXPERIMENT_FILE).write_text(json.dumps(resolved, indent=2) + "\n")
 
 
@@ -602,7 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     warming.join()
     try:
         outcome = run_search(space, splits, experiment_dir, name, printer,
-                                   resume=args.resume, storage_url=storage, remote=remote)
+                                   resume=args.resume, storage_url=storage, remote=remote,
+                                   prior=args.prior)
         final = (run_final_stage(space, full_splits, outcome, experiment_dir, printer,
                                        remote=remote)
                  if space.spec.final_top_k else None)
@@ -622,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         from tune_nas.record.bookkeeper import write_json
 
         summary = build_summary(outcome, space, name, experiment_dir, wall_s, splits)
+        if args.prior is not None:
+            summary["warm_start"] = args.prior.as_dict()
         if remote:
             summary["trials_storage"] = remote.display(name)
         if final is not None:

@@ -33,6 +33,11 @@ class CheckedSearchGenerator(SearchGenerator):
         return max(0, lost)
 
 
+def optuna_distributions(param_space: dict[str, Any]) -> dict[str, Any]:
+    """The Optuna distributions of a Tune param space (what Ray's Optuna searcher samples)."""
+    return OptunaSearch.convert_search_space(dict(param_space))
+
+
 class ConstantSpace:
     """A define-by-run "space" that samples nothing and returns fixed values."""
 

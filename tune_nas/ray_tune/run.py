@@ -41,6 +41,7 @@ from tune_nas.record.console import ProgressPrinter
 from tune_nas.schedulers import create_policy
 from tune_nas.search import create_sampler
 from tune_nas.search.cells import CellSampler
+from tune_nas.search.prior_trials import PriorTrials
 from tune_nas.storage.trials_dir import RemoteTrialsDir, ThrottledUpload
 
 
@@ -118,9 +119,11 @@ class SearchOutcome:
 
 def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, name: str,
                printer: ProgressPrinter, resume: bool = False,
-               storage_url: str | None = None, remote: RemoteTrialsDir | None = None) -> SearchOutcome:
+               storage_url: str | None = None, remote: RemoteTrialsDir | None = None,
+               prior: PriorTrials | None = None) -> SearchOutcome:
     """Run (or resume) the search of ``space`` on ``splits``; results land in ``experiment_dir``
-    (Ray's trials in ``remote`` instead when the trials directory is object storage)."""
+    (Ray's trials in ``remote`` instead when the trials directory is object storage). A fresh
+    study begins with the ``prior`` trials (a warm start), finished, before its first ask."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -162,6 +165,10 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         sampler = CellSampler(sampler, genotype, seed=spec.seed)
     storage = open_storage(storage_url)
     objectives = spec.objective_list
+    if prior is not None:
+        optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                            directions=[o.optuna_direction for o in objectives]).add_trials(prior.trials)
+        printer.note(prior.describe())
     searcher = RecordingOptunaSearch(
         space=define_by_run, sampler=sampler, study_name=name, storage=storage,
         metric=[o.metric for o in objectives] if spec.multi_objective else spec.metric,
