@@ -67,3 +67,18 @@ def test_the_preset_runs_end_to_end_at_a_tiny_scale(tmp_path):
     assert retrained.value == best  # the final stage retrains the search's best (or a tie)
     assert retrained.user_attrs["arch"] == archs[retrained.number]
     assert row["search_value"] == pytest.approx(best)
+
+
+def test_the_gpu_preset_keeps_the_research_budget_and_builds_its_largest_network():
+    import torch
+
+    from tune_nas.models import create_model
+
+    spec = load_space("fashion_mnist_evolution_h100").spec
+    assert spec.max_epochs <= 10 and spec.final_max_epochs <= 20 and spec.gpus_per_trial > 0
+    space = load_space("fashion_mnist_evolution_h100")
+    config = space.sample(0)
+    arch = {k: v for k, v in config.items() if k.startswith(("op_", "skip_"))}
+    heaviest = {**arch, **{k: "conv5" for k in arch if k.startswith("op_")}}
+    model = create_model("global_net", 10, 1, 28, width=config["width"], stages=3, slots=3, **heaviest)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
