@@ -423,7 +423,9 @@ def test_trials_running_when_the_time_budget_ends_are_recorded_as_pruned(tmp_pat
     assert stopped, summary["trials"]
     study = {t.number: t for t in load_study(exp).trials}
     for t in stopped:
-        assert t["state"] == "PRUNED" and 1 <= t["epochs"] < 50
+        # 0 epochs: it had started but not yet reported when the budget ran out (a loaded
+        # machine makes that likely); it is PRUNED all the same, never left RUNNING
+        assert t["state"] == "PRUNED" and 0 <= t["epochs"] < 50
         assert study[t["number"]].state.name == "PRUNED"
     assert "RUNNING" not in {t.state.name for t in study.values()}
     recorded = {t["number"] for t in summary["trials"]}
