@@ -288,12 +288,24 @@ def test_out_of_memory_fails_that_trial_alone_with_its_reason(faulty_search):
 # ------------------------------------------------------------------- 2: the driver is killed
 
 
-def _finished(exp: Path) -> int:
+def ended_records(exp: Path) -> list[dict]:
+    """The ended trials' records as any reader sees them mid-search: trials.json (written whole
+    at the search's end) merged with trials.journal.jsonl (each trial appended as it ends)."""
+    import dataclasses
+
+    from tune_nas.objectives import Objective
+    from tune_nas.record.bookkeeper import Bookkeeper
+
+    keeper = Bookkeeper(exp, Objective(), 1)
     try:
-        records = json.loads((exp / "trials.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    return sum(r["state"] != "RUNNING" for r in records)
+        keeper.load_existing()
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [dataclasses.asdict(r) for r in keeper.trials.values()]
+
+
+def _finished(exp: Path) -> int:
+    return sum(r["state"] != "RUNNING" for r in ended_records(exp))
 
 
 def search_until_two_trials_end(exp: Path, space: Path, cwd: Path, env: dict, stderr) -> subprocess.Popen:

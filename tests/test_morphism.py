@@ -20,7 +20,15 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
-from test_faults import assert_nothing_lost, explain, kill_ray_of, launch, launch_cmd, ray_env  # noqa: F401  (fixture)
+from test_faults import (  # noqa: F401  (ray_env: a fixture)
+    assert_nothing_lost,
+    ended_records,
+    explain,
+    kill_ray_of,
+    launch,
+    launch_cmd,
+    ray_env,
+)
 
 from tune_nas.search.morphism import MORPHS_ATTR, PARENT_ATTR, MorphismSampler, is_parent
 from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings, create_sampler
@@ -507,12 +515,8 @@ def test_a_childs_tensorboard_run_says_where_it_comes_from(morph_search):
 
 
 def _ended_children(exp: Path) -> dict[int, int]:
-    """Ended children recorded in trials.json: number -> parent."""
-    try:
-        records = json.loads((exp / "trials.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return {r["number"]: r["config"]["warm_start"]["parent"] for r in records
+    """Ended children in the trial records (trials.json and its journal): number -> parent."""
+    return {r["number"]: r["config"]["warm_start"]["parent"] for r in ended_records(exp)
             if r["state"] != "RUNNING" and isinstance(r["config"].get("warm_start"), dict)}
 
 
@@ -536,7 +540,7 @@ def test_a_killed_morphism_search_resumes_with_its_lineage_intact(tmp_path, ray_
             driver.kill()
         assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
     before = _ended_children(exp)
-    recorded_before = {r["number"] for r in json.loads((exp / "trials.json").read_text())}
+    recorded_before = {r["number"] for r in ended_records(exp)}
     assert before and len(recorded_before) < num_samples
 
     proc = launch("--name", exp.name, "--trials-dir", str(exp.parent), "--resume", env=ray_env, cwd=tmp_path)
