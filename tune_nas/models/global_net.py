@@ -82,31 +82,30 @@ class GlobalNet(nn.Module):
         self.stem = conv_bn_relu(in_channels, width, 3)
         self.entries, self.ops, self.merges = nn.ModuleList(), nn.ModuleList(), nn.ModuleDict()
         self.pools: list[bool] = []
-        # the shape (channels, size) of every node: node 0 the stem, node i + 1 slot i's output
-        shapes = [(width, image_size)]
-        channels, size = width, image_size
-        for stage, ops in enumerate(spec.ops):
-            if stage:
+        #: per slot, the node its skip adds (None: no skip); node 0 is the stem, node i + 1 slot i
+        self.sources: list[int | None] = []
+        shapes = [(width, image_size)]  # the (channels, size) of every node
+        channels, size, current = width, image_size, 0
+        for stage, index, op, k in spec.slots():
+            if stage != current:  # a stage's first slot: pool and widen first
+                current = stage
                 pooled = size >= 2
                 size = size // 2 if pooled else size
                 self.pools.append(pooled)
                 self.entries.append(conv_bn_relu(channels, channels * 2, 3))
                 channels *= 2
-            for op in ops:
-                index = len(shapes) - 1  # this slot's index along the chain
-                self.ops.append(make_op(op, channels))
-                k = spec.slots()[index][3]
-                if k:
-                    c_src, size_src = shapes[max(0, index + 1 - k)]
-                    self.merges[str(index)] = Merge(c_src, channels, size_src, size)
-                shapes.append((channels, size))
+            self.ops.append(make_op(op, channels))
+            self.sources.append(max(0, index + 1 - k) if k else None)
+            if k:
+                c_src, size_src = shapes[self.sources[-1]]
+                self.merges[str(index)] = Merge(c_src, channels, size_src, size)
+            shapes.append((channels, size))
         self.pool = F.max_pool2d if pool == "max" else F.avg_pool2d
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
                                   nn.Linear(channels, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [self.stem(x)]
-        slots = iter(self.spec.slots())
         index = 0
         for stage, ops in enumerate(self.spec.ops):
             x = nodes[-1]
@@ -115,10 +114,10 @@ class GlobalNet(nn.Module):
                     x = self.pool(x, 2)
                 x = self.entries[stage - 1](x)
             for _ in ops:
-                _, _, _, k = next(slots)
                 x = self.ops[index](x)
-                if k:
-                    x = x + self.merges[str(index)](nodes[max(0, index + 1 - k)])
+                source = self.sources[index]
+                if source is not None:
+                    x = x + self.merges[str(index)](nodes[source])
                 nodes.append(x)
                 index += 1
         return self.head(nodes[-1])
