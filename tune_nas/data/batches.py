@@ -75,12 +75,13 @@ class TensorBatches:
     """An iterable of ``(float images, labels)`` batches cut from device-resident uint8 tensors.
 
     Normalisation (``(x/255 - mean) / std``) and augmentation run per batch on the tensors'
-    device. ``shuffle`` draws a fresh permutation each epoch from ``seed`` and the epoch set
+    device. Without ``mean`` and ``std`` the inputs are taken as they are (float arrays already
+    standardised, e.g. a regression data set's) and the targets may be float too. ``shuffle`` draws a fresh permutation each epoch from ``seed`` and the epoch set
     by :meth:`set_epoch`, so a resumed trial sees the same batches it would have seen.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
-                 mean: tuple[float, ...], std: tuple[float, ...], shuffle: bool = False,
+                 mean: tuple[float, ...] | None, std: tuple[float, ...] | None, shuffle: bool = False,
                  drop_last: bool = False, augment: Augment | None = None, seed: int = 0,
                  channels_last: bool = False, device: torch.device | str | None = None) -> None:
         if batch_size <= 0:
@@ -94,9 +95,11 @@ class TensorBatches:
         # where batches are computed: the images' device, or (for data that does not fit on
         # the GPU) a GPU that each uint8 batch is copied to before normalising and augmenting
         self.device = torch.device(device) if device is not None else images.device
-        shape = (1, len(mean), 1, 1)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(std, device=self.device).view(shape) * 255.0)
+        self.mean = self.inv_std = None
+        if mean is not None and std is not None:
+            shape = (1, len(mean), 1, 1)
+            self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
+            self.inv_std = 1.0 / (torch.tensor(std, device=self.device).view(shape) * 255.0)
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -118,7 +121,7 @@ class TensorBatches:
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             idx = order[sl] if order is not None else sl
             x = self.images[idx].to(self.device, non_blocking=True)
-            x = (x.float() - self.mean) * self.inv_std
+            x = (x.float() - self.mean) * self.inv_std if self.mean is not None else x.float()
             if self.augment is not None:
                 x = self.augment(x, g)
             if self.channels_last:

@@ -15,6 +15,12 @@ Data sets:
   ``test/<class>/*`` (optional ``val/<class>/*``; otherwise a seeded split of train).
   Decoded in parallel once and cached as ``.npy`` files next to the data (or in
   ``$TUNE_NAS_CACHE`` / ``~/.cache/tune_nas`` when that directory is read-only).
+
+Regression data (inputs and outputs as numbers, :mod:`tune_nas.data.arrays`) become a
+:class:`~tune_nas.data.arrays.RegressionSplits` instead:
+
+* ``arrays:PATH`` — an ``.npz`` (``x``, ``y``) or a ``.csv`` with named columns;
+* ``sim:NAME[:SAMPLES]`` — made by a built-in simulator (:mod:`tune_nas.data.simulated`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH", "arrays:PATH",
+            "sim:NAME[:SAMPLES]")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm")
 SPLIT_SEED = 0  # the split never depends on the search seed: trials stay comparable
 VAL_FRACTION = 0.1
@@ -55,6 +62,7 @@ class ArraySplits:
     classes: tuple[str, ...]
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    task = "classification"
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -80,6 +88,16 @@ class ArraySplits:
     @property
     def image_size(self) -> int:
         return int(self.train_x.shape[2])
+
+    @property
+    def shape_args(self) -> dict[str, int]:
+        """What an image model's factory takes first (:mod:`tune_nas.models.registry`)."""
+        return {"num_classes": self.num_classes, "in_channels": self.in_channels, "image_size": self.image_size}
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One image's shape (what FLOPs and latency are measured on)."""
+        return (self.in_channels, self.image_size, self.image_size)
 
     def describe(self) -> str:
         return (f"{self.name}: {len(self.train_x)} train / {len(self.val_x)} val / "
@@ -347,8 +365,18 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
     return splits
 
 
-def load_splits(dataset: str, data_dir: str | os.PathLike = "data") -> ArraySplits:
-    """Load ``dataset`` (one of :data:`DATASETS`), raising :class:`DataError` on bad input."""
+def load_splits(dataset: str, data_dir: str | os.PathLike = "data", inputs=(), outputs=()):
+    """Load ``dataset`` (one of :data:`DATASETS`), raising :class:`DataError` on bad input: an
+    :class:`ArraySplits` of images, or a :class:`~tune_nas.data.arrays.RegressionSplits` for
+    ``arrays:`` and ``sim:`` data (``inputs``/``outputs`` name a CSV's columns)."""
+    if dataset.startswith("arrays:") and len(dataset) > len("arrays:"):
+        from tune_nas.data.arrays import load_array_file
+
+        return load_array_file(dataset.split(":", 1)[1], inputs, outputs)
+    if dataset.startswith("sim:"):
+        from tune_nas.data.simulated import load_simulated
+
+        return load_simulated(dataset, data_dir)
     if dataset == "digits":
         return load_digits_splits()
     if dataset in _TORCHVISION:
@@ -360,9 +388,14 @@ def load_splits(dataset: str, data_dir: str | os.PathLike = "data") -> ArraySpli
 
 def check_dataset_name(dataset: str) -> None:
     """Raise :class:`DataError` unless ``dataset`` names a known data set (no I/O)."""
-    if dataset in ("digits", *_TORCHVISION) or (
-        dataset.startswith("imagefolder:") and len(dataset) > len("imagefolder:")
+    if dataset in ("digits", *_TORCHVISION) or any(
+        dataset.startswith(prefix) and len(dataset) > len(prefix) for prefix in ("imagefolder:", "arrays:")
     ):
+        return
+    if dataset.startswith("sim:"):
+        from tune_nas.data.simulated import parse_simulated
+
+        parse_simulated(dataset)
         return
     raise DataError(f"--dataset {dataset!r}: unknown data set; rule: one of {', '.join(DATASETS)}")
 
@@ -380,6 +413,10 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
     """
     if not 0 < train_fraction <= 1:
         raise DataError(f"train_fraction={train_fraction}: rule: 0 < train_fraction <= 1")
+    if getattr(splits, "task", "classification") == "regression":
+        if image_size:
+            raise DataError(f"image_size={image_size}: {splits.name} is no image data set; rule: 0")
+        return splits.reduced(train_fraction, seed)
     if image_size < 0:
         raise DataError(f"image_size={image_size}: rule: 0 (native) or a positive size in px")
     if train_fraction == 1 and image_size in (0, splits.image_size):

@@ -50,7 +50,13 @@ def _check_shape(in_channels: int, image_size: int) -> None:
 def flops_per_image(model: nn.Module, in_channels: int, image_size: int) -> int:
     """FLOPs of one eval-mode forward pass of one ``in_channels × image_size²`` image."""
     _check_shape(in_channels, image_size)
-    x = torch.zeros(1, in_channels, image_size, image_size, device=_device_of(model))
+    return flops_per_sample(model, (in_channels, image_size, image_size))
+
+
+def flops_per_sample(model: nn.Module, sample_shape: tuple[int, ...]) -> int:
+    """FLOPs of one eval-mode forward pass of one sample of ``sample_shape`` (an image's
+    ``C × H × W``, a regressor's ``(inputs,)``)."""
+    x = torch.zeros(1, *sample_shape, device=_device_of(model))
     counter = FlopCounterMode(display=False)
     with _eval_mode(model), counter:
         model(x)
@@ -72,6 +78,12 @@ def latency_ms(model: nn.Module, in_channels: int, image_size: int, batch_size: 
     (default: where the model is) is where it runs; the model is moved there and back.
     """
     _check_shape(in_channels, image_size)
+    return sample_latency_ms(model, (in_channels, image_size, image_size), batch_size, device, warmup, repeats)
+
+
+def sample_latency_ms(model: nn.Module, sample_shape: tuple[int, ...], batch_size: int = 1,
+                      device: str | torch.device | None = None, warmup: int = 5, repeats: int = 20) -> float:
+    """:func:`latency_ms` for a batch of samples of any ``sample_shape``."""
     rules = [("batch_size", batch_size >= 1), ("warmup", warmup >= 0), ("repeats", repeats >= 1)]
     for name, ok in rules:
         if not ok:
@@ -80,7 +92,7 @@ def latency_ms(model: nn.Module, in_channels: int, image_size: int, batch_size: 
     home = _device_of(model)
     target = home if device is None else torch.device(device)
     model.to(target)
-    x = torch.randn(batch_size, in_channels, image_size, image_size, device=target)
+    x = torch.randn(batch_size, *sample_shape, device=target)
     times = []
     try:
         with _eval_mode(model):

@@ -25,10 +25,11 @@ if _nvml_check_before is None:
 else:
     os.environ[_NVML_CHECK] = _nvml_check_before
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from tune_nas.config.training import TrainingConfig  # noqa: E402
+from tune_nas.tasks import Task, task_named  # noqa: E402
+from tune_nas.tasks.classification import EpochTotals  # noqa: E402,F401  (re-exported)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -49,50 +50,23 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) ->
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class EpochTotals:
-    """Mean loss and accuracy over an epoch, summed on the device with no host synchronisation.
-
-    The same numbers as torchmetrics' ``MeanMetric`` (weighted by batch size) and micro
-    ``MulticlassAccuracy``, at a fifth of their per-step cost (~25 µs instead of ~120 µs on a
-    CPU, measured), which shows in small models whose step takes a few milliseconds. A NaN loss
-    propagates to the mean, so a diverged trial is seen as one.
-    """
-
-    def __init__(self) -> None:
-        self.sums: torch.Tensor | None = None  # [sum of loss × batch size, correct predictions]
-        self.count = 0  # images, counted on the host (no synchronisation)
-
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        n = len(y)
-        step = torch.stack([loss.detach().float() * n, (logits.detach().argmax(1) == y).sum().float()])
-        self.sums = step if self.sums is None else self.sums.add_(step)
-        self.count += n
-
-    def compute(self) -> torch.Tensor:
-        """[mean loss, accuracy] as a device tensor (NaNs when nothing was seen)."""
-        if self.sums is None or not self.count:
-            return torch.full((2,), float("nan"))
-        return self.sums / self.count
-
-    def reset(self) -> None:
-        self.sums, self.count = None, 0
-
-
 class TrialModule(pl.LightningModule):
-    """Cross-entropy training of any ``model`` with metrics accumulated on the device.
+    """Training of any ``model`` on a task (cross-entropy for classification, MSE for
+    regression: :mod:`tune_nas.tasks`) with metrics accumulated on the device.
 
     Models with architecture parameters (``arch_parameters()``, e.g. superkernel thresholds)
     get them in an optimizer group of their own (``arch_lr``, no weight decay, frozen for the
     first ``arch_warmup_epochs``), and ``cost_weight × model.expected_cost()`` joins the loss.
     """
 
-    def __init__(self, model: nn.Module, training: TrainingConfig, num_classes: int,
+    def __init__(self, model: nn.Module, training: TrainingConfig, task: Task | str,
                  steps_per_epoch: int, max_epochs: int) -> None:
         super().__init__()
         self.model = model
         self.training_config = training
+        self.task = task_named(task) if isinstance(task, str) else task
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
-        self.train_totals, self.val_totals = EpochTotals(), EpochTotals()
+        self.train_totals, self.val_totals = self.task.train_totals(), self.task.eval_totals()
         self._searchable = callable(getattr(model, "arch_parameters", None))
 
     def __setattr__(self, name: str, value) -> None:
@@ -108,8 +82,8 @@ class TrialModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.training_config.label_smoothing)
+    def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.task.loss(output, y, self.training_config.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -132,20 +106,22 @@ class TrialModule(pl.LightningModule):
                 p.requires_grad_(not frozen)
 
     def epoch_metrics(self) -> dict[str, float]:
-        """The epoch's train/val loss and accuracy and the learning rate; resets the meters."""
+        """The epoch's training and validation metrics (the task's: loss and accuracy, or loss,
+        MSE, MAE and R²) and the learning rate; resets the meters."""
         values = torch.cat([self.train_totals.compute().cpu(), self.val_totals.compute().cpu()]).tolist()
         self.train_totals.reset()
         self.val_totals.reset()
+        keys = [f"train/{k}" for k in self.train_totals.keys] + [f"val/{k}" for k in self.val_totals.keys]
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else float("nan")
-        return {"train/loss": values[0], "train/acc": values[1], "val/loss": values[2],
-                "val/acc": values[3], "lr": float(lr)}
+        return {**dict(zip(keys, values)), "lr": float(lr)}
 
     @torch.no_grad()
     def evaluate(self, batches) -> dict[str, float]:
-        """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode."""
+        """The task's validation metrics (loss and accuracy, or loss, MSE, MAE and R²) over
+        ``batches`` (e.g. the test split), in eval mode."""
         was_training = self.training
         self.eval()
-        totals = EpochTotals()
+        totals = self.task.eval_totals()
         bf16 = self._trainer is not None and "bf16" in str(self.trainer.precision)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         with autocast:
@@ -154,8 +130,7 @@ class TrialModule(pl.LightningModule):
                 y = y.to(self.device)
                 totals.update(self._loss(logits.float(), y), logits, y)
         self.train(was_training)
-        loss, acc = totals.compute().tolist()
-        return {"loss": loss, "acc": acc}
+        return dict(zip(totals.keys, totals.compute().tolist()))
 
     def configure_optimizers(self):
         cfg = self.training_config

@@ -27,9 +27,10 @@ from tune_nas.config.plugins import import_plugins
 from tune_nas.config.training import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
 from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
 from tune_nas.data.sources import ArraySplits
-from tune_nas.metric_keys import BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC  # noqa: F401
-from tune_nas.models import create_model
-from tune_nas.trial.cost import count_parameters, flops_per_image, latency_ms
+from tune_nas.metric_keys import (BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC,  # noqa: F401
+                                  metrics_of)
+from tune_nas.models import create_model_for
+from tune_nas.trial.cost import count_parameters, flops_per_sample, sample_latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision
 from tune_nas.trial.reporting import Reporter, trial_seed  # noqa: F401  (re-exported)
 
@@ -97,15 +98,19 @@ def architecture_metrics(model: torch.nn.Module) -> dict[str, Any]:
     return out
 
 
-def failure_report(epoch: int, error: str, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+def failure_report(epoch: int, error: str, measured: dict[str, Any] | None = None,
+                   task: str = "classification") -> dict[str, Any]:
     """The last report of a trial that failed by itself (NaN loss, out of memory): every metric
-    of :data:`METRICS` is present, NaN where it was not measured, so that whichever one the
-    search optimises is in the result (Ray's strict metric check would otherwise end the whole
-    search instead of this trial), and ``error`` holds the reason."""
-    report: dict[str, Any] = {key: float("nan") for key in METRICS}
+    of its task (:func:`~tune_nas.metric_keys.metrics_of`) is present, NaN where it was not
+    measured, so that whichever one the search optimises is in the result (Ray's strict metric
+    check would otherwise end the whole search instead of this trial), and ``error`` holds the
+    reason."""
+    keys = metrics_of(task)
+    report: dict[str, Any] = {key: float("nan") for key in keys}
     report.update(measured or {})
-    for key in ("val/acc", "val/loss"):  # not measured for an epoch whose training diverged
-        report[key] = float("nan")
+    for key in keys:  # the validation metrics are not measured for an epoch whose training diverged
+        if key.startswith("val/"):
+            report[key] = float("nan")
     report.update(epoch=epoch, error=error)
     return report
 
@@ -115,9 +120,9 @@ class _EpochReport:
     :func:`_callback` hands to Lightning as a callback."""
 
     def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
-                 setup: TrialSetup, cost: dict[str, float]) -> None:
+                 setup: TrialSetup, cost: dict[str, float], task: str = "classification") -> None:
         self.reporter, self.train, self.test = reporter, train, test
-        self.setup, self.cost = setup, cost
+        self.setup, self.cost, self.task = setup, cost, task
         self.started = 0.0
 
     def on_train_epoch_start(self, trainer, module) -> None:
@@ -132,15 +137,15 @@ class _EpochReport:
         if not math.isfinite(metrics["train/loss"]):
             trainer.should_stop = True
             error = f"train/loss is {metrics['train/loss']} at epoch {epoch}"
-            self.reporter.report(failure_report(epoch, error, metrics), None)
+            self.reporter.report(failure_report(epoch, error, metrics, self.task), None)
             return
         if epoch >= self.setup.max_epochs:
             started = time.perf_counter()
             test = module.evaluate(self.test)
             seconds = time.perf_counter() - started
-            metrics.update({"test/loss": test["loss"], "test/acc": test["acc"],
-                            "test/seconds": seconds,
-                            "test/images_per_s": len(self.test.images) / max(seconds, 1e-9)})
+            per_s = "test/images_per_s" if self.task == "classification" else "test/samples_per_s"
+            metrics.update({**{f"test/{k}": v for k, v in test.items()}, "test/seconds": seconds,
+                            per_s: len(self.test.images) / max(seconds, 1e-9)})
         due = epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
         if not due:
             self.reporter.report(metrics, None)
@@ -217,16 +222,16 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
             reporter.report(failure_report(1, str(exc)), None)
             return
     else:
-        model = create_model(setup.model, splits.num_classes, splits.in_channels, splits.image_size,
-                             **arch)
+        model = create_model_for(setup.model, splits, **arch)
+    task = splits.task
     cost = {"model/params": count_parameters(model),
-            "model/flops": flops_per_image(model, splits.in_channels, splits.image_size),
-            # one image, on the trial's device: what a deployed model's prediction costs
-            "model/latency_ms": latency_ms(model, splits.in_channels, splits.image_size,
-                                           device=device, warmup=2, repeats=5)}
+            "model/flops": flops_per_sample(model, splits.sample_shape),
+            # one sample, on the trial's device: what a deployed model's prediction costs
+            "model/latency_ms": sample_latency_ms(model, splits.sample_shape, device=device,
+                                                  warmup=2, repeats=5)}
     # the space file's switch, on any device: on a CPU with AMX, bf16 convs run fastest in
-    # channels_last too (benchmarks/global_net_speed.py)
-    channels_last = training.channels_last
+    # channels_last too (benchmarks/global_net_speed.py); images only
+    channels_last = training.channels_last and task == "classification"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -234,22 +239,22 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
 
     def batches(x, y, **kw) -> TensorBatches:
         return TensorBatches(to_device_tensor(x, resident), to_device_tensor(y, resident),
-                             training.batch_size, mean=splits.mean, std=splits.std,
+                             training.batch_size, mean=getattr(splits, "mean", None),
+                             std=getattr(splits, "std", None),
                              channels_last=channels_last, device=device, **kw)
 
-    train = batches(splits.train_x, splits.train_y, shuffle=True, drop_last=True, seed=seed,
-                    augment=Augment(training.crop_pad, training.flip))
+    augment = Augment(training.crop_pad, training.flip) if task == "classification" else None  # images only
+    train = batches(splits.train_x, splits.train_y, shuffle=True, drop_last=True, seed=seed, augment=augment)
     if len(train) == 0:
-        train = batches(splits.train_x, splits.train_y, shuffle=True, seed=seed,
-                        augment=Augment(training.crop_pad, training.flip))
+        train = batches(splits.train_x, splits.train_y, shuffle=True, seed=seed, augment=augment)
     val, test = batches(splits.val_x, splits.val_y), batches(splits.test_x, splits.test_y)
-    module = TrialModule(model, training, splits.num_classes, len(train), setup.max_epochs)
+    module = TrialModule(model, training, task, len(train), setup.max_epochs)
     if warm:  # what the child starts from (its parent's accuracy if all went well), and its budget
         cost[WARM_START_VAL_ACC] = float(measured if measured is not None else module.to(device).evaluate(val)["acc"])
         cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
-    report = _EpochReport(reporter, train, test, setup, cost)
+    report = _EpochReport(reporter, train, test, setup, cost, task)
     trainer = pl.Trainer(
         max_epochs=setup.max_epochs, accelerator=device.type, devices=1,
         precision=resolve_precision(training.precision, device), logger=False,
@@ -260,7 +265,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
         trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     except torch.OutOfMemoryError as exc:
         reporter.report(failure_report(trainer.current_epoch + 1,
-                                       f"out of memory: {str(exc).splitlines()[0]}"), None)
+                                       f"out of memory: {str(exc).splitlines()[0]}", task=task), None)
     finally:
         del trainer, module, model, train, val, test
         if device.type == "cuda":

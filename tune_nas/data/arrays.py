@@ -1,0 +1,252 @@
+"""Array data sets for regression: inputs and outputs as numbers, from files or simulators.
+
+A :class:`RegressionSplits` holds float32 inputs (N × inputs) and outputs (N × outputs; a
+field output of ``output_shape`` C × L is stored flattened) of a train, a validation and a
+test split, **standardised** with the training split's mean and standard deviation per column
+(fitted on the training split only; a constant column is centred, not scaled), and the
+statistics to undo it (:meth:`RegressionSplits.original_outputs`).
+
+Files (``arrays:PATH``):
+
+* ``.npz`` with ``x`` (N × inputs, or N) and ``y`` (N × outputs, N, or N × C × L for a field);
+  optional ``input_names``/``output_names`` (strings) and ``seconds_per_sample`` (what one
+  run of the simulator that made it costs: the emulator's speed-up is measured against it);
+* ``.csv`` with a header: the experiment's ``outputs`` name the output columns, ``inputs`` the
+  input columns (default: every other column).
+
+The split is deterministic (seeded by :data:`~tune_nas.data.sources.SPLIT_SEED`, never by the
+search seed): 20 % test, then 10 % of the rest validation. Bad files (missing keys, shapes
+that disagree, NaNs or infinities, too few rows, text in a number column) are refused with
+:class:`~tune_nas.data.sources.DataError` naming the file and the rule.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from tune_nas.data.sources import SPLIT_SEED, VAL_FRACTION, DataError
+
+TEST_FRACTION = 0.2
+MIN_ROWS = 10  #: fewer rows cannot fill three splits
+
+
+@dataclass(frozen=True)
+class RegressionSplits:
+    """Standardised float32 inputs and outputs of the three splits, and how to undo it."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    output_shape: tuple[int, ...] = ()
+    #: the built-in simulator that made the data (``""``: a file), and one run's wall time
+    simulator: str = ""
+    seconds_per_sample: float = math.nan
+    task = "regression"
+
+    def __post_init__(self) -> None:
+        if not self.output_shape:
+            object.__setattr__(self, "output_shape", (self.num_outputs,))
+        if math.prod(self.output_shape) != self.num_outputs:
+            raise DataError(f"{self.name}: output_shape {self.output_shape} holds "
+                            f"{math.prod(self.output_shape)} values, the data {self.num_outputs}")
+        for split in ("train", "val", "test"):
+            x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+            if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+                raise DataError(f"{self.name}: {split} inputs {x.shape} and outputs {y.shape}; rule: "
+                                "N × inputs and N × outputs")
+
+    @property
+    def num_inputs(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.train_y.shape[1])
+
+    @property
+    def shape_args(self) -> dict[str, object]:
+        """What a regression model's factory takes first (:mod:`tune_nas.models.registry`)."""
+        return {"num_inputs": self.num_inputs, "output_shape": tuple(self.output_shape)}
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's input shape (what FLOPs and latency are measured on)."""
+        return (self.num_inputs,)
+
+    def describe(self) -> str:
+        shape = "×".join(str(s) for s in self.output_shape)
+        return (f"{self.name}: {len(self.train_x)} train / {len(self.val_x)} val / "
+                f"{len(self.test_x)} test, {self.num_inputs} inputs → {shape} outputs")
+
+    def original_outputs(self, y: np.ndarray) -> np.ndarray:
+        """Standardised outputs back in the data's units."""
+        return np.asarray(y, dtype=np.float64) * self.y_std + self.y_mean
+
+    def original_inputs(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) * self.x_std + self.x_mean
+
+    def reduced(self, train_fraction: float, seed: int = SPLIT_SEED) -> RegressionSplits:
+        """A seeded ``train_fraction`` of the training rows (validation and test whole); the
+        standardisation stays the full training split's, so scores stay comparable."""
+        if train_fraction >= 1:
+            return self
+        keep = np.sort(np.random.default_rng(seed).permutation(len(self.train_x))[
+            : max(1, int(round(len(self.train_x) * train_fraction)))])
+        return replace(self, name=f"{self.name} [{train_fraction:g} of train]",
+                       train_x=self.train_x[keep], train_y=self.train_y[keep])
+
+
+def _column_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = a.mean(axis=0)
+    std = a.std(axis=0)
+    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
+def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, output_names=None,
+                 output_shape: tuple[int, ...] = (), simulator: str = "",
+                 seconds_per_sample: float = math.nan) -> RegressionSplits:
+    """Check ``x`` (N × inputs or N) and ``y`` (N × outputs, N or N × C × L), split them
+    deterministically and standardise with the training split's statistics."""
+    x, y = np.asarray(x), np.asarray(y)
+    for what, a in (("x", x), ("y", y)):
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{name}: {what} has dtype {a.dtype}; rule: numbers")
+        if a.ndim == 0 or a.size == 0:
+            raise DataError(f"{name}: {what} has shape {a.shape}; rule: one row per sample")
+    if x.ndim > 2:
+        raise DataError(f"{name}: x has shape {x.shape}; rule: N × inputs (or N)")
+    if y.ndim > 3:
+        raise DataError(f"{name}: y has shape {y.shape}; rule: N × outputs, N, or N × channels × points")
+    if len(x) != len(y):
+        raise DataError(f"{name}: x has {len(x)} rows but y has {len(y)}; rule: one output row per input row")
+    if len(x) < MIN_ROWS:
+        raise DataError(f"{name}: {len(x)} rows; rule: at least {MIN_ROWS} (train, validation and test)")
+    if y.ndim == 3:
+        output_shape = tuple(int(s) for s in y.shape[1:])
+    x = x.reshape(len(x), -1).astype(np.float64)
+    y = y.reshape(len(y), -1).astype(np.float64)
+    for what, a in (("x", x), ("y", y)):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            row, col = (int(i) for i in np.argwhere(bad)[0])
+            raise DataError(f"{name}: {what}[{row}, {col}] is {a[row, col]} ({int(bad.sum())} values not "
+                            "finite); rule: finite numbers only")
+    input_names = tuple(str(n) for n in input_names) if input_names is not None else \
+        tuple(f"x{i}" for i in range(x.shape[1]))
+    output_names = tuple(str(n) for n in output_names) if output_names is not None else \
+        tuple(f"y{i}" for i in range(y.shape[1]))
+    if len(input_names) != x.shape[1] or len(output_names) != y.shape[1]:
+        raise DataError(f"{name}: {len(input_names)} input names for {x.shape[1]} inputs, "
+                        f"{len(output_names)} output names for {y.shape[1]} outputs; rule: one name per column")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    n_test = max(1, int(round(len(x) * TEST_FRACTION)))
+    n_val = max(1, int(round((len(x) - n_test) * VAL_FRACTION)))
+    test, val, train = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_val]), np.sort(order[n_test + n_val:])
+    x_mean, x_std = _column_stats(x[train])
+    y_mean, y_std = _column_stats(y[train])
+
+    def standard(a, mean, std):
+        return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
+
+    return RegressionSplits(
+        name, standard(x[train], x_mean, x_std), standard(y[train], y_mean, y_std),
+        standard(x[val], x_mean, x_std), standard(y[val], y_mean, y_std),
+        standard(x[test], x_mean, x_std), standard(y[test], y_mean, y_std),
+        input_names, output_names, x_mean, x_std, y_mean, y_std, tuple(output_shape), simulator,
+        float(seconds_per_sample))
+
+
+def _names(archive, key: str) -> tuple[str, ...] | None:
+    if key not in archive:
+        return None
+    return tuple(str(v) for v in np.asarray(archive[key]).reshape(-1))
+
+
+def load_npz(path: Path, name: str) -> RegressionSplits:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [k for k in ("x", "y") if k not in archive]
+            if missing:
+                raise DataError(f"{name}: no {missing[0]!r} array (it holds {sorted(archive.files)}); "
+                                "rule: an .npz with arrays x (N × inputs) and y (N × outputs)")
+            seconds = float(np.asarray(archive["seconds_per_sample"]).reshape(-1)[0]) \
+                if "seconds_per_sample" in archive else math.nan
+            return split_arrays(name, archive["x"], archive["y"], input_names=_names(archive, "input_names"),
+                                output_names=_names(archive, "output_names"), seconds_per_sample=seconds)
+    except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{name}: not a readable .npz ({type(exc).__name__}: {str(exc)[:200]}); rule: "
+                        "numpy.savez(path, x=..., y=...) without object arrays") from None
+
+
+def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
+    if len(rows) < 2:
+        raise DataError(f"{name}: {len(rows)} line(s); rule: a header and one row per sample")
+    header = [h.strip() for h in rows[0]]
+    if not outputs:
+        raise DataError(f"{name}: which columns are outputs? rule: the space's EXPERIMENT names them: "
+                        f"\"outputs\": [...] among the header's {header}")
+    unknown = [c for c in (*outputs, *inputs) if c not in header]
+    if unknown:
+        raise DataError(f"{name}: no column {unknown[0]!r}; rule: inputs and outputs name columns of the "
+                        f"header {header}")
+    inputs = inputs or tuple(c for c in header if c not in outputs)
+    if not inputs or set(inputs) & set(outputs):
+        raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
+                        "input column, none of them an output")
+    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    table = np.empty((len(body), len(header)))
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise DataError(f"{name}: line {i + 2} has {len(row)} fields, the header {len(header)}; "
+                            "rule: one value per column")
+        for j, cell in enumerate(row):
+            if header[j] not in inputs and header[j] not in outputs:
+                continue
+            try:
+                table[i, j] = float(cell)
+            except ValueError:
+                raise DataError(f"{name}: line {i + 2}, column {header[j]!r}: {cell!r} is no number; "
+                                "rule: numbers in the input and output columns") from None
+    col = {c: j for j, c in enumerate(header)}
+    return split_arrays(name, table[:, [col[c] for c in inputs]], table[:, [col[c] for c in outputs]],
+                        input_names=inputs, output_names=outputs)
+
+
+def load_array_file(path: str | os.PathLike, inputs=(), outputs=()) -> RegressionSplits:
+    """``arrays:PATH``: an .npz or a .csv (see the module's docstring)."""
+    source = Path(path).expanduser()
+    name = f"arrays:{path}"
+    if not source.is_file():
+        raise DataError(f"{name}: no such file; rule: arrays:PATH names an existing .npz or .csv file")
+    suffix = source.suffix.lower()
+    if suffix == ".npz":
+        if outputs or inputs:
+            raise DataError(f"{name}: inputs/outputs are set; rule: they pick CSV columns; an .npz holds x and y")
+        return load_npz(source, name)
+    if suffix == ".csv":
+        return load_csv(source, name, tuple(inputs), tuple(outputs))
+    raise DataError(f"{name}: suffix {suffix!r}; rule: arrays:PATH is an .npz or a .csv file")
