@@ -91,8 +91,9 @@ def experiment_key(key: str, value: str, needle: str | None = None, **kw) -> Bad
     return launch("--space", "{tmp}/spaces/bad.py", needle=needle or f"{key}=", **kw)
 
 
-def space(body: str, needle: str, **kw) -> Bad:
-    return launch("--space", "{tmp}/spaces/bad.py", needle=needle, setup=space_file(body), **kw)
+def space(body: str, needle: str, setup_extra: Callable[[Path], None] | None = None, **kw) -> Bad:
+    setup = space_file(body) if setup_extra is None else both(space_file(body), setup_extra)
+    return launch("--space", "{tmp}/spaces/bad.py", needle=needle, setup=setup, **kw)
 
 
 # --------------------------------------------------------------------------- setups
@@ -105,6 +106,34 @@ def a_file(relative: str, content: bytes = b"x") -> Callable[[Path], None]:
         path.write_bytes(content)
 
     return write
+
+
+def npz_file(relative: str, **arrays) -> Callable[[Path], None]:
+    """Setup: an .npz holding ``arrays`` (what ``numpy.savez`` writes)."""
+
+    def write(tmp: Path) -> None:
+        import numpy as np
+
+        path = tmp / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    return write
+
+
+def _grid(rows: int, cols: int, nan_at: tuple[int, int] | None = None):
+    values = [[float(r * cols + c) for c in range(cols)] for r in range(rows)]
+    if nan_at is not None:
+        values[nan_at[0]][nan_at[1]] = float("nan")
+    return values
+
+
+EMU = ("--space", "emulator_burgers", "--dataset")  # a regression space, then the data set
+REGRESSION_SPACE = """
+    EXPERIMENT = {{"dataset": "arrays:ok.npz", "max_epochs": 2{extra}}}
+    PARAM_SPACE = {{"width": 8{param}}}
+"""
 
 
 def random_bytes(relative: str) -> Callable[[Path], None]:
@@ -238,6 +267,48 @@ CASES: list = [
                         setup=a_file("afile")), id="data-dir-below-a-file"),
     pytest.param(launch("--dataset", "mnist", "--data-dir", "{tmp}/nodata", needle="nodata", offline=True),
                  id="data-dir-absent-offline"),
+    # ---- launch: regression data (arrays:, sim:) and what a regression experiment refuses
+    pytest.param(launch(*EMU, "arrays:{tmp}/nowhere.npz", needle="nowhere.npz"), id="arrays-missing"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/data.txt",
+                        needle="data.txt", setup=a_file("data.txt")), id="arrays-unknown-suffix"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/cut.npz",
+                        needle="cut.npz", setup=random_bytes("cut.npz")), id="arrays-npz-not-npz"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/noy.npz",
+                        needle="'y'", setup=npz_file("noy.npz", x=_grid(20, 2))), id="arrays-npz-without-y"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/len.npz", needle="y has 19",
+                        setup=npz_file("len.npz", x=_grid(20, 2), y=_grid(19, 1))),
+                 id="arrays-npz-lengths-differ"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/nan.npz", needle="x[3, 1]",
+                        setup=npz_file("nan.npz", x=_grid(20, 2, nan_at=(3, 1)), y=_grid(20, 1))),
+                 id="arrays-npz-nan"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/cube.npz", needle="(20, 2, 2, 2)",
+                        setup=npz_file("cube.npz", x=[[[[0.0] * 2] * 2] * 2] * 20, y=_grid(20, 1))),
+                 id="arrays-npz-x-too-many-dims"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/few.npz", needle="5 rows",
+                        setup=npz_file("few.npz", x=_grid(5, 2), y=_grid(5, 1))),
+                 id="arrays-npz-too-few-rows"),
+    pytest.param(launch(*EMU, "arrays:{tmp}/t.csv",
+                        needle="outputs", setup=a_file("t.csv", b"a,b\n1,2\n")), id="arrays-csv-no-outputs"),
+    pytest.param(space(REGRESSION_SPACE.replace("ok.npz", "t.csv").format(extra=', "outputs": ["b"]', param=""),
+                       needle="'oops'", setup_extra=a_file("t.csv", b"a,b\n" + b"1,2\n" * 12 + b"3,oops\n")),
+                 id="arrays-csv-text-in-a-number-column"),
+    pytest.param(space(REGRESSION_SPACE.replace("ok.npz", "t.csv").format(extra=', "outputs": ["c"]', param=""),
+                       needle="'c'", setup_extra=a_file("t.csv", b"a,b\n" + b"1,2\n" * 12)),
+                 id="arrays-csv-unknown-output-column"),
+    pytest.param(space(REGRESSION_SPACE.format(extra=', "outputs": ["b"]', param=""), needle="outputs"),
+                 id="arrays-outputs-for-an-npz-key"),
+    pytest.param(launch("--dataset", "sim:nope", needle="'nope'"), id="sim-unknown-simulator"),
+    pytest.param(launch("--dataset", "sim:burgers:5", needle="sim:burgers:5"), id="sim-too-few-samples"),
+    pytest.param(launch("--dataset", "sim:burgers:lots", needle="lots"), id="sim-samples-not-a-number"),
+    pytest.param(launch("--dataset", "sim:burgers", needle="small_cnn"), id="sim-with-an-image-model"),
+    pytest.param(launch(*EMU, "digits", needle="'mlp'"),
+                 id="regression-model-on-images"),
+    pytest.param(launch("--space", "emulator_burgers", "--metric", "val/acc", needle="val/acc"),
+                 id="regression-metric-accuracy"),
+    pytest.param(space(REGRESSION_SPACE.format(extra="", param=', "crop_pad": 2'), needle="crop_pad"),
+                 id="regression-space-with-image-augmentation"),
+    pytest.param(space(REGRESSION_SPACE.format(extra=', "task": "classification"', param=""), needle="task"),
+                 id="regression-data-task-classification"),
     # ---- launch: --model, --searcher, --scheduler
     pytest.param(launch("--model", "vgg", needle="'vgg'"), id="model-unknown"),
     pytest.param(launch("--searcher", "bayes", needle="'bayes'"), id="searcher-unknown"),

@@ -7,7 +7,7 @@ from tune_nas.models import architecture_args, create_model, list_models
 SHAPES = [(1, 8), (3, 16)]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 @pytest.mark.parametrize("in_channels, size", SHAPES)
 def test_every_registered_model_runs_forward_and_backward(name, in_channels, size):
     torch.manual_seed(0)

@@ -33,6 +33,7 @@ from tune_nas.bad_input import (
 from tune_nas.config.space_file import SCHEDULERS, SpaceError, load_space
 from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
 from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
+from tune_nas.metric_keys import TEST_HEADLINE
 from tune_nas.objectives import Objective, feasible, pareto_front
 from tune_nas.record import formatting
 from tune_nas.search import list_searchers
@@ -211,7 +212,7 @@ def prepare(args: argparse.Namespace):
         table = _check_table_lookup(space)
         return space, (table, table), name, experiment_dir, storage, remote
     try:
-        splits = load_splits(space.spec.dataset, space.spec.data_dir)
+        splits = load_splits(space.spec.dataset, space.spec.data_dir, space.spec.inputs, space.spec.outputs)
         search_splits = reduce_fidelity(splits, space.spec.train_fraction, space.spec.image_size)
     except DataError as exc:
         _fail(str(exc))
@@ -406,12 +407,11 @@ def _check_table_lookup(space):
 def _check_model_builds(space, splits) -> None:
     """Build the model once for a sampled config, so a bad architecture fails here."""
     from tune_nas.config.training import split_config
-    from tune_nas.models import create_model
+    from tune_nas.models import create_model_for
 
     try:
         _, arch = split_config(space.sample())
-        create_model(space.spec.model, splits.num_classes, splits.in_channels,
-                     splits.image_size, **arch)
+        create_model_for(space.spec.model, splits, **arch)
     except (ValueError, TypeError, RuntimeError) as exc:
         rule = "" if "rule:" in str(exc) else "; rule: the space's architecture arguments must build the model"
         _fail(f"{space.path}: model {space.spec.model!r} cannot be built for "
@@ -478,6 +478,8 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
                      "value": best.last.get(objective.metric),
                      "val_acc": best.last.get("val/acc"), "val_loss": best.last.get("val/loss"),
                      "test_acc": best.last.get("test/acc"),
+                     **{k.replace("/", "_"): best.last.get(k) for k in ("val/r2", "test/r2", "test/mse")
+                        if k in best.last},
                      "params": best.last.get("model/params"), "flops": best.last.get("model/flops"),
                      "arch": architecture(best.last.get("arch")), "arch_hash": best.last.get("arch_hash"),
                      "checkpoint": best.checkpoint}
@@ -549,10 +551,15 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
     _print_pareto(summary)
     if best:
         objective = Objective.from_dict(summary["objective"])
-        extra = "" if objective.metric == "val/acc" or best["val_acc"] is None else \
-            f", val acc {best['val_acc']:.4f}"
+        if "test_r2" in best or "val_r2" in best:  # a regressor
+            extra = f", val R² {formatting.number(best.get('val_r2'))}"
+            test = f"test R² {formatting.number(best.get('test_r2'))}"
+        else:
+            extra = "" if objective.metric == "val/acc" or best["val_acc"] is None else \
+                f", val acc {best['val_acc']:.4f}"
+            test = f"test acc {formatting.number(best['test_acc'])}"
         print(f"Best trial {best['number']} ({best['epochs']} epochs, {best['params']} params): "
-              f"{objective.label} {formatting.number(best['value'])}{extra}, test acc {formatting.number(best['test_acc'])}")
+              f"{objective.label} {formatting.number(best['value'])}{extra}, {test}")
         print(f"  config: {short_config(best['config'])}")
         if best.get("arch"):
             arch = best["arch"]
@@ -566,6 +573,9 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
               f"{cells['duplicates_avoided']} isomorphic to a cell trained, {cells['invalid_rejected']} invalid")
         if cells.get("exhausted"):
             print(f"  the search ended early: {cells['exhausted']}")
+    emulator = summary.get("emulator")
+    if emulator:
+        print(emulator.get("line") or f"emulator: not measured ({emulator.get('error')})")
     final = summary.get("final_stage")
     if final and final.get("trials"):
         rho = final["rank_correlation"]["spearman"]
@@ -575,8 +585,9 @@ def print_report(summary: dict[str, Any], experiment_dir: Path) -> None:
               f"{'also' if final['top1_agrees'] else 'NOT'} the best at full fidelity "
               f"(trial {final['best_final_trial']})")
         for row in final["trials"]:
+            test = next((v for k, v in row.items() if k.startswith("final_test_")), None)
             print(f"  trial {row['search_trial']:>3}: search {row['search_value']:.4f} -> final "
-                  f"{formatting.number(row['final_value'])} (test {formatting.number(row['final_test_acc'])})")
+                  f"{formatting.number(row['final_value'])} (test {formatting.number(test)})")
     rel = _display_path(experiment_dir)
     if summary.get("trials_storage"):
         print(f"Trials and checkpoints are in {summary['trials_storage']}/; the driver's files "
@@ -647,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         write_experiment_files(space, name, experiment_dir, args, storage)
         if remote:
             remote.upload(experiment_dir, name)
-    printer = ProgressPrinter(spec.objective, time_budget_s=spec.time_budget_s)
+    printer = ProgressPrinter(spec.objective, time_budget_s=spec.time_budget_s,
+                              test_metric=TEST_HEADLINE[spec.task])
     warming.join()
     try:
         outcome = run_search(space, splits, experiment_dir, name, printer,
@@ -667,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
               f"--trials-dir '{trials_arg}' --resume", file=sys.stderr)
         return 130
     wall_s = time.monotonic() - started
+    # measured now, with Ray idle (not while it stops, beside the report): the timings are its point
+    emulator = _measure_emulator(space, outcome, final, full_splits) if spec.task == "regression" else None
 
     def report() -> dict[str, Any]:
         from tune_nas.record.bookkeeper import write_json
@@ -678,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["trials_storage"] = remote.display(name)
         if final is not None:
             summary["final_stage"] = final
+        if emulator is not None:
+            summary["emulator"] = emulator
         write_json(experiment_dir / SUMMARY_FILE, summary)
         print_report(summary, experiment_dir)
         _fidelity(experiment_dir)
@@ -691,6 +707,36 @@ def main(argv: list[str] | None = None) -> int:
     summary = while_ray_stops(report, cluster.shutdown)
     finished = summary["counts"].get("COMPLETE", 0) + summary["counts"].get("PRUNED", 0)
     return 0 if finished else 1
+
+
+def _measure_emulator(space, outcome, final: dict[str, Any] | None, splits) -> dict[str, Any] | None:
+    """A regression experiment's best network (the final stage's best retrained one, else the
+    search's best COMPLETE trial that keeps the constraints) measured against its simulator
+    (:mod:`tune_nas.analysis.emulator`); None when no trial completed. A network that cannot be
+    read back is reported in the dict (``error``), not raised: the search's results stand."""
+    from tune_nas.analysis.emulator import describe, load_trained_model, measure_emulator
+
+    spec = space.spec
+    chosen = None
+    if final and final.get("best_final_checkpoint"):
+        number = final["best_final_trial"]
+        record = next(t for t in outcome.bookkeeper.trials.values() if t.number == number)
+        chosen = (f"final stage (search trial {number})", record.config, final["best_final_checkpoint"])
+    else:
+        ranked = [t for t in outcome.bookkeeper.ranked() if feasible(t.last, spec.constraint_list)]
+        if ranked and ranked[0].checkpoint:
+            chosen = (f"search trial {ranked[0].number}", ranked[0].config, ranked[0].checkpoint)
+    if chosen is None:
+        return None
+    where, config, checkpoint = chosen
+    print(f"tune_nas: measuring the best emulator ({where}) against the simulator", flush=True)
+    try:
+        model = load_trained_model(spec.model, config, checkpoint, splits)
+        result = {"trial": where, "checkpoint": checkpoint, **measure_emulator(model, splits)}
+    except Exception as exc:  # a moved checkpoint, a simulator that fails: said, not fatal
+        return {"trial": where, "checkpoint": checkpoint, "error": f"{type(exc).__name__}: {exc}"}
+    result["line"] = describe(result)
+    return result
 
 
 def while_ray_stops(work: Callable[[], Any], stop_ray: Callable[[], None]) -> Any:

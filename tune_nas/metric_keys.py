@@ -21,6 +21,10 @@ _TASK_FINAL = {
     "classification": ("test/loss", "test/acc", "test/seconds", "test/images_per_s"),
     "regression": ("test/loss", "test/mse", "test/mae", "test/r2", "test/seconds", "test/samples_per_s"),
 }
+#: The test metric each task's trial tables, reports and final stage lead with.
+TEST_HEADLINE = {"classification": "test/acc", "regression": "test/r2"}
+#: The test metrics a trial's Optuna user attributes keep (``test_acc``; a regressor's too).
+TEST_METRICS = ("test/acc", "test/r2", "test/mse", "test/mae")
 #: The direction in which each task metric improves (an objective named without a mode).
 NATURAL_DIRECTIONS = {
     "acc": "max", "r2": "max", "loss": "min", "mse": "min", "mae": "min",

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.layout import CURVE_KEY_COLUMNS, EXPERIMENT_FILE, ExperimentLayout
+from tune_nas.metric_keys import task_of_keys
 from tune_nas.objectives import Objective
-from tune_nas.record.bookkeeper import CURVE_METRIC_COLUMNS, Bookkeeper, TrialRecord
+from tune_nas.record.bookkeeper import Bookkeeper, TrialRecord, curve_metric_columns
 from tune_nas.record.formatting import first_line as _first_line
 from tune_nas.states import TrialState
 
@@ -151,7 +152,7 @@ def _spec(path: Path, saved: Any) -> ExperimentSpec:
 def _bookkeeper(layout: ExperimentLayout, spec: ExperimentSpec) -> Bookkeeper:
     """The bookkeeper's view of the directory, as a resumed search would start from it
     (nothing is written: loading only reads)."""
-    keeper = Bookkeeper(layout.root, spec.objective, spec.max_epochs)
+    keeper = Bookkeeper(layout.root, spec.objective, spec.max_epochs, task=spec.task)
     try:
         keeper.load_existing()
     except (OSError, KeyError, ValueError, TypeError) as exc:
@@ -169,8 +170,9 @@ def _curves_frame(layout: ExperimentLayout, rows: Any) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(list(rows))
-    extra = sorted(set(frame.columns) - set(CURVE_KEY_COLUMNS) - set(CURVE_METRIC_COLUMNS))
-    frame = frame.reindex(columns=[*CURVE_KEY_COLUMNS, *CURVE_METRIC_COLUMNS, *extra])
+    metric_columns = curve_metric_columns(task_of_keys(set(frame.columns)))
+    extra = sorted(set(frame.columns) - set(CURVE_KEY_COLUMNS) - set(metric_columns))
+    frame = frame.reindex(columns=[*CURVE_KEY_COLUMNS, *metric_columns, *extra])
     for column in frame.columns:
         if column in _TEXT_KEYS:
             frame[column] = frame[column].map(lambda v: None if v is None or v != v else str(v))

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from tune_nas.metric_keys import METRICS
+from tune_nas.metric_keys import TASKS, metrics_of, natural_direction
 from tune_nas.objectives import CONSTRAINT_OPS, DIRECTIONS, Constraint, Objective, is_number
 from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
 from tune_nas.search import SearcherError, create_sampler, list_searchers
@@ -23,8 +23,20 @@ EVALUATIONS = ("train", "tabular")
 MORPHABLE_MODELS = ("morph_net",)
 
 
-#: What an objective or a constraint may name: the per-epoch metrics and the tabular lookups'.
-OBJECTIVE_METRICS = METRICS + ("table/train_s",)
+#: What an objective or a constraint may name besides a task's per-epoch metrics: the tabular
+#: lookups' training time.
+TABULAR_METRICS = ("table/train_s",)
+#: The model an experiment trains when its space file names none.
+DEFAULT_MODELS = {"classification": "small_cnn", "regression": "mlp"}
+
+
+def objective_metrics(task: str) -> tuple[str, ...]:
+    """What an objective or a constraint of a ``task`` experiment may name."""
+    return metrics_of(task) + TABULAR_METRICS
+
+
+#: The classification experiment's (the default task's); see :func:`objective_metrics`.
+OBJECTIVE_METRICS = objective_metrics("classification")
 
 
 class SpaceError(ValueError):
@@ -37,9 +49,15 @@ class ExperimentSpec:
 
     dataset: str = "digits"
     data_dir: str = "data"
-    model: str = "small_cnn"
-    metric: str = "val/acc"
-    mode: str = "max"
+    #: "" follows the data set: "classification" for images, "regression" for ``arrays:`` and
+    #: ``sim:`` data (see :mod:`tune_nas.tasks`)
+    task: str = ""
+    model: str = ""  # "": the task's default (small_cnn, mlp)
+    metric: str = ""  # "": the task's default objective (val/acc, val/mse)
+    mode: str = ""  # "": the direction in which the metric improves
+    #: A CSV data set's input and output columns (``arrays:PATH.csv``; inputs default to the rest).
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     max_epochs: int = 9
     grace_period: int = 1
     reduction_factor: int = 3
@@ -74,11 +92,28 @@ class ExperimentSpec:
 
     def __post_init__(self) -> None:
         # the primary objective is the first of ``objectives``: metric/mode say the same
+        from tune_nas.tasks import task_of_dataset
+
         several = isinstance(self.objectives, Mapping) and len(self.objectives) > 1
         if isinstance(self.objectives, Mapping) and self.objectives:
             metric, mode = next(iter(self.objectives.items()))
             object.__setattr__(self, "metric", metric)
             object.__setattr__(self, "mode", mode)
+        if self.task == "":
+            object.__setattr__(self, "task", task_of_dataset(self.dataset))
+        if self.model == "" and self.task in DEFAULT_MODELS:
+            object.__setattr__(self, "model", DEFAULT_MODELS[self.task])
+        if self.metric == "":
+            from tune_nas.tasks import task_named
+
+            default = task_named(self.task) if self.task in TASKS else task_named("classification")
+            object.__setattr__(self, "metric", default.default_metric)
+        if self.mode == "":
+            object.__setattr__(self, "mode", natural_direction(self.metric) if isinstance(self.metric, str)
+                               and natural_direction(self.metric) else "max")
+        for key in ("inputs", "outputs"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.scheduler == "":  # not chosen: ASHA, or its multi-objective form
             object.__setattr__(self, "scheduler", "moasha" if several else "asha")
 
@@ -95,16 +130,28 @@ class ExperimentSpec:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
         from tune_nas.data.sources import DataError, check_dataset_name
-        from tune_nas.models import list_models  # imports torch: only when a spec is checked
+        from tune_nas.models import list_models, model_task  # imports torch: only when a spec is checked
+        from tune_nas.tasks import task_of_dataset
 
+        task_ok = self.task in TASKS
+        metrics = metrics_of(self.task if task_ok else "classification")
         rules: list[tuple[str, bool, str]] = [
+            ("task", task_ok, f"one of {', '.join(TASKS)} (or leave it out: it follows from the data set)"),
             ("plugins", isinstance(self.plugins, (list, tuple))
              and all(isinstance(p, str) for p in self.plugins), "a list of .py file paths"),
             ("dataset", isinstance(self.dataset, str), "a data set name (digits, mnist, ..., imagefolder:PATH)"),
             ("data_dir", isinstance(self.data_dir, str), "a directory path (a string)"),
             ("description", isinstance(self.description, str), "a string"),
             ("model", self.model in list_models(), f"one of {', '.join(list_models())}"),
-            ("metric", self.metric in METRICS, f"one of the reported metrics {', '.join(METRICS)}"),
+            ("model", self.model not in list_models() or not task_ok or model_task(self.model) == self.task,
+             f"a {self.task} model for {self.dataset}: one of "
+             f"{', '.join(list_models(self.task)) if task_ok else ''}"),
+            ("metric", self.metric in metrics, f"one of the reported metrics of a {self.task} "
+             f"experiment {', '.join(metrics)}"),
+            ("inputs", isinstance(self.inputs, tuple) and all(isinstance(c, str) for c in self.inputs),
+             "a list of a CSV data set's column names"),
+            ("outputs", isinstance(self.outputs, tuple) and all(isinstance(c, str) for c in self.outputs),
+             "a list of a CSV data set's column names"),
             ("mode", self.mode in MODES, f"one of {MODES}"),
             ("max_epochs", positive_int(self.max_epochs), "a positive integer"),
             ("grace_period", positive_int(self.grace_period), "a positive integer"),
@@ -142,6 +189,14 @@ class ExperimentSpec:
              and self.curve_fit_threshold < 1, "0 <= threshold < 1"),
         ]
         rules.append(("evaluation", self.evaluation in EVALUATIONS, f"one of {', '.join(EVALUATIONS)}"))
+        if task_ok and self.evaluation == "train":
+            rules.append(("task", self.task == task_of_dataset(self.dataset),
+                          f"the task of dataset {self.dataset!r}: {task_of_dataset(self.dataset)} "
+                          "(arrays: and sim: data are regression data, every other data set images)"))
+        if (self.inputs or self.outputs) and not (self.dataset.startswith("arrays:")
+                                                 and self.dataset.lower().endswith(".csv")):
+            rules.append(("outputs" if self.outputs else "inputs", False,
+                          "inputs/outputs name the columns of a CSV data set (dataset arrays:PATH.csv)"))
         rules = self._objective_rules() + rules  # before metric/mode, which follow the first objective
         if self.searcher == "morphism":
             rules.append(("model", self.model in MORPHABLE_MODELS, f"searcher 'morphism' grows trained networks "
@@ -156,6 +211,11 @@ class ExperimentSpec:
                 ("max_epochs", self.max_epochs == 1, "evaluation 'tabular': 1 (one lookup, one report per trial)"),
                 ("final_top_k", self.final_top_k == 0, "evaluation 'tabular': 0 (nothing to retrain)"),
             ]
+        if isinstance(self.dataset, str) and self.evaluation == "train":  # a tabular run reads a table
+            try:
+                check_dataset_name(self.dataset)  # first: an unknown data set explains the rest
+            except DataError as exc:
+                raise SpaceError(f"{where}: {exc}") from None
         for key, ok, rule in rules:
             if not ok:
                 raise SpaceError(f"{where}: {key}={getattr(self, key)!r}: rule: {rule}")
@@ -166,11 +226,6 @@ class ExperimentSpec:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
                              "<= 1 or a whole number")
-        try:
-            if self.evaluation == "train":  # a tabular run reads a table, not a data set
-                check_dataset_name(self.dataset)
-        except DataError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
         try:
             create_sampler(self.searcher, self.searcher_settings())  # its options, checked
         except SearcherError as exc:
@@ -190,12 +245,13 @@ class ExperimentSpec:
         ]
         if not all(ok for _, ok, _ in rules):
             return rules
-        known = ", ".join(OBJECTIVE_METRICS)
+        allowed = objective_metrics(self.task if self.task in TASKS else "classification")
+        known = ", ".join(allowed)
         for metric, direction in objectives.items():
-            rules += [("objectives", metric in OBJECTIVE_METRICS, f"{metric!r} is no reported metric; one of {known}"),
+            rules += [("objectives", metric in allowed, f"{metric!r} is no reported metric; one of {known}"),
                       ("objectives", direction in MODES, f"{metric!r}: direction {direction!r}; one of {MODES}")]
         for metric, pair in constraints.items():
-            rules += [("constraints", metric in OBJECTIVE_METRICS, f"{metric!r} is no reported metric; one of {known}"),
+            rules += [("constraints", metric in allowed, f"{metric!r} is no reported metric; one of {known}"),
                       ("constraints", isinstance(pair, (tuple, list)) and len(pair) == 2 and pair[0] in CONSTRAINT_OPS
                        and is_number(pair[1]), f"each value a pair (op, bound), op one of {CONSTRAINT_OPS}, bound a "
                        f"finite number; {metric!r} has {pair!r}")]

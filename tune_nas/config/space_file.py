@@ -32,6 +32,11 @@ from tune_nas.config.training import TrainingConfig
 from tune_nas.metric_keys import RESERVED_KEYS
 from tune_nas.models import architecture_args
 
+#: Training settings that only mean something for image classification (augmentation, label
+#: smoothing, the memory layout of image batches).
+IMAGE_TRAINING_KEYS = ("crop_pad", "flip", "label_smoothing", "channels_last")
+
+
 
 def _presets_dir() -> Path:
     """Where the presets are: the package ``tune_nas.search_spaces``, which pyproject.toml maps to
@@ -71,10 +76,16 @@ class SearchSpace:
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        if "dataset" in given and "task" not in given:
+            given["task"] = ""  # the task follows the new data set (ExperimentSpec derives it)
+        if "metric" in given and "mode" not in given and "objectives" not in given:
+            from tune_nas.metric_keys import natural_direction
+
+            given["mode"] = natural_direction(given["metric"]) or self.spec.mode  # --metric val/loss: min
         spec = replace(self.spec, **given)
         if "searcher" in given and given["searcher"] != self.spec.searcher and "searcher_options" not in given:
             spec = replace(spec, searcher_options={})
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         spec.check(f"{self.path.name} with {flags}")
         checked = replace(self, spec=spec)
         checked.check_configs(f"{self.path} with {flags}")
@@ -162,6 +173,9 @@ class SearchSpace:
         allowed = set(TrainingConfig.keys()) | set(architecture_args(self.spec.model))
         if key in RESERVED_KEYS:
             raise SpaceError(f"{where}: {key!r} is reserved for bookkeeping; rule: choose another name")
+        if key in IMAGE_TRAINING_KEYS and self.spec.task != "classification":
+            raise SpaceError(f"{where}: {key!r} is an image classifier's training setting and the task is "
+                             f"{self.spec.task}; rule: leave it out (one of {', '.join(IMAGE_TRAINING_KEYS)})")
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

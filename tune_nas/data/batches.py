@@ -76,7 +76,8 @@ class TensorBatches:
 
     Normalisation (``(x/255 - mean) / std``) and augmentation run per batch on the tensors'
     device. Without ``mean`` and ``std`` the inputs are taken as they are (float arrays already
-    standardised, e.g. a regression data set's) and the targets may be float too. ``shuffle`` draws a fresh permutation each epoch from ``seed`` and the epoch set
+    standardised, e.g. a regression data set's) and the targets may be float too.
+    ``shuffle`` draws a fresh permutation each epoch from ``seed`` and the epoch set
     by :meth:`set_epoch`, so a resumed trial sees the same batches it would have seen.
     """
 

@@ -5,8 +5,8 @@ standardised outputs.
 * ``mlp``: ``depth`` hidden layers of ``width`` units, an ``activation``, optional residual
   connections (between hidden layers of equal width), LayerNorm and dropout.
 * ``conv1d``: a decoder for fields (``output_shape`` = channels × points; a plain vector is one
-  channel): a linear layer to ``channels`` × ``points / 2**upsamples``, then ``upsamples``
-  stages of ×2 linear upsampling and ``convs_per_stage`` convolutions (``kernel_size``,
+  channel): a linear layer to ``channels`` × ``points / 2**upsamples`` (by default up to 2
+  stages, as many as the points' factors of 2 allow), then ``upsamples`` stages of ×2 linear upsampling and ``convs_per_stage`` convolutions (``kernel_size``,
   ``padding`` zeros or circular for periodic fields), a 1×1 convolution to the output
   channels.
 """
@@ -98,13 +98,15 @@ class FieldDecoder(nn.Module):
 
 
 @register_model("conv1d")
-def conv1d(num_inputs: int, output_shape: tuple[int, ...], channels: int = 32, upsamples: int = 2,
+def conv1d(num_inputs: int, output_shape: tuple[int, ...], channels: int = 32, upsamples: int | None = None,
            convs_per_stage: int = 1, kernel_size: int = 5, activation: str = "gelu",
            padding: str = "zeros") -> nn.Module:
     """A 1-D convolutional decoder from the inputs to a field of ``output_shape`` (channels ×
     points, or a vector as one channel)."""
-    out_channels, points = (1, output_shape[0]) if len(output_shape) == 1 else output_shape[-2:]
     _check("output_shape", output_shape, len(output_shape) in (1, 2), "(points,) or (channels, points)")
+    out_channels, points = (1, output_shape[0]) if len(output_shape) == 1 else output_shape[-2:]
+    if upsamples is None:  # up to two ×2 stages, as many as the points allow
+        upsamples = min(2, (points & -points).bit_length() - 1)
     _check("channels", channels, _int(channels) and channels >= 1, "an integer >= 1")
     _check("upsamples", upsamples, _int(upsamples) and upsamples >= 0 and points % (1 << upsamples) == 0,
            f"an integer >= 0 with 2**upsamples dividing the {points} output points")

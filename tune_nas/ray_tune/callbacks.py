@@ -7,6 +7,7 @@ from typing import Any
 
 from ray import tune
 
+from tune_nas.metric_keys import TEST_METRICS
 from tune_nas.ray_tune.checkpoints import repair_missing_checkpoints
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, RUNNING, Bookkeeper
@@ -120,7 +121,8 @@ class TrialEvents(tune.Callback):
         value = last.get(self.bookkeeper.metric) if state == COMPLETE else None
         record = self.bookkeeper.trials[trial.trial_id]
         self.searcher.finish(trial.trial_id, state, value, {
-            "epochs": record.epochs, "checkpoint": checkpoint, "test_acc": last.get("test/acc"),
+            "epochs": record.epochs, "checkpoint": checkpoint,
+            **{key.replace("/", "_"): last.get(key) for key in TEST_METRICS if key in last or key == "test/acc"},
             "params": last.get("model/params"), "flops": last.get("model/flops"),
             "latency_ms": last.get("model/latency_ms"), "arch": last.get("arch"),
             "arch_hash": last.get("arch_hash"),

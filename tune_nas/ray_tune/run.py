@@ -25,6 +25,7 @@ from tune_nas.config.space_file import SearchSpace
 from tune_nas.config.training import TrialSetup
 from tune_nas.data.sources import ArraySplits
 from tune_nas.layout import ExperimentLayout
+from tune_nas.metric_keys import TEST_HEADLINE
 from tune_nas.objectives import selection_order
 from tune_nas.ray_tune.callbacks import (
     FINAL_KEY,
@@ -151,7 +152,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         events.printer = printer
         # the paths saved with the callbacks are the first run's; the experiment's files may
         # be elsewhere now (a new head node fetching its mirror into another directory)
-        events.bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
+        events.bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs, task=spec.task)
         events.searcher.storage_url = storage_url
         events.searcher.relocate = events.bookkeeper.moved_here  # parents' checkpoints, if the experiment moved
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
@@ -178,7 +179,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     scheduler = PolicyScheduler(create_policy(spec.scheduler, spec),
                                 spec.objective_list if spec.multi_objective else spec.objective,
                                 time_attr="epoch", constraints=spec.constraint_list)
-    bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs)
+    bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs, task=spec.task)
     limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
                if spec.max_concurrent_trials else searcher)
     generator = CheckedSearchGenerator(limited)  # what Ray would wrap the searcher in
@@ -229,7 +230,8 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
     trainable = _trainable(spec, full_splits, epochs)
     points = [{**hyperparameters(t.config), "trial_number": t.number,
                "trial_run": f"final_{t.run}"} for t in top]
-    keeper = Bookkeeper(layout.final.root, objective, epochs, tensorboard_dir=layout.tensorboard)
+    keeper = Bookkeeper(layout.final.root, objective, epochs, tensorboard_dir=layout.tensorboard,
+                        task=space.spec.task)
     printer.note(f"final stage: retraining the top {len(top)} configurations at full fidelity "
                  f"({full_splits.describe()}, {epochs} epochs)")
     tuner = tune.Tuner(
@@ -248,7 +250,9 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
     proxy = {t.number: t.last[objective.metric] for t in top}
     final = {t.number: t.last.get(objective.metric) for t in keeper.trials.values()
              if t.state == COMPLETE}
-    final_test = {t.number: t.last.get("test/acc") for t in keeper.trials.values()
+    test_metric = TEST_HEADLINE[spec.task]  # test/acc, test/r2
+    test_key = test_metric.replace("/", "_")
+    final_test = {t.number: t.last.get(test_metric) for t in keeper.trials.values()
                   if t.state == COMPLETE}
     study = optuna.create_study(study_name=f"{search.study_name}-final",
                                 storage=open_storage(search.storage_url_full),
@@ -260,7 +264,7 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
             state=optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL,
             value=value, params={}, distributions={},
             user_attrs={"search_trial": t.number, "config": hyperparameters(t.config),
-                        "search_value": proxy.get(t.number), "test_acc": t.last.get("test/acc"),
+                        "search_value": proxy.get(t.number), test_key: t.last.get(test_metric),
                         "epochs": t.epochs, "checkpoint": t.checkpoint, "error": t.reason}))
     corr = aligned_rank_correlation(proxy, {k: v for k, v in final.items() if v is not None})
     best_final = objective.best_of(final, final.get)
@@ -268,12 +272,15 @@ def run_final_stage(space: SearchSpace, full_splits: ArraySplits, search: Search
         "k": len(top), "epochs": epochs, "data": full_splits.describe(),
         "study": f"{search.study_name}-final",
         "trials": [{"search_trial": n, "search_value": proxy[n], "final_value": final.get(n),
-                    "final_test_acc": final_test.get(n)} for n in proxy],
+                    f"final_{test_key}": final_test.get(n)} for n in proxy],
         "rank_correlation": corr.as_dict(),
         "top1_agrees": best_final == top[0].number if best_final is not None else None,
         "top_half_overlap": top_k_overlap(proxy, final, max(1, len(final) // 2), objective)
         if final else None,
         "best_final_trial": best_final,
+        # the retrained best's network, for what is measured after the search (an emulator's speed)
+        "best_final_checkpoint": next((t.checkpoint for t in keeper.trials.values()
+                                       if t.number == best_final and t.state == COMPLETE), None),
     }
 
 

@@ -20,13 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from tune_nas.layout import CURVE_KEY_COLUMNS, ExperimentLayout
-from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS
+from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS, TASKS, final_metrics_of, metrics_of
 from tune_nas.objectives import Objective
 from tune_nas.states import TrialState
 
 COMPLETE, PRUNED, FAIL, RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                                    TrialState.RUNNING)
 CURVE_METRIC_COLUMNS = tuple(m for m in (*METRICS, *FINAL_METRICS) if m != "epoch")
+#: Every task's reported metrics (what TensorBoard gets a scalar of).
+_ALL_METRICS = tuple(dict.fromkeys(k for t in TASKS for k in (*metrics_of(t), *final_metrics_of(t))))
+
+
+#: A regressor's metrics that summary.json's trial records carry (as ``val_mse``...).
+_REGRESSION_SUMMARY = ("val/mse", "val/mae", "val/r2", "test/mse", "test/mae", "test/r2")
+
+
+def curve_metric_columns(task: str) -> tuple[str, ...]:
+    """curves.csv's metric columns for an experiment of ``task``, in report order."""
+    return tuple(m for m in (*metrics_of(task), *final_metrics_of(task)) if m != "epoch")
 _NOT_METRICS = {"trial_id", "done", "training_iteration", "timestamp", "time_this_iter_s",
                 "time_total_s", "pid", "hostname", "node_ip", "time_since_restore",
                 "iterations_since_restore", "checkpoint_dir_name", "date", "config",
@@ -108,7 +119,9 @@ class TrialRecord:
                 "state": self.state, "epochs": self.epochs, "config": hyperparameters(self.config),
                 "value": self.last.get(objective.metric), "best_value": self.best_value,
                 "val_acc": self.last.get("val/acc"), "val_loss": self.last.get("val/loss"),
-                "test_acc": self.last.get("test/acc"), "params": self.last.get("model/params"),
+                "test_acc": self.last.get("test/acc"),
+                **{key.replace("/", "_"): self.last.get(key) for key in _REGRESSION_SUMMARY if key in self.last},
+                "params": self.last.get("model/params"),
                 "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
                 "arch": architecture(self.last.get("arch")), "arch_hash": self.last.get("arch_hash"),
                 **lineage(self.config, self.last),
@@ -118,12 +131,16 @@ class TrialRecord:
 class TensorBoardRuns:
     """One TensorBoard run per trial: scalars per epoch, HParams from the trial's start."""
 
-    def __init__(self, root: Path, metric: str) -> None:
-        self.root, self.metric = root, metric
+    def __init__(self, root: Path, metric: str, task: str = "classification") -> None:
+        self.root, self.metric, self.task = root, metric, task
         self._writers: dict[str, Any] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"root": self.root, "metric": self.metric, "_writers": {}}
+        return {"root": self.root, "metric": self.metric, "task": self.task, "_writers": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("task", "classification")  # pickled before regression existed
+        self.__dict__.update(state)
 
     def _writer(self, run: str):
         if run not in self._writers:
@@ -138,7 +155,9 @@ class TensorBoardRuns:
 
         values = {k: _hparam_value(v) for k, v in hyperparameters(hparams).items()}
         values["trial_number"] = float(number)
-        metrics = {tag: 0.0 for tag in dict.fromkeys((self.metric, "val/acc", "val/loss", "test/acc"))}
+        shown = ("val/acc", "val/loss", "test/acc") if self.task == "classification" else \
+            ("val/mse", "val/r2", "test/r2")
+        metrics = {tag: 0.0 for tag in dict.fromkeys((self.metric, *shown))}
         experiment, session_start, _ = hparams_summaries(values, metrics)
         writer = self._writer(run).file_writer
         writer.add_summary(experiment)
@@ -152,7 +171,7 @@ class TensorBoardRuns:
     def epoch(self, run: str, result: dict[str, Any]) -> None:
         writer = self._writer(run)
         step = int(result["epoch"])
-        keys = [*METRICS, *FINAL_METRICS, *sorted(k for k in result if k.startswith("arch/"))]
+        keys = [*_ALL_METRICS, *sorted(k for k in result if k.startswith("arch/"))]
         for key in keys:
             value = result.get(key)
             if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
@@ -251,12 +270,12 @@ class Bookkeeper:
     """
 
     def __init__(self, experiment_dir: str | Path, objective: Objective, max_epochs: int,
-                 tensorboard_dir: str | Path | None = None) -> None:
+                 tensorboard_dir: str | Path | None = None, task: str = "classification") -> None:
         self.dir = Path(experiment_dir)
         self.layout = ExperimentLayout(self.dir)
-        self.objective, self.max_epochs = objective, max_epochs
+        self.objective, self.max_epochs, self.task = objective, max_epochs, task
         self.tensorboard = TensorBoardRuns(Path(tensorboard_dir or self.layout.tensorboard),
-                                           objective.metric)
+                                           objective.metric, task)
         self.trials: dict[str, TrialRecord] = {}
         self.curves: dict[tuple[str, int], dict[str, Any]] = {}
         self._epochs: dict[str, set[int]] = {}  # trial id -> its epochs in ``curves``
@@ -416,9 +435,10 @@ class Bookkeeper:
         self.dir.mkdir(parents=True, exist_ok=True)
         rows = sorted((r for r in self.curves.values() if not ended_only or r.get("state", RUNNING) != RUNNING),
                       key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
+        metric_columns = curve_metric_columns(getattr(self, "task", "classification"))
         extra = sorted({k for r in self.curves.values() for k in r}
-                       - set(CURVE_KEY_COLUMNS) - set(CURVE_METRIC_COLUMNS))
-        columns = [*CURVE_KEY_COLUMNS, *CURVE_METRIC_COLUMNS, *extra]
+                       - set(CURVE_KEY_COLUMNS) - set(metric_columns))
+        columns = [*CURVE_KEY_COLUMNS, *metric_columns, *extra]
         buf = StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

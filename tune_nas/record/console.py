@@ -60,13 +60,14 @@ class ProgressPrinter:
 
     def __init__(self, objective: Objective, stream: TextIO | None = None, every_s: float = 10.0,
                  show_running: int = 3, clock: Callable[[], float] = time.monotonic,
-                 time_budget_s: float = 0.0) -> None:
+                 time_budget_s: float = 0.0, test_metric: str = "test/acc") -> None:
         if every_s < 0 or show_running < 0 or time_budget_s < 0:
             raise ValueError(f"every_s={every_s}, show_running={show_running}, time_budget_s={time_budget_s}: "
                              "rule: not negative")
         self.objective, self.every_s, self.show_running = objective, every_s, show_running
         self.time_budget_s = time_budget_s
-        self.metric = objective.metric
+        self.metric, self.test_metric = objective.metric, test_metric
+        self.test_column = test_metric.replace("/", "_")
         self.width = max(7, len(objective.column))
         self.stream = stream or sys.stdout
         self.clock = clock
@@ -100,7 +101,7 @@ class ProgressPrinter:
     def header(self) -> str:
         """The trial table's header: the objective's column over its values."""
         return (f"{'trial':>5}  {'state':<8} {'epochs':>6}  {self.objective.column:>{self.width}}  "
-                f"{'test_acc':>8}  config")
+                f"{self.test_column:>8}  config")
 
     @staticmethod
     def duration(seconds: float) -> str:
@@ -114,7 +115,7 @@ class ProgressPrinter:
     def trial_ended(self, record: TrialRecord, bookkeeper: Bookkeeper) -> None:
         state = record.state + (f" ({record.reason})" if record.reason else "")
         self._print(f"{record.number:>5}  {record.state:<8} {record.epochs:>6}  "
-                    f"{_fmt(record.last.get(self.metric)):>{self.width}}  {_fmt(record.last.get('test/acc')):>8}  "
+                    f"{_fmt(record.last.get(self.metric)):>{self.width}}  {_fmt(record.last.get(self.test_metric)):>8}  "
                     f"{short_config(record.config)}" + ("" if not record.reason else f"  [{state}]"))
 
     def tick(self, bookkeeper: Bookkeeper, result: Mapping[str, Any]) -> None:

@@ -44,7 +44,8 @@ def estimate_packing(model_name: str, config: dict[str, Any], splits, gpus_per_t
     import torch
 
     from tune_nas.config.training import split_config
-    from tune_nas.models import create_model
+    from tune_nas.models import create_model_for
+    from tune_nas.tasks import task_named
     from tune_nas.trial.module import resolve_precision
 
     training, arch = split_config(config)
@@ -52,15 +53,16 @@ def estimate_packing(model_name: str, config: dict[str, Any], splits, gpus_per_t
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
-    model = create_model(model_name, splits.num_classes, splits.in_channels, splits.image_size,
-                         **arch).to(device)
+    model = create_model_for(model_name, splits, **arch).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)  # the larger optimizer state
-    x = torch.randn(training.batch_size, splits.in_channels, splits.image_size,
-                    splits.image_size, device=device)
-    y = torch.randint(0, splits.num_classes, (training.batch_size,), device=device)
+    x = torch.randn(training.batch_size, *splits.sample_shape, device=device)
+    if splits.task == "classification":
+        y = torch.randint(0, splits.num_classes, (training.batch_size,), device=device)
+    else:
+        y = torch.randn(training.batch_size, splits.num_outputs, device=device)
     bf16 = resolve_precision(training.precision, device) == "bf16-mixed"
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = task_named(splits.task).loss(model(x), y)
     loss.backward()
     optimizer.step()
     peak = torch.cuda.max_memory_allocated(device) - base

@@ -27,8 +27,7 @@ from tune_nas.config.plugins import import_plugins
 from tune_nas.config.training import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
 from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
 from tune_nas.data.sources import ArraySplits
-from tune_nas.metric_keys import (BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC,  # noqa: F401
-                                  metrics_of)
+from tune_nas.metric_keys import BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC, metrics_of  # noqa: F401
 from tune_nas.models import create_model_for
 from tune_nas.trial.cost import count_parameters, flops_per_sample, sample_latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision

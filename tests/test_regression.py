@@ -1,0 +1,229 @@
+"""Regression (emulators): metrics against scikit-learn, array data sets, the emulator models,
+the Burgers simulator against its exact solution, and the emulator's measurement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+from tune_nas.data.arrays import load_array_file, split_arrays
+from tune_nas.data.simulated import load_simulated, parse_simulated, simulate_many
+from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
+from tune_nas.models import create_model, create_model_for, list_models, model_task
+from tune_nas.simulators import burgers
+from tune_nas.tasks import task_named, task_of_dataset
+from tune_nas.tasks.regression import RegressionTotals
+
+# ------------------------------------------------------------------ metrics
+
+
+@pytest.mark.parametrize("outputs", [1, 3, 17])
+def test_regression_totals_over_batches_equal_scikit_learn(outputs):
+    rng = np.random.default_rng(outputs)
+    y = rng.normal(size=(500, outputs)) * rng.uniform(0.5, 3, size=outputs)
+    pred = y + rng.normal(scale=0.4, size=y.shape)
+    totals = RegressionTotals()
+    task = task_named("regression")
+    for start in range(0, 500, 64):  # uneven last batch
+        p, t = torch.tensor(pred[start:start + 64], dtype=torch.float32), torch.tensor(y[start:start + 64],
+                                                                                     dtype=torch.float32)
+        totals.update(task.loss(p, t), p, t)
+    loss, mse, mae, r2 = totals.compute().tolist()
+    assert r2 == pytest.approx(r2_score(y, pred), abs=1e-5)
+    assert mse == pytest.approx(mean_squared_error(y, pred), rel=1e-5)
+    assert mae == pytest.approx(mean_absolute_error(y, pred), rel=1e-5)
+    assert loss == pytest.approx(mse, rel=1e-5)  # the loss is the MSE, weighted by batch size
+    per = totals.per_output()
+    np.testing.assert_allclose(per["r2"].numpy(), r2_score(y, pred, multioutput="raw_values"), atol=1e-5)
+
+
+def test_a_constant_output_scores_like_scikit_learn():
+    y = np.column_stack([np.arange(10.0), np.full(10, 2.0)])
+    exact, off = y.copy(), y.copy()
+    off[:, 1] += 0.5
+    for pred in (exact, off):
+        totals = RegressionTotals()
+        t, p = torch.tensor(y), torch.tensor(pred)
+        totals.update(torch.tensor(0.0), p, t)
+        assert totals.compute()[3].item() == pytest.approx(r2_score(y, pred), abs=1e-6)
+
+
+def test_a_nan_prediction_makes_the_metrics_nan():
+    totals = RegressionTotals()
+    totals.update(torch.tensor(float("nan")), torch.tensor([[float("nan")], [1.0]]), torch.tensor([[0.0], [1.0]]))
+    assert all(math.isnan(v) for v in totals.compute().tolist())
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_arrays_split_deterministically_and_standardise_with_the_training_split_only():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 3.0, size=(200, 3))
+    y = np.column_stack([x @ [1.0, -2.0, 0.5], np.full(200, 7.0)])  # the second output is constant
+    a, b = split_arrays("t", x, y), split_arrays("t", x, y)
+    assert (len(a.train_x), len(a.val_x), len(a.test_x)) == (144, 16, 40)
+    np.testing.assert_array_equal(a.test_x, b.test_x)
+    np.testing.assert_allclose(a.train_x.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(a.train_x.std(0), 1, atol=1e-5)
+    assert abs(a.test_x.mean()) > 1e-3  # the test split is not standardised with its own statistics
+    np.testing.assert_allclose(a.train_y[:, 1], 0.0)  # centred, not divided by zero
+    restored = a.original_outputs(a.test_y)
+    assert np.allclose(restored[:, 1], 7.0)
+    assert a.shape_args == {"num_inputs": 3, "output_shape": (2,)}
+    half = reduce_fidelity(a, 0.5)
+    assert len(half.train_x) == 72 and len(half.test_x) == 40
+    np.testing.assert_array_equal(half.x_mean, a.x_mean)
+
+
+def test_npz_and_csv_files_load_with_names(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(50, 2)), rng.normal(size=(50, 4, 8))  # a field output
+    np.savez(tmp_path / "d.npz", x=x, y=y, input_names=np.array(["p", "q"]), seconds_per_sample=0.25)
+    splits = load_array_file(tmp_path / "d.npz")
+    assert splits.output_shape == (4, 8) and splits.input_names == ("p", "q")
+    assert splits.seconds_per_sample == 0.25 and splits.task == "regression"
+    rows = ["a,b,out,note"] + [f"{i},{i * 2},{i * 3 + 1},{i % 2}" for i in range(30)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    csv = load_splits(f"arrays:{tmp_path / 'd.csv'}", inputs=("a", "b"), outputs=("out",))
+    assert csv.input_names == ("a", "b") and csv.output_names == ("out",)
+    everything_else = load_splits(f"arrays:{tmp_path / 'd.csv'}", outputs=("out",))
+    assert everything_else.input_names == ("a", "b", "note")
+    with pytest.raises(DataError, match="which columns are outputs"):
+        load_splits(f"arrays:{tmp_path / 'd.csv'}")
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (np.zeros((20, 2)), np.zeros((21, 1)), "x has 20 rows but y has 21"),
+    (np.zeros((20, 2, 2, 2)), np.zeros((20, 1)), "N × inputs"),
+    (np.full((20, 2), np.inf), np.zeros((20, 1)), r"x\[0, 0\] is inf"),
+    (np.zeros((20, 2)), np.array(["a"] * 20), "numbers"),
+    (np.zeros((3, 2)), np.zeros((3, 1)), "at least 10"),
+])
+def test_bad_arrays_are_refused_naming_what_is_wrong(x, y, message):
+    with pytest.raises(DataError, match=message):
+        split_arrays("bad", x, y)
+
+
+def test_the_task_follows_the_data_set():
+    assert task_of_dataset("sim:burgers") == task_of_dataset("arrays:x.npz") == "regression"
+    assert task_of_dataset("digits") == task_of_dataset("imagefolder:x") == "classification"
+    assert parse_simulated("sim:burgers") == ("burgers", burgers.DEFAULT_SAMPLES)
+    assert parse_simulated("sim:burgers:300") == ("burgers", 300)
+    for bad in ("sim:nope", "sim:burgers:3", "sim:burgers:x", "sim:burgers:1:2"):
+        with pytest.raises(DataError):
+            parse_simulated(bad)
+
+
+# ------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("name", list_models("regression"))
+@pytest.mark.parametrize("output_shape", [(6,), (2, 16)])
+def test_every_regression_model_runs_forward_and_backward(name, output_shape):
+    torch.manual_seed(0)
+    model = create_model(name, num_inputs=5, output_shape=output_shape)
+    out = model(torch.randn(3, 5))
+    assert out.shape == (3, math.prod(output_shape))
+    out.square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model_task(name) == "regression"
+
+
+def test_emulator_model_arguments_change_the_net_and_bad_ones_are_refused():
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(create_model("mlp", 5, (8,), depth=4, width=64)) > n(create_model("mlp", 5, (8,), depth=2, width=64))
+    residual = create_model("mlp", 5, (8,), depth=3, residual=True)
+    plain = create_model("mlp", 5, (8,), depth=3, residual=False)
+    assert n(residual) == n(plain)
+    for bad in ({"depth": 0}, {"activation": "swish"}, {"dropout": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            create_model("mlp", 5, (8,), **bad)
+    with pytest.raises(ValueError, match="upsamples"):
+        create_model("conv1d", 5, (2, 12), upsamples=3)  # 12 points are not divisible by 8
+    with pytest.raises(ValueError, match="kernel_size"):
+        create_model("conv1d", 5, (2, 16), kernel_size=4)
+
+
+def test_a_model_of_the_wrong_task_is_refused_for_the_data():
+    splits = split_arrays("t", np.zeros((20, 2)), np.zeros((20, 1)))
+    with pytest.raises(ValueError, match="small_cnn.*classification model"):
+        create_model_for("small_cnn", splits)
+    assert create_model_for("mlp", splits, width=4)(torch.zeros(1, 2)).shape == (1, 1)
+
+
+# ------------------------------------------------------------------ the simulator
+
+
+def _cole_hopf(points: int, nu: float, eps: float, t: float) -> np.ndarray:
+    """The exact solution u = 2νε e^{-νt} sin x / (1 + ε e^{-νt} cos x) of Burgers' equation."""
+    x = burgers.grid(points)
+    e = eps * math.exp(-nu * t)
+    return 2 * nu * e * np.sin(x) / (1 + e * np.cos(x))
+
+
+def test_burgers_matches_the_exact_cole_hopf_solution_with_second_order_convergence():
+    nu, eps = 0.1, 0.5
+    errors = []
+    for points in (32, 64, 128):
+        u = burgers.solve(_cole_hopf(points, nu, eps, 0.0), nu, times=(1.0,), rtol=1e-9, atol=1e-11)[0]
+        errors.append(np.abs(u - _cole_hopf(points, nu, eps, 1.0)).max())
+    assert errors[-1] < 1e-5 * 10  # amplitude ~0.1
+    for coarse, fine in zip(errors, errors[1:]):
+        assert 3.0 < coarse / fine < 5.0  # halving dx quarters the error: second order
+
+
+def test_burgers_conserves_mass_and_returns_the_documented_shape():
+    inputs = burgers.sample_inputs(3, np.random.default_rng(0))
+    for row in inputs:
+        nu, a1, b1, a2, b2 = row
+        u0 = burgers.initial_field(a1, b1, a2, b2)
+        u = burgers.solve(u0, nu)
+        np.testing.assert_allclose(u.sum(axis=1), u0.sum(), atol=1e-6)  # Σu dx is conserved
+        assert burgers.simulate(row).shape == burgers.OUTPUT_SHAPE
+    assert (inputs[:, 0] >= burgers.NU_RANGE[0]).all() and (inputs[:, 0] <= burgers.NU_RANGE[1]).all()
+
+
+def test_a_simulated_data_set_is_cached_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNE_NAS_CACHE", str(tmp_path / "cache"))
+    first = load_simulated("sim:burgers:24", tmp_path / "data")
+    assert (tmp_path / "data" / f"sim-burgers-v{burgers.VERSION}-n24.npz").is_file()
+    assert first.output_shape == (2, 64) and first.simulator == "burgers" and first.seconds_per_sample > 0
+
+    def no_simulation(*a, **k):
+        raise AssertionError("simulated again instead of read from the cache")
+
+    monkeypatch.setattr("tune_nas.data.simulated.simulate_many", no_simulation)
+    again = load_simulated("sim:burgers:24", tmp_path / "data")
+    np.testing.assert_array_equal(first.test_y, again.test_y)
+    outputs, seconds = simulate_many("burgers", burgers.sample_inputs(2, np.random.default_rng(3)), workers=1)
+    assert outputs.shape == (2, 2, 64) and seconds > 0
+
+
+# ------------------------------------------------------------------ the emulator's measurement
+
+
+def test_the_emulator_is_measured_against_the_simulator(tmp_path):
+    from tune_nas.analysis.emulator import measure_emulator
+
+    splits = load_simulated("sim:burgers:30", tmp_path)
+    torch.manual_seed(0)
+    model = create_model_for("mlp", splits, width=16, depth=2).eval()
+    result = measure_emulator(model, splits, runs=2, repeats=2)
+    assert result["test_samples"] == len(splits.test_x)
+    assert result["simulator"]["runs"] == 2 and result["simulator"]["source"] == "measured"
+    assert result["simulator"]["max_abs_difference_from_data"] < 1e-6  # the data are the simulator's
+    assert result["speedup"] == pytest.approx(result["simulator"]["seconds_per_sample"]
+                                              / result["emulator_seconds_per_sample"])
+    assert result["r2"] < 0.5  # untrained: the measurement does not flatter it
+    truth = splits.original_outputs(splits.test_y)
+    assert result["r2"] == pytest.approx(r2_score(truth, _predict(model, splits)), abs=1e-6)
+
+
+def _predict(model, splits):
+    with torch.no_grad():
+        return splits.original_outputs(model(torch.from_numpy(splits.test_x)).numpy())
