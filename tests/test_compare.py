@@ -214,7 +214,8 @@ def test_markdown_puts_the_research_beside_ours_and_marks_what_is_unmeasured():
 def test_charts_are_written_one_per_metric(tmp_path):
     other = {**ROW, "model": "resnet50", "final_model": "resnet50", "test_acc": 0.4}
     paths = compare.write_charts([ROW, other], tmp_path, "CPU: 2 cores")
-    assert [p.name for p in paths] == [f"comparison_{k}.png" for k, *_ in compare.CHARTS]
+    shown = [k for k, *_ in compare.CHARTS if k not in ("test_r2", "speedup")]  # no emulator in the rows
+    assert [p.name for p in paths] == [f"comparison_{k}.png" for k in shown]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -304,15 +305,40 @@ def test_comparison_report_charts_and_reuse(digits_comparison):
     assert "76.33" not in text
     for model in ("small_cnn", "superkernel"):
         assert f"| digits | {model} |" in text
-    for key, *_ in compare.CHARTS:
+    for key, *_ in compare.charts_for(data_rows(out)):
         assert (out / f"comparison_{key}.png").stat().st_size > 1000
+    assert not (out / "comparison_test_r2.png").exists()  # classifiers only
     again = (out / "again.txt").read_text()
     assert again.count("reusing") == 4 and "running" not in again
     data = json.loads((out / "comparison.json").read_text())
     assert [r["model"] for r in data["rows"]] == ["small_cnn", "superkernel"]
 
 
+def data_rows(out: Path) -> list[dict]:
+    return json.loads((out / "comparison.json").read_text())["rows"]
+
+
 def compare_training_keys() -> set[str]:
     from tune_nas.config.training import TrainingConfig
 
     return set(TrainingConfig.keys())
+
+
+def test_emulator_rows_get_their_own_table_and_charts(tmp_path):
+    emulator = {**ROW, "model": "mlp", "final_model": "mlp", "dataset": "burgers", "test_acc": None,
+                "test_r2": 0.99931, "speedup": 4321.0, "emulator_us_per_sample": 6.5,
+                "simulator_ms_per_sample": 28.1}
+    text = compare.markdown([ROW, emulator], SETTINGS, [])
+    assert "## Emulators" in text
+    assert "| burgers | mlp | 0.9993 | 6.50 | 28.10 | 4,321× |" in text
+    paths = compare.write_charts([ROW, emulator], tmp_path, "CPU: 2 cores")
+    assert {"comparison_test_r2.png", "comparison_speedup.png"} <= {p.name for p in paths}
+
+
+def test_a_regression_data_set_finds_the_emulator_presets():
+    assert compare.preset_path("mlp", "burgers", "", regression=True).name == "emulator_burgers.py"
+    assert compare.preset_path("conv1d", "burgers", "", regression=True).name == "emulator_burgers_conv1d.py"
+    assert compare.preset_path("mlp", "burgers", "").name == "mlp_burgers.py"  # image data: the plain rule
+    pairs = compare.resolve_pairs(["mlp", "conv1d"], compare.parse_datasets("burgers=sim:burgers"), "", {})
+    assert [(p.model, p.preset.name) for p in pairs] == [("mlp", "emulator_burgers.py"),
+                                                          ("conv1d", "emulator_burgers_conv1d.py")]

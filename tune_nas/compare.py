@@ -20,6 +20,12 @@ machinery, for every (model, data set) pair:
 3. **report** — ``comparison.md`` (with the research's figures beside ours and the machine
    named), ``comparison.csv`` and bar charts (``comparison_<metric>.png``).
 
+Emulators compare the same way: ``--models mlp,conv1d --datasets burgers=sim:burgers`` finds
+the presets ``emulator_burgers.py`` and ``emulator_burgers_conv1d.py`` (a regression data
+set's presets are ``<model>_<label>``, ``emulator_<label>`` or ``emulator_<label>_<model>``),
+and the table adds each final emulator's test R² and its speed-up over the simulator (what
+the final experiment measured: ``summary.json``'s ``emulator``).
+
 Bad input (unknown model, data set, preset, flag value) is one line on stderr and exit 2,
 before any search starts and before anything is written.
 """
@@ -101,7 +107,8 @@ COLUMNS = ("model", "dataset", "data", "search_data", "final_data", "final_model
            "final_wall_s", "final_train_s", "train_total_s", "predict_s", "images_per_s",
            "test_images", "params", "flops", "final_epochs", "search_trials", "search_complete",
            "search_pruned", "search_failed", "best_search_trial", "best_search_val_acc",
-           "search_metric", "best_search_value", "search_preset", "arch", "config")
+           "search_metric", "best_search_value", "search_preset", "arch", "config",
+           "test_r2", "speedup", "emulator_us_per_sample", "simulator_ms_per_sample")
 
 
 class CompareError(ValueError):
@@ -188,8 +195,16 @@ def parse_models(text: str) -> list[str]:
     return models
 
 
-def preset_path(model: str, label: str, suffix: str) -> Path:
-    return SPACES_DIR / f"{model}_{label}{suffix}.py"
+def preset_path(model: str, label: str, suffix: str, regression: bool = False) -> Path:
+    """``search_spaces/<model>_<label><suffix>.py``; for a regression data set the first that
+    exists of that, ``emulator_<label><suffix>.py`` and ``emulator_<label>_<model><suffix>.py``."""
+    first = SPACES_DIR / f"{model}_{label}{suffix}.py"
+    if not regression or first.is_file():
+        return first
+    for path in (SPACES_DIR / f"emulator_{label}_{model}{suffix}.py", SPACES_DIR / f"emulator_{label}{suffix}.py"):
+        if path.is_file():
+            return path
+    return first
 
 
 @dataclass(frozen=True)
@@ -212,7 +227,9 @@ def resolve_pairs(models: Sequence[str], datasets: Sequence[DataChoice], suffix:
     pairs = []
     for data in datasets:
         for model in models:
-            path = preset_path(model, data.label, suffix)
+            from tune_nas.tasks import task_of_dataset
+
+            path = preset_path(model, data.label, suffix, task_of_dataset(data.dataset) == "regression")
             if not path.is_file():
                 have = sorted(p.stem for p in SPACES_DIR.glob(f"{model}_*.py"))
                 raise CompareError(
@@ -425,7 +442,10 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
     row = last_epoch(curves, int(fbest["number"]))
     epoch_times = curves.loc[curves["trial_number"] == int(fbest["number"]), "time/epoch_s"]
     counts = search.summary.get("counts", {})
-    images_per_s, predict_s = _finite(row.get("test/images_per_s")), _finite(row.get("test/seconds"))
+    images_per_s = _finite(row.get("test/images_per_s", row.get("test/samples_per_s")))
+    predict_s = _finite(row.get("test/seconds"))
+    emulator = final.summary.get("emulator") or {}
+    simulator = emulator.get("simulator") or {}
     search_wall_s, final_wall_s = search.summary["wall_time_s"], final.summary["wall_time_s"]
     return {
         "model": pair.model, "dataset": pair.data.label, "data": pair.data.dataset,
@@ -445,6 +465,11 @@ def compare_pair(pair: Pair, root: Path, launch_flags: list[str], final_epochs: 
         "best_search_val_acc": best.get("val_acc"), "search_metric": search.objective.metric,
         "best_search_value": best.get("value"), "search_preset": pair.preset.name,
         "arch": arch or "", "config": json.dumps(fbest["config"], sort_keys=True),
+        "test_r2": fbest.get("test_r2"), "speedup": _finite(emulator.get("speedup")),
+        "emulator_us_per_sample": _finite(emulator["emulator_seconds_per_sample"] * 1e6)
+        if is_number(emulator.get("emulator_seconds_per_sample")) else None,
+        "simulator_ms_per_sample": _finite(simulator["seconds_per_sample"] * 1e3)
+        if is_number(simulator.get("seconds_per_sample")) else None,
     }
 
 
@@ -550,16 +575,37 @@ def markdown(rows: list[dict[str, Any]], settings: dict[str, Any],
                    f"(search {r['search_metric']} {formatting.number(r['best_search_value'], missing=NA)}) on "
                    f"{r.get('search_data')}; final on {r.get('final_data')}: "
                    f"{r['final_epochs']} epochs of `{r['final_model']}` with `{r['config']}`")
-    out += ["", "Charts: " + ", ".join(f"`comparison_{k}.png`" for k, *_ in CHARTS), ""]
+    emulators = [r for r in rows if r.get("test_r2") is not None]
+    if emulators:
+        out += ["", "## Emulators", "",
+                "| data set | model | test R² | emulator µs/sample | simulator ms/sample | speed-up |",
+                "| --- | --- | ---: | ---: | ---: | ---: |"]
+        for r in emulators:
+            speedup = f"{r['speedup']:,.0f}×" if r.get("speedup") else NA
+            out.append(f"| {r['dataset']} | {r['model']} | {formatting.number(r['test_r2'], 4, NA)} | "
+                       f"{formatting.number(r.get('emulator_us_per_sample'), 2, NA)} | "
+                       f"{formatting.number(r.get('simulator_ms_per_sample'), 2, NA)} | {speedup} |")
+        out += ["", ("*emulator*: the final emulator predicting the whole test split in batches, one CPU "
+                     "thread, inputs and outputs in the data's units; *simulator*: the simulator run again "
+                     "on held-out inputs, one thread (tune_nas.analysis.emulator).")]
+    out += ["", "Charts: " + ", ".join(f"`comparison_{k}.png`" for k, *_ in charts_for(rows)), ""]
     return "\n".join(out)
 
 
 #: (column, title, log scale when the values span more than 100×) of the bar charts.
 CHARTS = (("test_acc", "Test accuracy", False),
+          ("test_r2", "Test R² (emulators)", False),
+          ("speedup", "Speed-up over the simulator per sample (one thread each)", True),
           ("train_time", "Training time: search + final wall [s]", False),
-          ("images_per_s", "Prediction throughput on the test set [images/s]", True),
+          ("images_per_s", "Prediction throughput on the test set [samples/s]", True),
           ("params", "Trainable parameters", True),
-          ("flops", "FLOPs per image", True))
+          ("flops", "FLOPs per sample", True))
+
+
+def charts_for(rows: list[dict[str, Any]]) -> tuple[tuple[str, str, bool], ...]:
+    """The charts with something to show: a metric no row measured (test accuracy of
+    emulators, the speed-up of classifiers) gets none."""
+    return tuple(c for c in CHARTS if c[0] == "train_time" or any(r.get(c[0]) is not None for r in rows))
 
 
 def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> list[Path]:
@@ -574,7 +620,7 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
     by = {(r["model"], r["dataset"]): r for r in rows}
     width = 0.8 / max(1, len(models))
     paths = []
-    for key, title, log in CHARTS:
+    for key, title, log in charts_for(rows):
         fig, ax = plt.subplots(figsize=(1.6 + 2.2 * len(datasets) + 0.6 * len(models), 4.2))
         for i, model in enumerate(models):
             xs = [d + (i - (len(models) - 1) / 2) * width for d in range(len(datasets))]
@@ -591,7 +637,8 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
                 bars = ax.bar(xs, values, width, label=model, color=f"C{i}")
             for bar, v, c in zip(bars, values, cells):
                 text = ("n/a" if not c else _pct(v) if key == "test_acc"
-                        else _count(v) if key in ("params", "flops", "images_per_s") else _seconds(v))
+                        else formatting.number(v, 4, NA) if key == "test_r2"
+                        else _count(v) if key in ("params", "flops", "images_per_s", "speedup") else _seconds(v))
                 ax.annotate(text, (bar.get_x() + bar.get_width() / 2, max(0, v)),
                             ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                             textcoords="offset points")

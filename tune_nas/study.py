@@ -246,12 +246,14 @@ class TrialRow:
     intermediate: dict[int, float]
     user_attrs: dict[str, Any]
     pareto: bool = False
+    test_r2: float | None = None  # a regressor's (an emulator's) test R²
 
     def as_dict(self) -> dict[str, Any]:
         attrs = self.user_attrs
         return {"number": self.number, "state": self.state, "values": self.values,
                 "value": self.values[0] if self.values else None, "best_value": self.best,
                 "epochs": self.epochs, "config": self.config, "test_acc": self.test_acc,
+                **({"test_r2": self.test_r2} if "test_r2" in self.user_attrs else {}),
                 "model_params": self.model_params, "pareto_optimal": self.pareto,
                 "ray_trial_id": attrs.get("ray_trial_id"),
                 "tensorboard_run": attrs.get("tensorboard_run"),
@@ -278,7 +280,7 @@ def trial_row(trial: FrozenTrial, objective: Objective) -> TrialRow:
     model_params = attrs.get("params")
     return TrialRow(number=trial.number, state=trial.state.name, values=values, best=best,
                     epochs=epochs, config=dict(trial.params),
-                    test_acc=_finite(attrs.get("test_acc")),
+                    test_acc=_finite(attrs.get("test_acc")), test_r2=_finite(attrs.get("test_r2")),
                     model_params=model_params if isinstance(model_params, int) else None,
                     intermediate=intermediate, user_attrs=attrs)
 
@@ -481,10 +483,12 @@ def render_text(report: StudyReport, top: int) -> str:
         return "\n".join(lines)
     single = len(report.directions) == 1
     metric = report.metric_names[0]
+    regression = any("test_r2" in row.user_attrs for row in report.rows)  # an emulator search: test R²
+    test_column = "test_r2" if regression else "test_acc"
     value_cols = [f"{m:>9}" for m in report.metric_names] if not single else [f"{metric:>9}"]
     header = (f"{'rank':>4}  {'trial':>5}  {'state':<8} {'epochs':>6}  " + "  ".join(value_cols)
               + (f"  {'best ' + metric:>12}" if single else "  pareto")
-              + f"  {'test_acc':>8}  {'params':>7}  config")
+              + f"  {test_column:>8}  {'params':>7}  config")
     shown = report.rows[:top]
     lines.append("")
     lines.append(f"Top {len(shown)} of {n} trials (COMPLETE by value; then PRUNED/RUNNING by the "
@@ -495,7 +499,8 @@ def render_text(report: StudyReport, top: int) -> str:
         cells = "  ".join(f"{formatting.number(v):>9}" for v in values)
         extra = f"  {formatting.number(row.best):>12}" if single else f"  {'*' if row.pareto else ' ':>6}"
         lines.append(f"{rank:>4}  {row.number:>5}  {row.state:<8} {row.epochs:>6}  {cells}{extra}"
-                     f"  {formatting.number(row.test_acc):>8}  {formatting.count(row.model_params):>7}  "
+                     f"  {formatting.number(row.test_r2 if regression else row.test_acc):>8}  "
+                     f"{formatting.count(row.model_params):>7}  "
                      f"{formatting.short_config(row.config)}")
     if not single:
         lines += _front_lines(report)
