@@ -143,7 +143,7 @@ def test_the_trial_module_keeps_hook_names_plain_and_still_registers_layers():
     from tune_nas.config.training import TrainingConfig
     from tune_nas.trial.module import TrialModule
 
-    module = TrialModule(torch.nn.Linear(4, 2), TrainingConfig(), 2, steps_per_epoch=1,
+    module = TrialModule(torch.nn.Linear(4, 2), TrainingConfig(), "classification", steps_per_epoch=1,
                          max_epochs=1)
     module._current_fx_name = "training_step"
     assert module._current_fx_name == "training_step"

@@ -13,8 +13,11 @@ record → analysis):
 * ``schedulers/`` when a trial stops (or pauses) early: pure policies fed result streams
 * ``ray_tune/``  the only package that imports Ray: Tuner, Optuna bridge, callbacks, adapter
 * ``trial/``     what runs in a worker: the Lightning fit, the module, a model's cost
-* ``data/``      data sets, splits, fidelity reductions, batches on the device
-* ``models/``    the model registry: small_cnn, resnet50, the Single-Path NAS superkernel net
+* ``tasks/``     what a trial learns: classification or regression (loss, metrics, objective)
+* ``data/``      data sets (images, arrays, simulated), splits, fidelity reductions, batches
+* ``simulators/`` slow numerical models an emulator may replace (Burgers' equation)
+* ``models/``    the model registry: small_cnn, resnet50, the Single-Path NAS superkernel net,
+  cell and global-space networks, the emulators mlp and conv1d
 * ``record/``    the driver's bookkeeping: TensorBoard, curves.csv, trials.json, console
 * ``storage/``   the study's database and remote trials directories
 * ``analysis/``  read-only: the typed record of an experiment, fidelity analysis
@@ -54,6 +57,8 @@ _EXPORTS: dict[str, str] = {
     "list_models": "tune_nas.models",
     "register_model": "tune_nas.models",
     "load_splits": "tune_nas.data.sources",
+    "create_model_for": "tune_nas.models",
+    "measure_emulator": "tune_nas.analysis.emulator",
     # one trial, without Ray
     "run_trial": "tune_nas.trial.run",
     "TrialSetup": "tune_nas.config.training",
