@@ -238,3 +238,15 @@ def test_printer_survives_pickling_with_a_fresh_stream_and_clock(tmp_path):
     old.__setstate__({"objective": VAL_ACC, "metric": "val/acc", "width": 7, "every_s": 15.0,
                       "stream": None, "t0": 0.0, "last_tick": 0.0, "total": 8})
     assert (old.every_s, old.total, old.show_running) == (15.0, 8, 3)
+
+
+def test_a_morphism_child_shows_its_epochs_against_its_own_budget(tmp_path):
+    clock, out = FakeClock(), StringIO()
+    keeper = Bookkeeper(tmp_path, VAL_ACC, max_epochs=6)
+    printer = ProgressPrinter(VAL_ACC, stream=out, every_s=10, clock=clock)
+    printer.start(8)
+    _report(keeper, printer, 0, _result(3, 0.90))  # trained from scratch: 3 of the search's 6
+    clock.now = 100.0
+    _report(keeper, printer, 1, {**_result(1, 0.93), "budget": 2})  # a child: 1 of its 2 epochs
+    [line] = _status_lines(out)
+    assert "#0 3/6 val_acc 0.9000, #1 1/2 val_acc 0.9300" in line

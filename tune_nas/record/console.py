@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from tune_nas.metric_keys import BUDGET
 from tune_nas.objectives import Objective, is_number
 from tune_nas.record import formatting
 from tune_nas.record.bookkeeper import RUNNING, Bookkeeper, TrialRecord
@@ -166,9 +167,13 @@ class ProgressPrinter:
         return line + self._time_left_text([t.epochs for t in running], ended, unstarted, n)
 
     def _running_text(self, record: TrialRecord, max_epochs: int) -> str:
+        """``#7 2/9 val_acc 0.91``: the epochs against the trial's own budget (a morphism
+        child's ``budget``, its few fine-tuning epochs), else the search's ``max_epochs``."""
         value = record.last.get(self.metric)
         shown = f" {self.objective.column} {_fmt(value)}" if is_number(value) else ""
-        return f"#{record.number} {record.epochs}/{max_epochs}{shown}"
+        budget = record.last.get(BUDGET)
+        budget = int(budget) if is_number(budget) and budget >= 1 else max_epochs
+        return f"#{record.number} {record.epochs}/{budget}{shown}"
 
     def _time_left_text(self, running: list[int], ended: list[int], unstarted: int,
                         max_epochs: int) -> str:
