@@ -198,3 +198,78 @@ def test_adapter_keeps_fifo_for_a_policy_that_never_pauses():
     pending.status = Trial.RUNNING
     assert scheduler.choose_trial_to_run(controller) is paused  # Ray's FIFO: then paused ones
 
+
+
+# --------------------------------------------------------------------------- a real search
+
+PROMOTION_SPACE = '''
+from ray import tune
+
+EXPERIMENT = {
+    "dataset": "digits", "model": "small_cnn", "metric": "val/acc", "mode": "max",
+    "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 8,
+    "scheduler": "asha_promotion", "n_startup_trials": 8, "checkpoint_every": 4,
+}
+PARAM_SPACE = {
+    "optimizer": "adamw", "lr": tune.loguniform(1e-3, 3e-2), "batch_size": 64,
+    "width": tune.choice([8, 16]), "depth": tune.randint(1, 3),
+}
+'''
+
+
+@pytest.mark.slow
+def test_a_real_search_pauses_resumes_from_the_rung_and_trains_no_epoch_twice(tmp_path):
+    """8 trials x <= 4 epochs on digits, rungs at 1, 2 (and 4): trials checkpoint at the rungs
+    (checkpoint_every 4 would not), the promoted ones continue from the epoch they paused after,
+    and the study, the summary and curves.csv agree on every trial's state."""
+    import csv
+    import json
+
+    import optuna
+    from conftest import run_launch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (tmp_path / "promotion.py").write_text(PROMOTION_SPACE)
+    proc = run_launch("--space", str(tmp_path / "promotion.py"), "--name", "promo", "--seed", "1",
+                      "--trials-dir", str(tmp_path / "trials"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "trials" / "promo"
+    summary = json.loads((exp / "summary.json").read_text())
+    trials = {t["number"]: t for t in summary["trials"]}
+    assert len(trials) == 8 and summary["scheduler"] == "asha_promotion"
+
+    rows = list(csv.DictReader((exp / "curves.csv").open()))
+    keys = [(int(r["trial_number"]), int(r["epoch"])) for r in rows]
+    assert len(keys) == len(set(keys))  # no duplicate (trial, epoch) rows
+    for number, t in trials.items():
+        epochs = sorted(e for n, e in keys if n == number)
+        assert epochs == list(range(1, t["epochs"] + 1))
+        assert {r["state"] for r in rows if int(r["trial_number"]) == number} == {t["state"]}
+        # every epoch was trained once: TensorBoard got one val/acc per epoch, in order
+        acc = EventAccumulator(str(exp / "tensorboard" / t["run"]))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("val/acc")] == epochs
+
+    # states: a trial ends at a rung (1 or 2) PRUNED or trains its 4 epochs COMPLETE; none is
+    # left PAUSED or RUNNING; the unpromoted ones say why
+    assert {t["state"] for t in trials.values()} <= {"COMPLETE", "PRUNED"}
+    assert sum(t["state"] == "COMPLETE" for t in trials.values()) >= 1
+    for t in trials.values():
+        assert (t["state"], t["epochs"]) in {("COMPLETE", 4), ("PRUNED", 1), ("PRUNED", 2)}
+        if t["state"] == "PRUNED":
+            assert t["reason"] == (f"paused after epoch {t['epochs']}, not promoted when the search "
+                                   "ran out of trials")
+    study = optuna.load_study(study_name="promo", storage=f"sqlite:///{exp / 'optuna.db'}")
+    for ot in study.trials:
+        t = trials[ot.number]
+        assert ot.state.name == t["state"]
+        assert sorted(ot.intermediate_values) == list(range(1, t["epochs"] + 1))
+    # at least one trial paused and was resumed later (promoted from the waiting ones): the
+    # study and the summary list the epochs it resumed from
+    resumed = {ot.number: ot.user_attrs["resumed_after_epochs"] for ot in study.trials
+               if "resumed_after_epochs" in ot.user_attrs}
+    assert resumed, "no trial was paused and resumed"
+    for number, after in resumed.items():
+        assert trials[number]["resumed_after"] == after and set(after) <= {1, 2}
+        assert trials[number]["epochs"] > max(after)  # it went on past the rung it waited at
+    assert "paused (" in proc.stdout or "PRUNED (paused after epoch" in proc.stdout

@@ -141,7 +141,8 @@ class _EpochReport:
             metrics.update({"test/loss": test["loss"], "test/acc": test["acc"],
                             "test/seconds": seconds,
                             "test/images_per_s": len(self.test.images) / max(seconds, 1e-9)})
-        due = epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
+        due = (epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
+               or epoch in self.setup.checkpoint_epochs)
         if not due:
             self.reporter.report(metrics, None)
             return
