@@ -273,3 +273,21 @@ def test_a_real_search_pauses_resumes_from_the_rung_and_trains_no_epoch_twice(tm
         assert trials[number]["resumed_after"] == after and set(after) <= {1, 2}
         assert trials[number]["epochs"] > max(after)  # it went on past the rung it waited at
     assert "paused (" in proc.stdout or "PRUNED (paused after epoch" in proc.stdout
+
+
+def test_the_study_report_shows_a_running_optuna_trial_with_a_pause_attribute_as_paused():
+    import optuna
+
+    from tune_nas.study import rank_key, trial_row
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    paused, resumed, running = study.ask(), study.ask(), study.ask()
+    for trial, value in ((paused, 0.8), (resumed, 0.6), (running, 0.7)):
+        trial.report(value, 1)
+    paused.set_user_attr("paused_after_epoch", 1)
+    resumed.set_user_attr("paused_after_epoch", None)  # promoted: it runs again
+    resumed.set_user_attr("resumed_after_epochs", [1])
+    rows = [trial_row(t, Objective()) for t in study.get_trials(deepcopy=False)]
+    assert [r.state for r in rows] == ["PAUSED", "RUNNING", "RUNNING"]
+    assert [r.number for r in sorted(rows, key=lambda r: rank_key(r, Objective()))] == [2, 1, 0]
