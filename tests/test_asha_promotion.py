@@ -131,6 +131,9 @@ class FakeTrial:
     status: str = Trial.PENDING
     last_result: dict = field(default_factory=dict)
 
+    def set_status(self, status: str) -> None:
+        self.status = status
+
 
 class FakeSearcher:
     def __init__(self) -> None:
@@ -186,6 +189,30 @@ def test_adapter_resumes_promotable_paused_trials_before_new_ones_and_ends_the_r
     assert scheduler.end_reason("a") == "paused after epoch 1, not promoted when the search ran out of trials"
     assert scheduler.end_reason("b") is None
     assert "2 PAUSE" not in scheduler.debug_string() and "3 PAUSE" in scheduler.debug_string()
+
+
+def test_adapter_state_travels_in_the_callbacks_snapshot_and_paused_trials_come_back_paused():
+    from tune_nas.ray_tune.callbacks import TrialEvents
+
+    scheduler = PolicyScheduler(AshaPromotionPolicy("max", 9, 1, 3), Objective())
+    for name, value in (("a", 0.5), ("b", 0.7)):
+        scheduler.on_trial_result(None, FakeTrial(name, Trial.RUNNING), result(1, value))
+    events = TrialEvents.__new__(TrialEvents)  # only its scheduler matters here
+    events.scheduler = scheduler
+    state = events.get_state()
+    # a resumed search: a fresh adapter (tuner.pkl's), the snapshot's state, Ray's re-queue
+    fresh = PolicyScheduler(AshaPromotionPolicy("max", 9, 1, 3), Objective())
+    events.scheduler = fresh
+    events.set_state(state)
+    assert fresh.paused == {"a": 1, "b": 1} and fresh.policy.waiting() == {"a": 1, "b": 1}
+    requeued = [FakeTrial("a"), FakeTrial("b"), FakeTrial("c")]  # Ray: every unfinished one PENDING
+    for trial in requeued:
+        fresh.on_trial_add(None, trial)
+    assert [t.status for t in requeued] == [Trial.PAUSED, Trial.PAUSED, Trial.PENDING]
+    assert fresh.on_trial_result(None, FakeTrial("c", Trial.RUNNING), result(1, 0.6)) == PAUSE
+    assert fresh.policy.promotable() == ["b"]  # the rung kept a and b: n = 3
+    events.scheduler = PolicyScheduler(create_policy("asha", ExperimentSpec()), Objective())
+    assert events.get_state() is None  # a policy that never pauses: nothing to carry
 
 
 def test_adapter_keeps_fifo_for_a_policy_that_never_pauses():

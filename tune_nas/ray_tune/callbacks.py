@@ -12,6 +12,7 @@ from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOpt
 from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PAUSED, PRUNED, RUNNING, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
+from tune_nas.schedulers import PromotionPolicy
 from tune_nas.states import final_state
 from tune_nas.storage.trials_dir import ThrottledUpload
 
@@ -94,10 +95,28 @@ class TrialEvents(tune.Callback):
                     self.generator.searcher.on_trial_complete(trial_id, error=True)
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
+            for trial in trials:  # a resumed search: the trials still paused say so
+                if self.scheduler is not None and self.scheduler.paused_at(trial.trial_id) is not None \
+                        and trial.status == "PAUSED" and trial.trial_id not in self.ended_before:
+                    self._started(trial)
+                    self.bookkeeper.trial_paused(trial.trial_id)
             for trial_id, found in repair_missing_checkpoints(trials).items():
                 number = trial_config(next(t for t in trials if t.trial_id == trial_id).config).get("trial_number")
                 self.printer.note(f"trial {number}: the checkpoint the saved experiment names is gone; "
                                   + (f"continuing from {found.rsplit('/', 1)[-1]}" if found else "starting again"))
+
+    def get_state(self) -> dict[str, Any] | None:
+        """What Ray's experiment snapshot keeps of this callback: the state of a scheduler that
+        pauses trials (Ray 2.60 saves no scheduler state of its own; see the adapter)."""
+        if self.scheduler is None or not isinstance(self.scheduler.policy, PromotionPolicy):
+            return None
+        return {"scheduler": self.scheduler.state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """A resumed search: the scheduler as it was at the last snapshot (before Ray re-queues
+        the trials, so that the paused ones stay paused)."""
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state(state["scheduler"])
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)

@@ -32,7 +32,12 @@ is forgotten (``forget``).
   policy keeps Ray's FIFO order (pending trials first, then paused ones).
 * :meth:`PolicyScheduler.paused_at` says which trials the policy paused (the epoch) and that
   have not resumed: the callbacks show them as PAUSED.
-* ``save``/``restore`` pickle the adapter with its policy (Ray's experiment state).
+* ``save``/``restore`` pickle the adapter with its policy. Ray 2.60 keeps the scheduler only
+  as it was built (``tuner.pkl``): a resumed search starts with a fresh policy. For a policy
+  that pauses, the callbacks carry the adapter's state in Ray's experiment snapshot instead
+  (:meth:`PolicyScheduler.state`, :meth:`PolicyScheduler.load_state`), and a trial the
+  restored adapter knows as paused comes back PAUSED (:meth:`PolicyScheduler.on_trial_add`),
+  not PENDING (Ray's choice for every unfinished trial): it waits to be promoted as before.
 """
 
 from __future__ import annotations
@@ -234,6 +239,20 @@ class PolicyScheduler(FIFOScheduler):
         state.setdefault("paused", {})
         state.setdefault("ended_paused", {})
         self.__dict__.update(state)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        """A trial Ray re-queues on resume that this (restored) adapter paused goes back to
+        PAUSED (Ray files it by its status right after this call)."""
+        if trial.trial_id in self.paused and trial.status == Trial.PENDING:
+            trial.set_status(Trial.PAUSED)
+
+    def state(self) -> bytes:
+        """The adapter with its policy, pickled (what Ray's experiment snapshot keeps of it)."""
+        return pickle.dumps(self.__dict__)
+
+    def load_state(self, state: bytes) -> None:
+        """Take the state :meth:`state` returned (a resumed search)."""
+        self.__setstate__(pickle.loads(state))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
