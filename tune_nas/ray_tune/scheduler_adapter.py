@@ -242,7 +242,8 @@ class PolicyScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         """A trial Ray re-queues on resume that this (restored) adapter paused goes back to
-        PAUSED (Ray files it by its status right after this call)."""
+        PAUSED (Ray files it by its status right after this call). A trial Ray re-queues after
+        a failure is not paused here: ``on_trial_error`` came first and dropped it."""
         if trial.trial_id in self.paused and trial.status == Trial.PENDING:
             trial.set_status(Trial.PAUSED)
 
