@@ -314,6 +314,10 @@ CASES: list = [
     pytest.param(launch("--searcher", "bayes", needle="'bayes'"), id="searcher-unknown"),
     pytest.param(launch("--searcher", "", needle="searcher=''"), id="searcher-empty"),
     pytest.param(launch("--scheduler", "hyperband", needle="'hyperband'"), id="scheduler-unknown"),
+    pytest.param(launch("--scheduler", "asha_promotion", "--max-concurrent-trials", "2",
+                        needle="max_concurrent_trials=2: paused trials"), id="asha-promotion-concurrency-limit"),
+    pytest.param(launch("--scheduler", "asha_promotion", "--grace-period", "12",
+                        needle="grace_period=12 > max_epochs=9"), id="asha-promotion-grace-beyond-budget"),
     # ---- launch: numbers
     pytest.param(launch("--num-samples", "0", needle="--num-samples"), id="num-samples-zero"),
     pytest.param(launch("--num-samples", "many", needle="'many'"), id="num-samples-not-a-number"),

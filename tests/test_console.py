@@ -4,6 +4,7 @@ Bookkeeper, made-up results and a fake clock; no Ray."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import sys
@@ -250,3 +251,32 @@ def test_a_morphism_child_shows_its_epochs_against_its_own_budget(tmp_path):
     _report(keeper, printer, 1, {**_result(1, 0.93), "budget": 2})  # a child: 1 of its 2 epochs
     [line] = _status_lines(out)
     assert "#0 3/6 val_acc 0.9000, #1 1/2 val_acc 0.9300" in line
+
+
+def test_paused_trials_are_counted_by_the_epoch_they_paused_after_and_run_again_on_a_result(tmp_path):
+    clock, out = FakeClock(), StringIO()
+    keeper = Bookkeeper(tmp_path, VAL_ACC, max_epochs=9)
+    printer = ProgressPrinter(VAL_ACC, stream=out, every_s=10, clock=clock)
+    printer.start(8)
+    for trial in (0, 1, 2):
+        _report(keeper, printer, trial, _result(1, 0.5 + trial / 10))
+        keeper.trial_paused(f"t{trial}")  # asha_promotion: each waits at the rung of epoch 1
+    keeper.trial_resumed("t2")
+    for epoch in (2, 3):
+        _report(keeper, printer, 2, _result(epoch, 0.8))
+    keeper.trial_paused("t2")
+    _report(keeper, printer, 3, _result(1, 0.6))
+    clock.now = 30.0
+    _report(keeper, printer, 3, _result(2, 0.65))
+    [line] = _status_lines(out)
+    assert line.startswith("  [0:30] 0/8 done, 1 running: #3 2/9 val_acc 0.6500; "
+                           "3 paused (2 after epoch 1, 1 after epoch 3); ≤ ")
+    assert [keeper.trials[f"t{n}"].state for n in range(4)] == ["PAUSED", "PAUSED", "PAUSED", "RUNNING"]
+    _report(keeper, printer, 1, _result(2, 0.7))  # promoted: its next epoch's result
+    assert keeper.trials["t1"].state == "RUNNING"
+    printer.trial_ended(keeper.trial_ended("t0", "PRUNED", "paused after epoch 1, not promoted"), keeper)
+    assert "    0  PRUNED        1   0.5000" in out.getvalue()
+    keeper.close()
+    assert not (tmp_path / "trials.journal.jsonl").exists()
+    records = {r["number"]: r["state"] for r in json.loads((tmp_path / "trials.json").read_text())}
+    assert records == {0: "PRUNED", 1: "RUNNING", 2: "PAUSED", 3: "RUNNING"}

@@ -420,6 +420,83 @@ def test_ctrl_c_says_how_to_continue_and_the_moved_experiment_resumes_where_it_i
             assert t["checkpoint"].startswith(str(moved)), t["checkpoint"]
 
 
+def saved_scheduler(exp: Path):
+    """The scheduler adapter as Ray's newest experiment snapshot keeps it (TrialEvents' state),
+    or None before the first snapshot that holds it."""
+    import ray.cloudpickle as cloudpickle
+
+    from tune_nas.objectives import Objective
+    from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
+    from tune_nas.schedulers.asha_promotion import AshaPromotionPolicy
+
+    files = sorted(exp.glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return None
+    try:
+        states = cloudpickle.loads(files[-1].read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+    for state in states.values():
+        if state and state.get("scheduler"):
+            adapter = PolicyScheduler(AshaPromotionPolicy("max", 1), Objective())
+            adapter.load_state(state["scheduler"])
+            return adapter
+    return None
+
+
+@pytest.mark.slow
+def test_killed_driver_with_asha_promotion_keeps_its_paused_trials_paused(tmp_path, ray_env):
+    """Ray 2.60 saves no scheduler state and re-queues every unfinished trial as PENDING: the
+    adapter's state travels in the callbacks' snapshot, and the trials paused at the kill come
+    back paused, then are promoted or ended at their rung; no epoch is trained twice."""
+    num_samples = 8
+    space = write_space(tmp_path / "promo_space.py", num_samples=num_samples, max_epochs=4,
+                        scheduler="asha_promotion", step_seconds=0.02)
+    exp = tmp_path / "trials" / "promo"
+    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", exp.name,
+                                         "--trials-dir", str(exp.parent)),
+                              cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    started, before = time.monotonic(), None
+    try:
+        while driver.poll() is None and time.monotonic() - started < 300:
+            before = saved_scheduler(exp)
+            if before is not None and len(before.paused) >= 3:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the search ended before the test could stop it:\n" + driver.stdout.read()
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
+    paused_at_kill = {number_of(exp, trial_id): epoch for trial_id, epoch in before.paused.items()}
+
+    proc = launch("--name", exp.name, "--trials-dir", str(exp.parent), "--resume", env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    summary = assert_nothing_lost(exp, num_samples, allow_orphans=True)
+    trials = {t["number"]: t for t in summary["trials"]}
+    for number, epoch in paused_at_kill.items():  # promoted from where it waited, or ended there
+        t = trials[number]
+        assert (t["state"], t["epochs"]) == ("PRUNED", epoch) or epoch in t.get("resumed_after", []), t
+    after = saved_scheduler(exp)
+    lowest = after.policy.rungs[-1]  # every trial recorded once at the first rung, across both runs
+    assert len(lowest.recorded) == len(trials) and after.paused == {}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for t in trials.values():  # every epoch trained once
+        acc = EventAccumulator(str(exp / "tensorboard" / t["run"]))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars("val/acc")] == list(range(1, t["epochs"] + 1)), t["number"]
+
+
+def number_of(exp: Path, trial_id: str) -> int:
+    """The Optuna number of Ray trial ``trial_id`` (its directory's name)."""
+    [path] = exp.glob(f"trial_*_{trial_id}")
+    return int(path.name.split("_")[1])
+
+
 def test_trials_running_when_the_time_budget_ends_are_recorded_as_pruned(tmp_path, ray_env):
     """Ray stops the search at its time budget and leaves the trials that were running
     unfinished; they are told to the study as PRUNED with the reason, not left RUNNING."""

@@ -247,7 +247,7 @@ def test_registry_builds_moasha_from_the_spec_objectives():
         create_policy("moasha", ExperimentSpec(objectives=TWO_OBJECTIVES, max_epochs=9, grace_period=10))
 
 
-@pytest.mark.parametrize("name", ["asha", "curve_fit"])
+@pytest.mark.parametrize("name", ["asha", "asha_promotion", "curve_fit"])
 def test_single_objective_schedulers_refuse_several_objectives_in_one_line(name):
     spec = ExperimentSpec(objectives=TWO_OBJECTIVES, scheduler=name)
     message = (f"scheduler '{name}' ranks trials by one objective, the experiment has 2 (val/acc, model/params); "

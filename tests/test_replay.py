@@ -145,4 +145,25 @@ def test_replay_runs_every_default_policy_without_importing_ray():
             "trials = [RecordedTrial(n, 'COMPLETE', {e: 0.1 * n + 0.01 * e for e in range(1, 7)}) for n in range(6)]\n"
             "report = replay(trials, default_policies('max', 6, 'val/acc'), 6, 'max')\n"
             "print(len(report.outcomes), sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch'}))\n")
-    assert run_python(code) == "13 []"  # none + 3 x 3 ASHA + 3 curve-fit
+    assert run_python(code) == "22 []"  # none + 3 x 3 ASHA + 3 x 3 ASHA by promotion + 3 curve-fit
+
+
+def test_asha_by_promotion_pauses_holds_no_worker_and_resumes_where_a_trial_paused():
+    from tune_nas.replay import play
+    from tune_nas.schedulers.asha_promotion import AshaPromotionPolicy
+
+    policy = AshaPromotionPolicy("max", 4, 1, 2)  # rungs at 1, 2 and 4
+    played = play(trials_of(LATE_BLOOMER, 4), policy, 4, workers=1)
+    # one worker: 0 pauses at 1 and 1 starts; 1 pauses below 0, which resumes (rung 1's top of
+    # 2) and pauses at 2; 2 is the best at both rungs and runs through; 0 and 1 wait till the end
+    assert policy.promoted == {4: [], 2: ["2"], 1: ["0", "2"]}
+    assert played.reached == {0: 2, 1: 1, 2: 4} and played.epochs == 7  # no epoch counted twice
+    assert played.stopped == {0: 2, 1: 1} and played.full_trials == [2] and played.censored == []
+    assert policy.waiting() == {}
+    outcome = simulate(trials_of(LATE_BLOOMER, 4), AshaPromotionPolicy("max", 4, 1, 2), 4, "max")
+    assert (outcome.pick, outcome.epochs) == (2, 7) and outcome.regret == pytest.approx(0.24)
+    # a promoted trial whose recording ends at its rung (stopped there in the recorded run)
+    # is censored, not stopped
+    short = trials_of({0: [0.9], 1: [0.5], 2: [0.4]}, 4)
+    censored = play(short, AshaPromotionPolicy("max", 4, 1, 2), 4, workers=2)
+    assert censored.censored == [0] and censored.stopped == {1: 1, 2: 1}

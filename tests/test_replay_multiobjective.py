@@ -187,7 +187,7 @@ def test_single_objective_experiments_replay_as_before(tmp_path):
     data["spec"].update(metric="val/acc", mode="max", scheduler="asha")
     (exp / "experiment.json").write_text(json.dumps(data))
     report = replay_experiment(exp, grace_periods=(1,), reduction_factors=(2,), thresholds=())
-    assert [o.policy for o in report.outcomes] == ["none", "asha(g=1,rf=2)"]
+    assert [o.policy for o in report.outcomes] == ["none", "asha(g=1,rf=2)", "asha_promotion(g=1,rf=2)"]
     assert report.best_trials == [4] and report.outcomes[0].pick == 4
 
 

@@ -230,7 +230,7 @@ def test_every_policy_satisfies_the_protocol():
 
 
 def test_registry_builds_each_builtin_from_the_experiment_spec():
-    assert list_schedulers() == ["asha", "curve_fit", "moasha", "none"]
+    assert list_schedulers() == ["asha", "asha_promotion", "curve_fit", "moasha", "none"]
     spec = ExperimentSpec(metric="val/loss", mode="min", max_epochs=12, grace_period=2, reduction_factor=4,
                           curve_fit_min_epochs=3, curve_fit_threshold=0.1)
     asha = create_policy("asha", spec)
@@ -259,9 +259,10 @@ def test_registry_rejects_bad_settings_and_so_does_the_spec(name, settings, mess
 
 
 def test_an_unknown_scheduler_is_named_with_the_known_ones():
-    with pytest.raises(SchedulerError, match="scheduler 'hyperband' is unknown; rule: one of asha, curve_fit, moasha, none"):
+    known = "asha, asha_promotion, curve_fit, moasha, none"
+    with pytest.raises(SchedulerError, match=f"scheduler 'hyperband' is unknown; rule: one of {known}"):
         create_policy("hyperband", ExperimentSpec())
-    with pytest.raises(SpaceError, match="^space.py: scheduler='hyperband': rule: one of asha, curve_fit, moasha, none$"):
+    with pytest.raises(SpaceError, match=f"^space.py: scheduler='hyperband': rule: one of {known}$"):
         ExperimentSpec(scheduler="hyperband").check("space.py")
 
 
@@ -273,7 +274,7 @@ def test_a_plugin_registers_a_scheduler_the_spec_accepts(monkeypatch):
         """Stop every trial at its grace period."""
         return NoStopping(spec.grace_period)
 
-    assert list_schedulers() == ["asha", "curve_fit", "moasha", "none", "stop_at_grace"]
+    assert list_schedulers() == ["asha", "asha_promotion", "curve_fit", "moasha", "none", "stop_at_grace"]
     spec = ExperimentSpec(scheduler="stop_at_grace", grace_period=2).check("space.py")
     assert create_policy(spec.scheduler, spec).on_result("a", 2, 0.5) == STOP
     assert scheduler_summary("stop_at_grace") == "Stop every trial at its grace period."

@@ -45,11 +45,15 @@ def test_one_report_per_epoch_with_all_metrics_and_test_at_the_end(digits, tmp_p
     assert [c.name for c in rec.checkpoints] == ["epoch2", "epoch3"]
 
 
-def test_resume_from_checkpoint_continues_exactly(digits, tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_resume_from_checkpoint_continues_exactly(digits, tmp_path, dropout):
+    """A paused (asha_promotion) or retried trial goes on as if never stopped: weights,
+    optimizer, schedule, batch order and (with dropout) the random stream."""
+    config = {**CONFIG, "dropout": dropout}
     full = Recorder(tmp_path)
-    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3), full)
+    run_trial(config, digits, TrialSetup("small_cnn", max_epochs=3), full)
     resumed = Recorder()
-    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3), resumed,
+    run_trial(config, digits, TrialSetup("small_cnn", max_epochs=3), resumed,
               resume_dir=str(tmp_path / "epoch1"))
     assert [r["epoch"] for r in resumed.results] == [2, 3]  # no epoch repeated or skipped
     for a, b in zip(full.results[1:], resumed.results):

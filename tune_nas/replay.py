@@ -6,6 +6,9 @@ simulated time, to each stopping policy, and each policy's decisions are replaye
 * ``none`` — every trial trains ``max_epochs`` (the reference);
 * ``asha(g,rf)`` — :class:`tune_nas.schedulers.asha.AshaPolicy` (grace period ``g``,
   reduction factor ``rf``), which decides exactly as Ray Tune's ASHA does in a search;
+* ``asha_promotion(g,rf)`` — :class:`tune_nas.schedulers.asha_promotion.AshaPromotionPolicy`,
+  the same rungs by promotion: a trial pauses at each rung (holding no worker) and continues
+  from there when the rung's ranking promotes it; trials still paused at the end stop there;
 * ``curvefit(m,p)`` — :class:`tune_nas.schedulers.curve_fit.CurveFitPolicy` (no stop before
   ``m`` epochs; stop when P(final ≥ best final) < ``p``).
 
@@ -75,7 +78,7 @@ from tune_nas.objectives import (  # noqa: F401  (REFERENCE_MARGIN, reference_po
 )
 from tune_nas.record import formatting
 from tune_nas.record.bookkeeper import strict_json
-from tune_nas.schedulers.policy import CONTINUE, SchedulerPolicy, Value, direction_of
+from tune_nas.schedulers.policy import CONTINUE, PAUSE, PromotionPolicy, SchedulerPolicy, Value, direction_of
 from tune_nas.states import TrialState
 
 REPLAY_FILE = "replay.json"
@@ -111,13 +114,17 @@ def default_policies(mode: str, max_epochs: int, metric: str = "", *,
                      reduction_factors: Sequence[float] = (2, 3, 4),
                      thresholds: Sequence[float] = (0.01, 0.05, 0.2),
                      min_epochs: Sequence[int] = (4,)) -> list[PolicySpec]:
-    """``none``, ASHA for every grace period × reduction factor, curve-fit for every
-    minimum × threshold (settings that do not fit in ``max_epochs`` are left out)."""
+    """``none``, ASHA and ASHA by promotion for every grace period × reduction factor,
+    curve-fit for every minimum × threshold (settings that do not fit in ``max_epochs`` are
+    left out)."""
     from tune_nas.schedulers.asha import AshaPolicy
+    from tune_nas.schedulers.asha_promotion import AshaPromotionPolicy
     from tune_nas.schedulers.curve_fit import CurveFitPolicy, CurvePredictor, default_bounds
 
     specs = rung_grid("asha", lambda g, r: AshaPolicy(mode, max_epochs, g, r), max_epochs,
                       grace_periods, reduction_factors)
+    specs += rung_grid("asha_promotion", lambda g, r: AshaPromotionPolicy(mode, max_epochs, g, r), max_epochs,
+                       grace_periods, reduction_factors)[1:]  # "none" is there once
     predictor = CurvePredictor(bounds=default_bounds(metric))  # shared: its cache serves all
     for minimum in min_epochs:
         for threshold in thresholds:
@@ -145,12 +152,12 @@ class SpentOutcome:
     censored: list[int]
 
     #: The header of :meth:`spent_columns` in a text table.
-    SPENT_HEADER = f"  {'policy':<22} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} {'cens':>4}"
+    SPENT_HEADER = f"  {'policy':<26} {'epochs':>6} {'of full':>7} {'seconds':>8} {'full':>4} {'cens':>4}"
 
     def spent_columns(self) -> str:
         """The policy's name and what it spent, as the first columns of a text table row."""
         epochs = f"≥{self.epochs}" if self.censored else str(self.epochs)
-        return (f"  {self.policy:<22} {epochs:>6} {getattr(self, 'fraction_of_full', math.nan):>7.0%} "
+        return (f"  {self.policy:<26} {epochs:>6} {getattr(self, 'fraction_of_full', math.nan):>7.0%} "
                 f"{formatting.number(self.seconds, 1):>8} {len(self.full_trials):>4} {len(self.censored):>4}")
 
     def spent_dict(self) -> dict[str, Any]:
@@ -211,7 +218,13 @@ class Played:
 def play(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: int,
          workers: int = 1) -> Played:
     """Feed ``policy`` the recorded trials in simulated time (see the module doc for time and
-    censoring) and note where each trial ended."""
+    censoring) and note where each trial ended.
+
+    A policy that pauses (:class:`~tune_nas.schedulers.PromotionPolicy`, ``asha_promotion``):
+    a paused trial holds no worker; a free worker resumes the first of the policy's
+    ``promotable`` trials (from the epoch it paused after: no epoch is counted twice), else
+    starts the next trial; the trials still paused when nothing is left to run end there (as
+    stopped)."""
     if workers < 1:
         raise ValueError(f"workers={workers}: rule: workers >= 1")
     queue = deque(sorted(trials, key=lambda t: t.number))
@@ -220,32 +233,62 @@ def play(trials: Sequence[RecordedTrial], policy: SchedulerPolicy, max_epochs: i
     reached: dict[int, int] = {}
     stopped: dict[int, int] = {}
     censored: list[int] = []
+    paused: dict[int, int] = {}  # trial number -> the epoch it paused after
+    promotes = isinstance(policy, PromotionPolicy)
 
-    def start(now: float) -> None:
+    def end(number: int, epoch: int, value: Value) -> None:
+        trial = by_number[number]
+        if epoch < max_epochs and trial.state != TrialState.FAIL:
+            censored.append(number)  # the policy would go on; the recording does not
+        policy.on_end(str(number), epoch, value)
+
+    def next_epoch(now: float, number: int, epoch: int) -> None:
+        """Train ``number``'s next epoch, or end it where its recording ends."""
+        if epoch + 1 in by_number[number].values:
+            heapq.heappush(events, (now + 1, number, epoch + 1))
+        else:
+            end(number, epoch, by_number[number].values[epoch])
+
+    def next_job(now: float) -> bool:
+        """Give a free worker a promotion, else a new trial; False when there is neither."""
+        for trial_id in policy.promotable() if promotes and paused else ():
+            number = int(trial_id)
+            if number in paused:
+                policy.resume(trial_id)
+                next_epoch(now, number, paused.pop(number))
+                return True
         while queue:
             trial = queue.popleft()
             if 1 in trial.values:
                 heapq.heappush(events, (now + 1, trial.number, 1))
-                return
+                return True
             reached[trial.number] = 0  # nothing recorded: it ended before its first epoch
+        return False
 
-    for _ in range(workers):
-        start(0.0)
+    def fill(now: float) -> None:
+        while len(events) < workers and next_job(now):
+            pass
+
+    fill(0.0)
     while events:
         now, number, epoch = heapq.heappop(events)
-        trial = by_number[number]
-        value = trial.values[epoch]
+        value = by_number[number].values[epoch]
         decision = policy.on_result(str(number), epoch, value)
         reached[number] = epoch
-        if decision == CONTINUE and epoch < max_epochs and epoch + 1 in trial.values:
-            heapq.heappush(events, (now + 1, number, epoch + 1))
-            continue
-        if decision == CONTINUE and epoch < max_epochs and trial.state != TrialState.FAIL:
-            censored.append(number)  # the policy would go on; the recording does not
-        elif decision != CONTINUE and epoch < max_epochs:
-            stopped[number] = epoch
-        policy.on_end(str(number), epoch, value)
-        start(now)
+        if decision == CONTINUE and epoch < max_epochs:
+            next_epoch(now, number, epoch)
+        elif decision == PAUSE and epoch < max_epochs:
+            paused[number] = epoch
+        elif decision == CONTINUE:
+            end(number, epoch, value)
+        else:
+            if epoch < max_epochs:
+                stopped[number] = epoch
+            policy.on_end(str(number), epoch, value)
+        fill(now)
+    for number, epoch in sorted(paused.items()):  # never promoted: they end where they wait
+        stopped[number] = epoch
+        policy.forget(str(number))
     full = sorted(n for n, e in reached.items() if e >= max_epochs)
     seconds = [by_number[n].seconds.get(e) for n, last in reached.items()
                for e in range(1, last + 1)]

@@ -2,8 +2,8 @@
 curves.csv, TensorBoard and the Optuna study.
 
 * ``RUNNING`` — it is training (or was, when the driver stopped);
-* ``PAUSED`` — a scheduler policy set it aside to continue later (room for pause-and-resume
-  schedulers; no built-in policy pauses yet);
+* ``PAUSED`` — a scheduler policy set it aside at a rung, checkpointed, to continue later
+  (``asha_promotion``); a trial still paused when the search ends is ended PRUNED;
 * ``COMPLETE`` — it trained its full budget (``max_epochs``);
 * ``PRUNED`` — a scheduler stopped it early, or the search's time budget ran out;
 * ``FAIL`` — it raised after its retries, its loss became NaN, or it ran out of memory.

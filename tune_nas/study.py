@@ -52,7 +52,10 @@ IMPORTANCE_SEED = 0
 FEW_TRIALS = 10
 #: States in the order the ranking (and the counts line) puts them (WAITING: Optuna's state of
 #: a trial asked for but not started).
-STATE_ORDER = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, "WAITING", TrialState.FAIL)
+#: PAUSED: a RUNNING Optuna trial that a pausing scheduler (asha_promotion) set aside, its
+#: ``paused_after_epoch`` user attribute an epoch.
+STATE_ORDER = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.PAUSED, "WAITING",
+               TrialState.FAIL)
 PLOTLYJS_CHOICES = ("directory", "inline", "cdn")
 
 
@@ -278,7 +281,11 @@ def trial_row(trial: FrozenTrial, objective: Objective) -> TrialRow:
         candidates.append(values[0])
     best = objective.best(candidates)
     model_params = attrs.get("params")
-    return TrialRow(number=trial.number, state=trial.state.name, values=values, best=best,
+    state = trial.state.name
+    paused_after = attrs.get("paused_after_epoch")
+    if state == TrialState.RUNNING and isinstance(paused_after, int) and not isinstance(paused_after, bool):
+        state = TrialState.PAUSED  # Optuna has no such state: the study's attribute says it
+    return TrialRow(number=trial.number, state=state, values=values, best=best,
                     epochs=epochs, config=dict(trial.params),
                     test_acc=_finite(attrs.get("test_acc")), test_r2=_finite(attrs.get("test_r2")),
                     model_params=model_params if isinstance(model_params, int) else None,
@@ -287,8 +294,8 @@ def trial_row(trial: FrozenTrial, objective: Objective) -> TrialRow:
 
 def rank_key(row: TrialRow, objective: Objective) -> tuple:
     """COMPLETE trials first, best value of ``objective`` (the study's first) first
-    (Pareto-optimal ones first when there are several objectives); then PRUNED and RUNNING
-    ones by the epoch they reached and their value there (the order the tuner's docstring
+    (Pareto-optimal ones first when there are several objectives); then PRUNED, RUNNING and
+    PAUSED ones by the epoch they reached and their value there (the order the tuner's docstring
     gives pruned trials); then WAITING, then FAIL."""
 
     def worse_first(value: float | None) -> float:  # ascending sort: best first, missing last
@@ -298,7 +305,7 @@ def rank_key(row: TrialRow, objective: Objective) -> tuple:
     state_rank = STATE_ORDER.index(row.state) if row.state in STATE_ORDER else len(STATE_ORDER)
     if row.state == TrialState.COMPLETE:
         return (state_rank, 0 if row.pareto else 1, 0, worse_first(first), row.number)
-    if row.state in (TrialState.PRUNED, TrialState.RUNNING):
+    if row.state in (TrialState.PRUNED, TrialState.RUNNING, TrialState.PAUSED):
         last = row.intermediate[max(row.intermediate)] if row.intermediate else first
         return (state_rank, 0, -row.epochs, worse_first(last), row.number)
     return (state_rank, 0, 0, 0.0, row.number)

@@ -96,6 +96,9 @@ class TrialSetup:
     max_epochs: int
     seed: int = 0
     checkpoint_every: int = 1
+    #: epochs a trial always checkpoints after, whatever ``checkpoint_every``: where the
+    #: scheduler may pause it (``asha_promotion``'s rungs), so it resumes exactly there
+    checkpoint_epochs: tuple[int, ...] = ()
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     plugins: tuple[str, ...] = ()

@@ -6,9 +6,9 @@ standardised outputs.
   connections (between hidden layers of equal width), LayerNorm and dropout.
 * ``conv1d``: a decoder for fields (``output_shape`` = channels × points; a plain vector is one
   channel): a linear layer to ``channels`` × ``points / 2**upsamples`` (by default up to 2
-  stages, as many as the points' factors of 2 allow), then ``upsamples`` stages of ×2 linear upsampling and ``convs_per_stage`` convolutions (``kernel_size``,
-  ``padding`` zeros or circular for periodic fields), a 1×1 convolution to the output
-  channels.
+  stages, as many as the points' factors of 2 allow), then ``upsamples`` stages of ×2
+  linear upsampling and ``convs_per_stage`` convolutions (``kernel_size``, ``padding`` zeros
+  or circular for periodic fields), a 1×1 convolution to the output channels.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ from ray import tune
 from tune_nas.metric_keys import TEST_METRICS
 from tune_nas.ray_tune.checkpoints import repair_missing_checkpoints
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
-from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, RUNNING, Bookkeeper
+from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
+from tune_nas.record.bookkeeper import COMPLETE, FAIL, PAUSED, PRUNED, RUNNING, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
+from tune_nas.schedulers import PromotionPolicy
 from tune_nas.states import final_state
 from tune_nas.storage.trials_dir import ThrottledUpload
 
@@ -37,12 +39,23 @@ def _error_reason(trial) -> str:
 
 
 class TrialEvents(tune.Callback):
-    """Forwards Ray Tune's trial events to the bookkeeper, the study and the console."""
+    """Forwards Ray Tune's trial events to the bookkeeper, the study and the console.
+
+    With a ``scheduler`` that pauses trials (``asha_promotion``), a trial it paused is PAUSED
+    in the bookkeeping and the console and carries the ``paused_after_epoch`` user attribute in
+    the study (its Optuna state stays RUNNING) until it starts again (then ``resumed_after``
+    in its record and ``resumed_after_epochs`` in the study list the epochs it resumed from);
+    one stopped while paused ends PRUNED with the scheduler's reason."""
+
+    #: the scheduler Ray runs (None: pauses are not shown); class default for older pickles
+    scheduler: PolicyScheduler | None = None
 
     def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
-                 printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None) -> None:
+                 printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None,
+                 scheduler: PolicyScheduler | None = None) -> None:
         self.bookkeeper, self.searcher, self.printer = bookkeeper, searcher, printer
         self.generator = generator
+        self.scheduler = scheduler
         self.trials_at_end: list[Any] = []  # Ray's trials as the search ended
 
     def end_unfinished(self, reason: str) -> list[int]:
@@ -52,7 +65,7 @@ class TrialEvents(tune.Callback):
         ended = []
         for trial in self.trials_at_end:
             record = self.bookkeeper.trials.get(trial.trial_id)
-            if record is not None and record.state == RUNNING:
+            if record is not None and record.state in (RUNNING, PAUSED):
                 self._ended(trial, PRUNED, reason)
                 ended.append(record.number)
         self.searcher.fail_unstarted(f"never started: {reason}")
@@ -83,19 +96,45 @@ class TrialEvents(tune.Callback):
                     self.generator.searcher.on_trial_complete(trial_id, error=True)
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
+            for trial in trials:  # a resumed search: the trials still paused say so
+                if self.scheduler is not None and self.scheduler.paused_at(trial.trial_id) is not None \
+                        and trial.status == "PAUSED" and trial.trial_id not in self.ended_before:
+                    self._started(trial)
+                    self.bookkeeper.trial_paused(trial.trial_id)
             for trial_id, found in repair_missing_checkpoints(trials).items():
                 number = trial_config(next(t for t in trials if t.trial_id == trial_id).config).get("trial_number")
                 self.printer.note(f"trial {number}: the checkpoint the saved experiment names is gone; "
                                   + (f"continuing from {found.rsplit('/', 1)[-1]}" if found else "starting again"))
 
+    def get_state(self) -> dict[str, Any] | None:
+        """What Ray's experiment snapshot keeps of this callback: the state of a scheduler that
+        pauses trials (Ray 2.60 saves no scheduler state of its own; see the adapter)."""
+        if self.scheduler is None or not isinstance(self.scheduler.policy, PromotionPolicy):
+            return None
+        return {"scheduler": self.scheduler.state()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """A resumed search: the scheduler as it was at the last snapshot (before Ray re-queues
+        the trials, so that the paused ones stay paused)."""
+        if self.scheduler is not None and state.get("scheduler"):
+            self.scheduler.load_state(state["scheduler"])
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._started(trial)
+        record = self.bookkeeper.trials[trial.trial_id]
+        if record.state == PAUSED:  # promoted: it continues from the epoch it paused after
+            record = self.bookkeeper.trial_resumed(trial.trial_id)
+            self.searcher.mark_paused(trial.trial_id, None, record.resumed_after)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if trial.trial_id in getattr(self, "ended_before", ()):
             return
         self._started(trial)
         self.bookkeeper.trial_result(trial.trial_id, result)
+        paused_after = self.scheduler.paused_at(trial.trial_id) if self.scheduler is not None else None
+        if paused_after is not None and not result.get("error"):
+            self.bookkeeper.trial_paused(trial.trial_id)
+            self.searcher.mark_paused(trial.trial_id, paused_after)
         self.printer.tick(self.bookkeeper, result)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
@@ -134,7 +173,10 @@ class TrialEvents(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
         state = final_state(last, self.bookkeeper.max_epochs)
-        self._ended(trial, state, last.get("error"))
+        reason = last.get("error")
+        if not reason and self.scheduler is not None:  # stopped while paused, never promoted
+            reason = self.scheduler.end_reason(trial.trial_id)
+        self._ended(trial, state, reason)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._ended(trial, FAIL, _error_reason(trial))

@@ -14,6 +14,11 @@ from ray.tune.search.optuna import OptunaSearch
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PRUNED, run_name
 from tune_nas.search.registry import CONFIG_ATTR
 
+#: The user attribute of a paused trial: the epoch it paused after (None once it runs again).
+PAUSED_ATTR = "paused_after_epoch"
+#: The user attribute of a trial resumed after a pause: the epochs it was resumed from.
+RESUMED_ATTR = "resumed_after_epochs"
+
 
 class CheckedSearchGenerator(SearchGenerator):
     """Ray's wrapper of a searcher, which counts the trials it has created, with a check of
@@ -192,6 +197,19 @@ class RecordingOptunaSearch(OptunaSearch):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a retried epoch is reported once only
                 self._ot_trials[trial_id].report(float(value), int(result["epoch"]))
+
+    def mark_paused(self, trial_id: str, epoch: int | None,
+                    resumed_after: list[int] | None = None) -> None:
+        """Say in the study that ``trial_id`` is paused after ``epoch`` (the user attribute
+        ``paused_after_epoch``), or with ``epoch`` None that it runs again, resumed after the
+        epochs ``resumed_after`` (``resumed_after_epochs``). Its Optuna state stays RUNNING while
+        paused; a trial ended while paused is told PRUNED like any stopped trial."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        ot_trial.set_user_attr(PAUSED_ATTR, epoch)
+        if resumed_after is not None:
+            ot_trial.set_user_attr(RESUMED_ATTR, list(resumed_after))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""

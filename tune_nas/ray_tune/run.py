@@ -82,12 +82,14 @@ def _ray_tabular_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     run_tabular_trial(trial_config(config), setup, Reporter())
 
 
-def _trainable(spec, splits: ArraySplits, max_epochs: int):
+def _trainable(spec, splits: ArraySplits, max_epochs: int, checkpoint_epochs: tuple[int, ...] = ()):
     """Ray's trainable for ``spec``: the data go to the object store once (shared by every
-    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs. A tabular
-    experiment's trials get no data: each reads its table (once per worker process)."""
+    trial of a node), each trial gets the spec's CPUs and (fractional) GPUs and checkpoints
+    after ``checkpoint_epochs`` besides every ``checkpoint_every``. A tabular experiment's
+    trials get no data: each reads its table (once per worker process)."""
     setup = TrialSetup(model=spec.model, max_epochs=max_epochs, seed=spec.seed,
-                       checkpoint_every=spec.checkpoint_every, cpus_per_trial=spec.cpus_per_trial,
+                       checkpoint_every=spec.checkpoint_every, checkpoint_epochs=checkpoint_epochs,
+                       cpus_per_trial=spec.cpus_per_trial,
                        gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins), dataset=spec.dataset)
     if spec.evaluation == "tabular":
         trial = tune.with_parameters(_ray_tabular_trial, setup=setup)
@@ -130,7 +132,10 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     spec = space.spec
-    trainable = _trainable(spec, splits, spec.max_epochs)
+    # a policy that pauses trials (asha_promotion) resumes them from the epoch they paused
+    # after: they checkpoint there, whatever checkpoint_every says
+    pause_epochs = getattr(create_policy(spec.scheduler, spec), "pause_epochs", ())
+    trainable = _trainable(spec, splits, spec.max_epochs, tuple(pause_epochs))
     from tune_nas.storage.study_db import mask_url, open_storage
 
     storage_url = storage_url or ExperimentLayout(experiment_dir).study_url()
@@ -150,6 +155,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
+        events.scheduler = tuner._local_tuner._tune_config.scheduler  # the one Ray runs (pickled apart)
         # the paths saved with the callbacks are the first run's; the experiment's files may
         # be elsewhere now (a new head node fetching its mirror into another directory)
         events.bookkeeper = Bookkeeper(experiment_dir, spec.objective, spec.max_epochs, task=spec.task)
@@ -183,7 +189,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
     limited = (ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials)
                if spec.max_concurrent_trials else searcher)
     generator = CheckedSearchGenerator(limited)  # what Ray would wrap the searcher in
-    events = TrialEvents(bookkeeper, searcher, printer, generator)
+    events = TrialEvents(bookkeeper, searcher, printer, generator, scheduler)
     callbacks: list[tune.Callback] = [events]
     if remote:
         callbacks.append(MirrorUpload(ThrottledUpload(remote, experiment_dir, name)))

@@ -22,8 +22,22 @@ is forgotten (``forget``).
 * A result with an ``error`` (a NaN loss, out of memory) is no observation: it is not fed, and
   a trial that ends on one is forgotten, not ended.
 * Every epoch's result reaches the policy (no buffered training), whatever the policy.
-* Which trial runs next is Ray's FIFO order; a paused trial resumes when a slot is free.
-* ``save``/``restore`` pickle the adapter with its policy (Ray's experiment state).
+* Which trial runs next (``choose_trial_to_run``, asked by Ray at every step): for a policy
+  that pauses (:class:`~tune_nas.schedulers.PromotionPolicy`, ``asha_promotion``) the first of
+  its ``promotable`` trials that Ray holds PAUSED (promoted now; Ray restores it from the
+  checkpoint of the epoch it paused after), else the first PENDING trial; a paused trial is
+  never resumed otherwise. When no trial is running or pending, none is promotable and the
+  searcher has no more, the trials still paused are stopped (Ray tells the callbacks, which
+  record them PRUNED at their rung, with :meth:`PolicyScheduler.end_reason`). Any other
+  policy keeps Ray's FIFO order (pending trials first, then paused ones).
+* :meth:`PolicyScheduler.paused_at` says which trials the policy paused (the epoch) and that
+  have not resumed: the callbacks show them as PAUSED.
+* ``save``/``restore`` pickle the adapter with its policy. Ray 2.60 keeps the scheduler only
+  as it was built (``tuner.pkl``): a resumed search starts with a fresh policy. For a policy
+  that pauses, the callbacks carry the adapter's state in Ray's experiment snapshot instead
+  (:meth:`PolicyScheduler.state`, :meth:`PolicyScheduler.load_state`), and a trial the
+  restored adapter knows as paused comes back PAUSED (:meth:`PolicyScheduler.on_trial_add`),
+  not PENDING (Ray's choice for every unfinished trial): it waits to be promoted as before.
 """
 
 from __future__ import annotations
@@ -33,10 +47,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from tune_nas.objectives import Constraint, Objective, is_number
-from tune_nas.schedulers import CONTINUE, PAUSE, STOP, SchedulerPolicy
+from tune_nas.schedulers import CONTINUE, PAUSE, STOP, PromotionPolicy, SchedulerPolicy
 from tune_nas.schedulers.policy import Value
 
 #: A policy's decision → Ray's (the same strings today; spelled once here all the same).
@@ -80,6 +95,8 @@ class PolicyScheduler(FIFOScheduler):
         self._supports_buffered_results = False  # every epoch's value reaches the policy
         self.decisions: Counter[str] = Counter()
         self.infeasible: dict[str, str] = {}  # trial -> the constraint it broke (stopped, not fed)
+        self.paused: dict[str, int] = {}  # trial -> the epoch the policy paused it after (not resumed)
+        self.ended_paused: dict[str, str] = {}  # trial -> why it was stopped while paused
 
     @property
     def stopping_constraints(self) -> tuple[Constraint, ...]:
@@ -139,7 +156,45 @@ class PolicyScheduler(FIFOScheduler):
             raise ValueError(f"scheduler {type(self.policy).__name__} decided {decision!r} for trial "
                              f"{trial.trial_id}; rule: one of {', '.join(RAY_DECISIONS)}")
         self.decisions[decision] += 1
+        if decision == PAUSE:
+            self.paused[trial.trial_id] = observation[0]
+        else:
+            self.paused.pop(trial.trial_id, None)
         return RAY_DECISIONS[decision]
+
+    def paused_at(self, trial_id: str) -> int | None:
+        """The epoch ``trial_id`` was paused after, while it waits (None: not paused)."""
+        return self.paused.get(trial_id)
+
+    def end_reason(self, trial_id: str) -> str | None:
+        """Why ``trial_id`` was stopped while paused (None: it was not)."""
+        return self.ended_paused.get(trial_id)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        """A promotable paused trial, else the first pending one (see the module doc)."""
+        if not isinstance(self.policy, PromotionPolicy):
+            return super().choose_trial_to_run(tune_controller)
+        trials = tune_controller.get_trials()
+        promotable = self.policy.promotable()
+        if promotable:
+            paused = {t.trial_id: t for t in trials if t.status == Trial.PAUSED}
+            chosen = next((paused[t] for t in promotable if t in paused), None)
+            if chosen is not None:  # Algorithm 2: a promotion before a new trial
+                self.policy.resume(chosen.trial_id)
+                self.paused.pop(chosen.trial_id, None)
+                return chosen
+        pending = next((t for t in trials if t.status == Trial.PENDING), None)
+        if pending is not None:
+            return pending
+        if promotable or any(t.status == Trial.RUNNING for t in trials) \
+                or not tune_controller.search_alg.is_finished():
+            return None
+        for trial in [t for t in trials if t.status == Trial.PAUSED]:  # nothing left to run
+            epoch = self.paused.pop(trial.trial_id, None)
+            self.ended_paused[trial.trial_id] = (f"paused after epoch {epoch}, not promoted when the "
+                                                 "search ran out of trials")
+            tune_controller.stop_trial(trial)
+        return None
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         """Ray passes the trial's last result: the policy's ``on_end`` with it, or ``forget``
@@ -148,15 +203,18 @@ class PolicyScheduler(FIFOScheduler):
         if (result and not result.get("error") and trial.trial_id not in self.infeasible
                 and all(k in result for k in (self.time_attr, *self._metrics))):
             observation = self._observation(result)
+        self.paused.pop(trial.trial_id, None)
         if observation is None:
             self.policy.forget(trial.trial_id)
         else:
             self.policy.on_end(trial.trial_id, *observation)
 
     def on_trial_error(self, tune_controller, trial) -> None:
+        self.paused.pop(trial.trial_id, None)
         self.policy.forget(trial.trial_id)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
+        self.paused.pop(trial.trial_id, None)
         self.policy.forget(trial.trial_id)
 
     def debug_string(self) -> str:
@@ -178,7 +236,24 @@ class PolicyScheduler(FIFOScheduler):
         state.setdefault("objectives", (state["objective"],))
         state.setdefault("constraints", ())
         state.setdefault("infeasible", {})
+        state.setdefault("paused", {})
+        state.setdefault("ended_paused", {})
         self.__dict__.update(state)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        """A trial Ray re-queues on resume that this (restored) adapter paused goes back to
+        PAUSED (Ray files it by its status right after this call). A trial Ray re-queues after
+        a failure is not paused here: ``on_trial_error`` came first and dropped it."""
+        if trial.trial_id in self.paused and trial.status == Trial.PENDING:
+            trial.set_status(Trial.PAUSED)
+
+    def state(self) -> bytes:
+        """The adapter with its policy, pickled (what Ray's experiment snapshot keeps of it)."""
+        return pickle.dumps(self.__dict__)
+
+    def load_state(self, state: bytes) -> None:
+        """Take the state :meth:`state` returned (a resumed search)."""
+        self.__setstate__(pickle.loads(state))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

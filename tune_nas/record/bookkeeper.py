@@ -24,8 +24,8 @@ from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS, TASKS, f
 from tune_nas.objectives import Objective
 from tune_nas.states import TrialState
 
-COMPLETE, PRUNED, FAIL, RUNNING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                   TrialState.RUNNING)
+COMPLETE, PRUNED, FAIL, RUNNING, PAUSED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                           TrialState.RUNNING, TrialState.PAUSED)
 CURVE_METRIC_COLUMNS = tuple(m for m in (*METRICS, *FINAL_METRICS) if m != "epoch")
 #: Every task's reported metrics (what TensorBoard gets a scalar of).
 _ALL_METRICS = tuple(dict.fromkeys(k for t in TASKS for k in (*metrics_of(t), *final_metrics_of(t))))
@@ -111,6 +111,8 @@ class TrialRecord:
     reason: str | None = None
     checkpoint: str | None = None
     retries: int = 0
+    #: the epochs it paused after and was resumed from (a pausing scheduler promoted it)
+    resumed_after: list[int] = field(default_factory=list)
 
     def as_dict(self, objective: Objective) -> dict[str, Any]:
         """The record for summary.json: ``value`` is the objective's metric at the trial's last
@@ -125,7 +127,8 @@ class TrialRecord:
                 "flops": self.last.get("model/flops"), "latency_ms": self.last.get("model/latency_ms"),
                 "arch": architecture(self.last.get("arch")), "arch_hash": self.last.get("arch_hash"),
                 **lineage(self.config, self.last),
-                "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries}
+                "reason": self.reason, "checkpoint": self.checkpoint, "retries": self.retries,
+                **({"resumed_after": list(self.resumed_after)} if self.resumed_after else {})}
 
 
 class TensorBoardRuns:
@@ -308,7 +311,7 @@ class Bookkeeper:
         for item in [*items, *_journal_lines(self.layout.trials_journal)]:  # the journal is newer
             record = TrialRecord(**item)
             record.state = TrialState(record.state)
-            if record.state != RUNNING:
+            if record.state.is_finished:  # a RUNNING or PAUSED one continues
                 record.checkpoint = self.moved_here(record.checkpoint)
                 self.trials[record.trial_id] = record
         if self.curves_path.exists():
@@ -368,6 +371,8 @@ class Bookkeeper:
 
     def trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         record = self.trials[trial_id]
+        if record.state == PAUSED:  # a result: it runs again
+            record.state = RUNNING
         if "epoch" not in result:
             return
         epoch = int(result["epoch"])
@@ -384,6 +389,23 @@ class Bookkeeper:
         self._keep_row(row)
         self.dir.mkdir(parents=True, exist_ok=True)
         _append(self.journal_path, json.dumps(row, default=str) + "\n")
+
+    def trial_paused(self, trial_id: str) -> None:
+        """The scheduler set the trial aside after its last epoch (to resume it later or end it
+        PRUNED): PAUSED until it starts again. Nothing is written: a paused trial's rows and
+        record are a running trial's (its curve rows stay in the journal)."""
+        record = self.trials[trial_id]
+        if record.state == RUNNING:
+            record.state = PAUSED
+
+    def trial_resumed(self, trial_id: str) -> TrialRecord:
+        """A paused trial starts again (from the checkpoint of the epoch it paused after, which
+        :attr:`TrialRecord.resumed_after` keeps)."""
+        record = self.trials[trial_id]
+        if record.state == PAUSED:
+            record.state = RUNNING
+            record.resumed_after.append(record.epochs)
+        return record
 
     def trial_retried(self, trial_id: str) -> None:
         if trial_id in self.trials:

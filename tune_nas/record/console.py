@@ -6,13 +6,14 @@ from __future__ import annotations
 import bisect
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from tune_nas.metric_keys import BUDGET
 from tune_nas.objectives import Objective, is_number
 from tune_nas.record import formatting
-from tune_nas.record.bookkeeper import RUNNING, Bookkeeper, TrialRecord
+from tune_nas.record.bookkeeper import PAUSED, RUNNING, Bookkeeper, TrialRecord
 from tune_nas.record.time_left import time_left
 from tune_nas.states import FINISHED
 
@@ -31,6 +32,10 @@ class ProgressPrinter:
 
         [2:31] 3/16 done, 2 running: #3 4/9 val_acc 0.9123, #4 2/9 val_acc 0.8810;
         best val_acc 0.9930 (#0); ~1:40 left (≤ 3:10)
+
+    With a scheduler that pauses trials (``asha_promotion``) the paused ones are counted after
+    the running ones, by the epoch they paused after (``...; 5 paused (4 after epoch 1, 1 after
+    epoch 3)``); for the time left they count as running.
 
     The time left (:func:`tune_nas.record.time_left.time_left`) is the median ``time/epoch_s``
     of every epoch reported so far times the epochs still to run, shared among as many trials
@@ -151,6 +156,7 @@ class ProgressPrinter:
         n = bookkeeper.max_epochs
         running = sorted((t for t in bookkeeper.trials.values() if t.state == RUNNING),
                          key=lambda t: t.number)
+        paused = [t.epochs for t in bookkeeper.trials.values() if t.state == PAUSED]
         ended = [t.epochs for t in bookkeeper.trials.values() if t.state in FINISHED]
         self.most_running = max(self.most_running, len(running))
         done = f"{len(ended)}/{self.total}" if self.total else f"{len(ended)}"
@@ -160,11 +166,15 @@ class ProgressPrinter:
             shown.append(f"+{len(running) - self.show_running} more")
         if shown:
             line += ": " + ", ".join(shown)
+        if paused:  # a pausing scheduler: how many wait, and after which epoch
+            at = ", ".join(f"{n} after epoch {e}" for e, n in sorted(Counter(paused).items()))
+            line += f"; {len(paused)} paused ({at})"
         best = bookkeeper.best()
         if best is not None:
             line += f"; best {self.objective.column} {_fmt(best.last.get(self.metric))} (#{best.number})"
         unstarted = max(self.total - len(bookkeeper.trials), 0) if self.total else 0
-        return line + self._time_left_text([t.epochs for t in running], ended, unstarted, n)
+        # a paused trial may go on: it counts as running for the time left
+        return line + self._time_left_text([t.epochs for t in running] + paused, ended, unstarted, n)
 
     def _running_text(self, record: TrialRecord, max_epochs: int) -> str:
         """``#7 2/9 val_acc 0.91``: the epochs against the trial's own budget (a morphism

@@ -6,6 +6,8 @@ CONTINUE, PAUSE or STOP (:mod:`.policy`); Ray Tune runs every policy through one
 recorded curves. Choose one with ``--scheduler NAME`` or ``EXPERIMENT["scheduler"]``:
 
 * :mod:`.asha` — asynchronous successive halving (Li et al. 2020), Ray's ASHA reproduced;
+* :mod:`.asha_promotion` — ASHA by promotion (Li et al. 2020, Algorithm 2): trials pause at
+  each rung and resume when the rung's ranking promotes them;
 * :mod:`.curve_fit` — learning-curve extrapolation (Domhan et al. 2015, simplified);
 * :mod:`.none` — every trial trains its full budget.
 
@@ -13,7 +15,15 @@ The policy classes live in their modules (``from tune_nas.schedulers.asha import
 imported only when used.
 """
 
-from tune_nas.schedulers.policy import CONTINUE, DECISIONS, PAUSE, STOP, SchedulerPolicy, direction_of
+from tune_nas.schedulers.policy import (
+    CONTINUE,
+    DECISIONS,
+    PAUSE,
+    STOP,
+    PromotionPolicy,
+    SchedulerPolicy,
+    direction_of,
+)
 from tune_nas.schedulers.registry import (
     SchedulerError,
     create_policy,
@@ -22,5 +32,5 @@ from tune_nas.schedulers.registry import (
     scheduler_summary,
 )
 
-__all__ = ["CONTINUE", "DECISIONS", "PAUSE", "STOP", "SchedulerError", "SchedulerPolicy", "create_policy",
+__all__ = ["CONTINUE", "DECISIONS", "PAUSE", "STOP", "PromotionPolicy", "SchedulerError", "SchedulerPolicy", "create_policy",
            "direction_of", "list_schedulers", "register_scheduler", "scheduler_summary"]

@@ -22,8 +22,12 @@ single-objective policies refuse a multi-objective experiment in their ``create_
 Epochs count from 1; a policy stops a trial at its budget ``max_t``.
 
 The decisions are the strings Ray Tune's ``TrialScheduler`` uses (``"CONTINUE"``, ``"PAUSE"``,
-``"STOP"``). A paused trial keeps its checkpoint and is resumed later; no built-in policy
-pauses yet, but the adapter passes PAUSE through to Ray.
+``"STOP"``). A paused trial keeps its checkpoint and is resumed later. A policy that pauses
+(:class:`PromotionPolicy`, e.g. ``asha_promotion``) also says which paused trial to resume
+next (``promotable``, ``resume``), which trials still wait (``waiting``) and at which epochs a
+trial must be checkpointed to be paused there (``pause_epochs``); whoever runs it (the Ray
+adapter, the replay) resumes only the trials it names and ends those still waiting when
+nothing else is left to run.
 """
 
 from __future__ import annotations
@@ -57,6 +61,28 @@ class SchedulerPolicy(Protocol):
 
     def forget(self, trial_id: str) -> None:
         """``trial_id`` failed or was removed without a final result: drop its running state."""
+        ...
+
+
+@runtime_checkable
+class PromotionPolicy(SchedulerPolicy, Protocol):
+    """A policy that pauses trials and decides which paused trial resumes next."""
+
+    @property
+    def pause_epochs(self) -> tuple[int, ...]:
+        """The epochs a trial may pause after: it must be checkpointed there."""
+        ...
+
+    def promotable(self) -> list[str]:
+        """The paused trials to resume, the first first (empty: start a new trial)."""
+        ...
+
+    def resume(self, trial_id: str) -> None:
+        """``trial_id`` (one of :meth:`promotable`) is resumed now."""
+        ...
+
+    def waiting(self) -> dict[str, int]:
+        """The paused trials and the epoch each paused after."""
         ...
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 #: Built-in schedulers: name → the module that defines ``create_policy``.
 BUILTIN: dict[str, str] = {
     "asha": "tune_nas.schedulers.asha",
+    "asha_promotion": "tune_nas.schedulers.asha_promotion",
     "curve_fit": "tune_nas.schedulers.curve_fit",
     "moasha": "tune_nas.schedulers.moasha",
     "none": "tune_nas.schedulers.none",

@@ -38,6 +38,10 @@ CHECKPOINT_FILE = "trial.ckpt"
 #: epoch (``{"warm_start_val_acc": ...}``): resumed from that checkpoint, the child needs its
 #: parent's checkpoint no more (it may be gone: a moved trials directory) and still reports it.
 WARM_START_CKPT_KEY = "tune_nas:warm_start"
+#: The key of a checkpoint that keeps torch's random state after its epoch (the CPU generator;
+#: the GPU's too when one trained): a resumed trial (paused by ``asha_promotion``, or retried)
+#: draws the same dropout masks as if it had never stopped.
+RNG_CKPT_KEY = "tune_nas:rng"
 
 
 class CheckpointError(RuntimeError):
@@ -119,10 +123,19 @@ class _EpochReport:
     :func:`_callback` hands to Lightning as a callback."""
 
     def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
-                 setup: TrialSetup, cost: dict[str, float], task: str = "classification") -> None:
+                 setup: TrialSetup, cost: dict[str, float], task: str = "classification",
+                 rng_state: dict[str, Any] | None = None) -> None:
         self.reporter, self.train, self.test = reporter, train, test
         self.setup, self.cost, self.task = setup, cost, task
+        self.rng_state = rng_state  # from the checkpoint resumed from (RNG_CKPT_KEY)
         self.started = 0.0
+
+    def on_train_start(self, trainer, module) -> None:
+        """Resumed: torch's random state as it was when the checkpoint was written."""
+        if self.rng_state:
+            torch.set_rng_state(self.rng_state["torch"])
+            if "cuda" in self.rng_state and torch.cuda.is_available():
+                torch.cuda.set_rng_state(self.rng_state["cuda"])
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self.train.set_epoch(trainer.current_epoch)
@@ -145,7 +158,8 @@ class _EpochReport:
             per_s = "test/images_per_s" if self.task == "classification" else "test/samples_per_s"
             metrics.update({**{f"test/{k}": v for k, v in test.items()}, "test/seconds": seconds,
                             per_s: len(self.test.images) / max(seconds, 1e-9)})
-        due = epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
+        due = (epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
+               or epoch in self.setup.checkpoint_epochs)
         if not due:
             self.reporter.report(metrics, None)
             return
@@ -157,6 +171,8 @@ class _EpochReport:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RNG_CKPT_KEY] = {"torch": torch.get_rng_state(),
+                                    **({"cuda": torch.cuda.get_rng_state()} if torch.cuda.is_initialized() else {})}
         if WARM_START_VAL_ACC in self.cost:  # a warm-started child (see WARM_START_CKPT_KEY)
             checkpoint[WARM_START_CKPT_KEY] = {WARM_START_VAL_ACC: self.cost[WARM_START_VAL_ACC]}
 
@@ -166,6 +182,9 @@ def _callback(obj: _EpochReport):
     import lightning.pytorch as pl
 
     class EpochReport(pl.Callback):
+        def on_train_start(self, trainer, module):
+            obj.on_train_start(trainer, module)
+
         def on_train_epoch_start(self, trainer, module):
             obj.on_train_epoch_start(trainer, module)
 
@@ -253,7 +272,7 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
         cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
-    report = _EpochReport(reporter, train, test, setup, cost, task)
+    report = _EpochReport(reporter, train, test, setup, cost, task, rng_state=resumed.get(RNG_CKPT_KEY))
     trainer = pl.Trainer(
         max_epochs=setup.max_epochs, accelerator=device.type, devices=1,
         precision=resolve_precision(training.precision, device), logger=False,
