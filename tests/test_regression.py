@@ -227,3 +227,41 @@ def test_the_emulator_is_measured_against_the_simulator(tmp_path):
 def _predict(model, splits):
     with torch.no_grad():
         return splits.original_outputs(model(torch.from_numpy(splits.test_x)).numpy())
+
+
+class _TwoWorkers:
+    """A Lightning strategy's reduce over two workers, this one and ``other`` (its totals)."""
+
+    world_size, root_device = 2, torch.device("cpu")
+
+    def __init__(self, other) -> None:
+        self.other = other
+
+    def reduce(self, tensor, reduce_op):
+        theirs = self.other.state()
+        if len(tensor) == 1 and reduce_op == "max":  # the size step
+            return torch.maximum(tensor, torch.tensor([0.0 if theirs is None else float(len(theirs))],
+                                                      dtype=torch.float64))
+        return tensor + (theirs if theirs is not None else torch.zeros_like(tensor))
+
+
+@pytest.mark.parametrize("task_name", ["classification", "regression"])
+@pytest.mark.parametrize("second_is_empty", [False, True])
+def test_totals_over_data_parallel_workers_equal_the_whole_split(task_name, second_is_empty):
+    task = task_named(task_name)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(5):
+        out = torch.randn(8, 3, generator=g)
+        y = torch.randint(0, 3, (8,), generator=g) if task_name == "classification" else torch.randn(8, 3, generator=g)
+        batches.append((task.loss(out, y), out, y))
+    whole, first, second = task.eval_totals(), task.eval_totals(), task.eval_totals()
+    for i, batch in enumerate(batches):
+        whole.update(*batch)
+        (first if second_is_empty or i % 2 == 0 else second).update(*batch)
+    expected = whole.compute()
+    assert torch.allclose(first.compute_over(_TwoWorkers(second)), expected, atol=1e-6)
+    # the other worker (with nothing seen, it learns the size first) gets the same numbers
+    assert torch.allclose(second.compute_over(_TwoWorkers(first)), expected, atol=1e-6)
+    assert torch.allclose(task.eval_totals().compute_over(None).nan_to_num(-1),
+                          torch.full_like(expected, -1.0))  # one process: its own (nothing seen)

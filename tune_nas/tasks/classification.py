@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tune_nas.tasks.totals import SummedTotals
 
-class EpochTotals:
+
+class EpochTotals(SummedTotals):
     """Mean loss and accuracy over an epoch, summed on the device with no host synchronisation.
 
     The same numbers as torchmetrics' ``MeanMetric`` (weighted by batch size) and micro
@@ -16,6 +18,7 @@ class EpochTotals:
     """
 
     keys = ("loss", "acc")
+    count_index = 0
 
     def __init__(self) -> None:
         self.sums: torch.Tensor | None = None  # [sum of loss × batch size, correct predictions]
@@ -32,6 +35,16 @@ class EpochTotals:
         if self.sums is None or not self.count:
             return torch.full((2,), float("nan"))
         return self.sums / self.count
+
+    def state(self) -> torch.Tensor | None:
+        """[images, sum of loss × batch size, correct predictions] as float64."""
+        if self.sums is None:
+            return None
+        return torch.cat([torch.tensor([float(self.count)], dtype=torch.float64, device=self.sums.device),
+                          self.sums.double()])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.count, self.sums = int(state[0].item()), state[1:3].float()
 
     def reset(self) -> None:
         self.sums, self.count = None, 0

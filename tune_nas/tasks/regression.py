@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tune_nas.tasks.totals import SummedTotals
+
 
 def r2_per_output(sse: torch.Tensor, ss_tot: torch.Tensor) -> torch.Tensor:
     """1 − SSE/SS_tot per output; a constant output (SS_tot 0) scores 1 if fitted exactly, else 0."""
@@ -22,11 +24,12 @@ def r2_per_output(sse: torch.Tensor, ss_tot: torch.Tensor) -> torch.Tensor:
     return torch.where(constant, (sse <= 0).to(r2.dtype), r2)
 
 
-class RegressionTotals:
+class RegressionTotals(SummedTotals):
     """Per-output sums over an epoch on the device, in float64: squared and absolute errors,
     the targets and their squares (R²'s total sum of squares), and the loss."""
 
     keys = ("loss", "mse", "mae", "r2")
+    count_index = 0
 
     def __init__(self) -> None:
         self.sums: torch.Tensor | None = None  # 4 × outputs: Σ err², Σ |err|, Σ y, Σ y²
@@ -61,6 +64,19 @@ class RegressionTotals:
         per = self.per_output()
         return torch.stack([self.loss_sum / self.count, per["mse"].mean(), per["mae"].mean(),
                             per["r2"].mean()]).float()
+
+    def state(self) -> torch.Tensor | None:
+        """[samples, loss sum, then Σ err², Σ |err|, Σ y, Σ y² per output] as float64."""
+        if self.loss_sum is None:
+            return None
+        head = torch.stack([torch.tensor(float(self.count), dtype=torch.float64, device=self.loss_sum.device),
+                            self.loss_sum.double()])
+        return head if self.sums is None else torch.cat([head, self.sums.reshape(-1)])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.count, self.loss_sum = int(state[0].item()), state[1]
+        if len(state) > 2:
+            self.sums = state[2:].reshape(4, -1)
 
     def reset(self) -> None:
         self.sums, self.loss_sum, self.count = None, None, 0
