@@ -230,15 +230,16 @@ def _predict(model, splits):
 
 
 class _TwoWorkers:
-    """A Lightning strategy's reduce over two workers, this one and ``other`` (its totals)."""
+    """A Lightning strategy's reduce over two workers, this one and ``other`` (its totals, as
+    they are when the strategy is made: both reduce at once in a real run)."""
 
     world_size, root_device = 2, torch.device("cpu")
 
     def __init__(self, other) -> None:
-        self.other = other
+        self.theirs = other.state()
 
     def reduce(self, tensor, reduce_op):
-        theirs = self.other.state()
+        theirs = self.theirs
         if len(tensor) == 1 and reduce_op == "max":  # the size step
             return torch.maximum(tensor, torch.tensor([0.0 if theirs is None else float(len(theirs))],
                                                       dtype=torch.float64))
@@ -260,8 +261,9 @@ def test_totals_over_data_parallel_workers_equal_the_whole_split(task_name, seco
         whole.update(*batch)
         (first if second_is_empty or i % 2 == 0 else second).update(*batch)
     expected = whole.compute()
-    assert torch.allclose(first.compute_over(_TwoWorkers(second)), expected, atol=1e-6)
+    to_first, to_second = _TwoWorkers(second), _TwoWorkers(first)
+    assert torch.allclose(first.compute_over(to_first), expected, atol=1e-6)
     # the other worker (with nothing seen, it learns the size first) gets the same numbers
-    assert torch.allclose(second.compute_over(_TwoWorkers(first)), expected, atol=1e-6)
+    assert torch.allclose(second.compute_over(to_second), expected, atol=1e-6)
     assert torch.allclose(task.eval_totals().compute_over(None).nan_to_num(-1),
                           torch.full_like(expected, -1.0))  # one process: its own (nothing seen)
