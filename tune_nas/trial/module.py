@@ -74,6 +74,19 @@ class EpochTotals:
             return torch.full((2,), float("nan"))
         return self.sums / self.count
 
+    def compute_over(self, strategy, device: torch.device) -> torch.Tensor:
+        """:meth:`compute` over every data-parallel worker's totals (``strategy`` sums them
+        across the processes; a single-device strategy returns them as they are): the mean
+        over the whole split, not over this worker's shard."""
+        if getattr(strategy, "world_size", 1) <= 1:
+            return self.compute()
+        sums = self.sums.double() if self.sums is not None else torch.zeros(2, dtype=torch.float64, device=device)
+        local = torch.cat([sums, torch.tensor([float(self.count)], dtype=torch.float64, device=sums.device)])
+        total = strategy.reduce(local, reduce_op="sum")
+        if not float(total[2]):
+            return torch.full((2,), float("nan"))
+        return (total[:2] / total[2]).float()
+
     def reset(self) -> None:
         self.sums, self.count = None, 0
 
@@ -133,7 +146,9 @@ class TrialModule(pl.LightningModule):
 
     def epoch_metrics(self) -> dict[str, float]:
         """The epoch's train/val loss and accuracy and the learning rate; resets the meters."""
-        values = torch.cat([self.train_totals.compute().cpu(), self.val_totals.compute().cpu()]).tolist()
+        strategy = self.trainer.strategy if self._trainer else None
+        values = torch.cat([self.train_totals.compute_over(strategy, self.device).cpu(),
+                            self.val_totals.compute_over(strategy, self.device).cpu()]).tolist()
         self.train_totals.reset()
         self.val_totals.reset()
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else float("nan")
@@ -142,7 +157,9 @@ class TrialModule(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, batches) -> dict[str, float]:
-        """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode."""
+        """Loss and accuracy over ``batches`` (e.g. the test split), in eval mode; under
+        data-parallel training every worker calls it with its shard and gets the numbers over
+        all of them."""
         was_training = self.training
         self.eval()
         totals = EpochTotals()
@@ -154,7 +171,7 @@ class TrialModule(pl.LightningModule):
                 y = y.to(self.device)
                 totals.update(self._loss(logits.float(), y), logits, y)
         self.train(was_training)
-        loss, acc = totals.compute().tolist()
+        loss, acc = totals.compute_over(self.trainer.strategy if self._trainer else None, self.device).tolist()
         return {"loss": loss, "acc": acc}
 
     def configure_optimizers(self):
