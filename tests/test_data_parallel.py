@@ -176,6 +176,35 @@ def test_a_failing_worker_ends_the_trial_with_its_error(digits, tmp_path):
     assert not dist.is_initialized()  # this process can run the next trial
 
 
+class _StoppedByTune:
+    """Ray Tune stops a trial (ASHA, a pause) by raising SystemExit in its thread's report."""
+
+    def report(self, metrics, checkpoint_dir):
+        self.at = time.perf_counter()
+        raise SystemExit(0)
+
+
+def test_a_trial_stopped_by_tune_ends_within_tunes_2_seconds_and_leaves_no_worker(digits):
+    import threading
+
+    import torch.distributed as dist
+
+    stopped, outcome = _StoppedByTune(), {}
+
+    def trial():  # in a thread of its own, as in a Tune actor
+        try:
+            run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3, workers_per_trial=2), stopped)
+        except SystemExit:
+            outcome["ended"] = time.perf_counter()
+
+    thread = threading.Thread(target=trial)
+    thread.start()
+    thread.join(120)
+    # Tune waits TUNE_FUNCTION_THREAD_TIMEOUT_S (2 s) for the thread before it reuses the actor
+    assert outcome["ended"] - stopped.at < 2.0
+    assert not _worker_processes() and not dist.is_initialized()
+
+
 def test_the_training_set_sharded_over_workers_sees_every_image_once_an_epoch():
     n, world_size = 1000, 2
     shards = [_batches(n=n, batch_size=64, shuffle=True, drop_last=True, seed=9, shard=(r, world_size))
