@@ -147,10 +147,12 @@ class WorkerProcesses:
     """Ranks 1..N-1 of one trial, started by rank 0; their output goes to ``worker.<rank>.log``
     in the trial's temporary directory (its tail is in the error when one fails)."""
 
-    def __init__(self, workdir: Path, world_size: int) -> None:
+    def __init__(self, workdir: Path, world_size: int, threads: float = 1) -> None:
         self.workdir, self.world_size = workdir, world_size
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_root(), env.get("PYTHONPATH", "")) if p)
+        # each worker's own threads (Ray sets the actor's to all of the trial's CPUs)
+        env["OMP_NUM_THREADS"] = str(max(1, int(threads)))
         self.procs: dict[int, subprocess.Popen] = {}
         for rank in range(1, world_size):
             with open(workdir / f"worker.{rank}.log", "wb") as log:
@@ -213,7 +215,7 @@ def _write_inputs(workdir: Path, config: dict[str, Any], splits: ArraySplits, se
     (pickled: the trial's own config and settings, written by this process for its children)."""
     for name in _ARRAYS:
         np.save(workdir / f"{name}.npy", np.ascontiguousarray(getattr(splits, name)))
-    meta = {"config": config, "setup": setup, "resume_dir": resume_dir, "port": port,
+    meta = {"config": config, "setup": setup, "resume_dir": resume_dir, "port": port, "parent": os.getpid(),
             "splits": {"name": splits.name, "classes": tuple(splits.classes),
                        "mean": tuple(splits.mean), "std": tuple(splits.std)}}
     (workdir / "trial.pkl").write_bytes(pickle.dumps(meta))
@@ -233,7 +235,7 @@ def launch_workers(config: dict[str, Any], splits: ArraySplits, setup: Any,
     try:
         port = free_port()
         _write_inputs(workdir, config, splits, setup, resume_dir, port)
-        workers = WorkerProcesses(workdir, world_size)
+        workers = WorkerProcesses(workdir, world_size, setup.cpus_per_trial)
         group = TrialGroup(0, world_size, port, str(workdir), workers=workers)
         try:
             yield group
@@ -283,11 +285,10 @@ def _die_with_parent() -> None:
 def worker_main(workdir: str, rank: int) -> None:
     """Rank ``rank`` of the trial whose inputs are in ``workdir``."""
     _die_with_parent()
-    parent = os.getppid()
-    if parent == 1:  # the parent ended before prctl took effect
-        return
     root = Path(workdir)
     meta = pickle.loads((root / "trial.pkl").read_bytes())
+    if os.getppid() != meta["parent"]:  # the trial's process ended before prctl took effect
+        return
     arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
     splits = ArraySplits(**meta["splits"], **arrays)
     setup = meta["setup"]
