@@ -250,3 +250,15 @@ def _worker_processes() -> list[str]:
         if "tune_nas.trial.data_parallel" in text:
             found.append(text)
     return found
+
+
+@pytest.mark.gpu
+def test_two_gpu_workers_train_over_nccl_one_gpu_each(digits):
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 CUDA GPUs (one per worker)")
+    one, two = Recorder(), Recorder()
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=2, gpus_per_trial=1), one)
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=2, gpus_per_trial=1, workers_per_trial=2), two)
+    assert [r["world_size"] for r in two.results] == [2, 2]
+    assert set(one.results[-1]) == set(two.results[-1])
+    assert two.results[-1]["val/acc"] == pytest.approx(one.results[-1]["val/acc"], abs=0.05)
