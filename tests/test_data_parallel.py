@@ -252,6 +252,17 @@ def _worker_processes() -> list[str]:
     return found
 
 
+@pytest.mark.slow  # ~10 s
+def test_a_superkernel_whose_thresholds_thaw_after_warmup_trains_on_two_workers(digits):
+    """Architecture parameters frozen for the first epoch (requires_grad off), then trained:
+    DDP looks for unused parameters every step, so the frozen ones do not stall it."""
+    rec = Recorder()
+    config = {"batch_size": 64, "arch_warmup_epochs": 1, "cost_weight": 0.01}
+    run_trial(config, digits, TrialSetup("superkernel", max_epochs=2, workers_per_trial=2), rec)
+    assert [r["epoch"] for r in rec.results] == [1, 2] and not any("error" in r for r in rec.results)
+    assert all(r["world_size"] == 2 for r in rec.results)
+
+
 @pytest.mark.gpu
 def test_two_gpu_workers_train_over_nccl_one_gpu_each(digits):
     if torch.cuda.device_count() < 2:
