@@ -252,7 +252,7 @@ def _worker_processes() -> list[str]:
     return found
 
 
-@pytest.mark.slow  # ~10 s
+@pytest.mark.slow  # 1-3 min on the shared 2 cores
 def test_a_superkernel_whose_thresholds_thaw_after_warmup_trains_on_two_workers(digits):
     """Architecture parameters frozen for the first epoch (requires_grad off), then trained:
     DDP looks for unused parameters every step, so the frozen ones do not stall it."""
