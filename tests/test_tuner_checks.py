@@ -18,6 +18,29 @@ def test_concurrent_slots_follow_resources(monkeypatch):
     assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=32)) == 1
 
 
+def test_data_parallel_trials_reserve_every_workers_resources(monkeypatch):
+    from tune_nas.ray_tune.run import trial_resources
+
+    monkeypatch.setattr(tuner.ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(tuner.ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})
+    assert trial_resources(ExperimentSpec(cpus_per_trial=2, workers_per_trial=3)) == {"cpu": 6, "gpu": 0}
+    assert trial_resources(ExperimentSpec(cpus_per_trial=1, gpus_per_trial=1, workers_per_trial=2)) == {"cpu": 2, "gpu": 2}
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=2, workers_per_trial=2)) == 4
+    assert tuner.concurrent_slots(ExperimentSpec(cpus_per_trial=1, gpus_per_trial=1, workers_per_trial=2)) == 2
+
+
+def test_a_data_parallel_trial_larger_than_any_node_is_refused(monkeypatch):
+    monkeypatch.setattr(tuner.ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})
+    monkeypatch.setattr(tuner, "autoscaling_limits", dict)
+    monkeypatch.setattr(tuner.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}},
+                                                     {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 2.0}}])
+    tuner.check_resources(ExperimentSpec(cpus_per_trial=4, workers_per_trial=2))  # fits one node
+    with pytest.raises(tuner.ResourceError, match="--workers-per-trial 3: 3 x 1 GPU.*largest node has 2"):
+        tuner.check_resources(ExperimentSpec(cpus_per_trial=1, gpus_per_trial=1, workers_per_trial=3))
+    with pytest.raises(tuner.ResourceError, match="--workers-per-trial 4: 4 x 4 CPU"):
+        tuner.check_resources(ExperimentSpec(cpus_per_trial=4, workers_per_trial=4))
+
+
 def _nodes(n, same_host=False):
     return lambda: [{"Alive": True, "NodeManagerHostname": "h" if same_host else f"h{i}",
                      "NodeManagerAddress": "10.0.0.1" if same_host else f"10.0.0.{i}"}

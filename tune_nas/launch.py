@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per trial; a fraction packs several trials on one GPU")
     p.add_argument("--cpus-per-trial", type=number("--cpus-per-trial", float, 0, exclusive=True),
                    default=None, help="CPUs per trial (also its torch threads)")
+    p.add_argument("--workers-per-trial", type=number("--workers-per-trial", int, 0, exclusive=True), default=None,
+                   help="data-parallel workers per trial (DDP within the trial, on one node): each "
+                   "has --cpus-per-trial CPUs and --gpus-per-trial (0 or 1) GPUs; the batch size "
+                   "stays the global one")
     p.add_argument("--max-concurrent-trials", type=number("--max-concurrent-trials", int, 0), default=None,
                    help="at most this many trials at once (0: as many as resources allow)")
     p.add_argument("--time-budget-s", type=number("--time-budget-s", float, 0), default=None,
@@ -130,7 +134,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"dataset": args.dataset, "data_dir": args.data_dir, "model": args.model,
             "num_samples": args.num_samples, "max_epochs": args.max_epochs,
             "grace_period": args.grace_period, "gpus_per_trial": args.gpus_per_trial,
-            "cpus_per_trial": args.cpus_per_trial,
+            "cpus_per_trial": args.cpus_per_trial, "workers_per_trial": args.workers_per_trial,
             "max_concurrent_trials": args.max_concurrent_trials, "seed": args.seed,
             "time_budget_s": args.time_budget_s, "searcher": args.searcher,
             "scheduler": args.scheduler}
@@ -284,6 +288,12 @@ def _check_this_machine_fits(space, args: argparse.Namespace) -> None:
         where = "--cpus-per-trial" if args.cpus_per_trial is not None else str(space.path)
         _fail(f"cpus_per_trial={spec.cpus_per_trial:g} ({where}): this machine has {cpus} CPU(s) and "
               "Ray starts on it; rule: at most its CPUs, or --address of a cluster that has them")
+    workers = spec.workers_per_trial
+    wwhere = "--workers-per-trial" if args.workers_per_trial is not None else str(space.path)
+    if workers > 1 and spec.cpus_per_trial * workers > cpus:
+        _fail(f"workers_per_trial={workers} ({wwhere}) x cpus_per_trial={spec.cpus_per_trial:g}: this machine "
+              f"has {cpus} CPU(s) and Ray starts on it; rule: workers_per_trial x cpus_per_trial at most "
+              "its CPUs, or --address of a cluster with a node that has them")
     if spec.gpus_per_trial > 0:
         import torch
 
@@ -293,6 +303,10 @@ def _check_this_machine_fits(space, args: argparse.Namespace) -> None:
             _fail(f"gpus_per_trial={spec.gpus_per_trial:g} ({where}): this machine has {gpus} GPU(s) "
                   "and Ray starts on it; rule: at most its GPUs (0 for CPU), or --address of a "
                   "cluster that has them")
+        if workers > 1 and spec.gpus_per_trial * workers > gpus:
+            _fail(f"workers_per_trial={workers} ({wwhere}) x gpus_per_trial={spec.gpus_per_trial:g}: this "
+                  f"machine has {gpus} GPU(s) and Ray starts on it; rule: one GPU per worker, at most "
+                  "its GPUs, or --address of a cluster with a node that has them")
 
 
 def _check_format(saved: Path, resolved: dict[str, Any]) -> None:
@@ -489,6 +503,7 @@ def build_summary(outcome, space, name: str, experiment_dir: Path, wall_s: float
         "objective": objective.as_dict(), "metric": objective.metric, "mode": objective.direction,
         "searcher": space.spec.searcher, "scheduler": space.spec.scheduler,
         "max_epochs": space.spec.max_epochs, "num_samples": space.spec.num_samples,
+        "workers_per_trial": space.spec.workers_per_trial,
         "counts": keeper.counts(), "best": best_dict, "wall_time_s": round(wall_s, 2),
         "study": {"name": outcome.study_name, "storage": outcome.storage_url},
         "versions": _versions(),

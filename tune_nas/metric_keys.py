@@ -71,3 +71,6 @@ RESERVED_KEYS = ("trial_number", "trial_run", "warm_start")
 #: What a warm-started trial adds to every report: its own epoch budget and the validation
 #: accuracy of its starting weights, measured before its first epoch.
 BUDGET, WARM_START_VAL_ACC = "budget", "warm_start_val_acc"
+#: How many processes trained the trial together (data-parallel workers, ``workers_per_trial``):
+#: in every report of a trained trial, 1 for a trial of one process.
+WORLD_SIZE = "world_size"

@@ -67,6 +67,9 @@ class ExperimentSpec:
     num_samples: int = 16
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    #: Data-parallel workers (processes) per trial, each with ``cpus_per_trial`` CPUs and
+    #: ``gpus_per_trial`` GPUs; the trial reserves N times those on one node.
+    workers_per_trial: int = 1
     max_concurrent_trials: int = 0
     checkpoint_every: int = 1
     max_failures: int = 2
@@ -168,6 +171,8 @@ class ExperimentSpec:
             ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial > 0,
              "a number > 0"),
             ("gpus_per_trial", nonneg_num(self.gpus_per_trial), "a number >= 0"),
+            ("workers_per_trial", positive_int(self.workers_per_trial),
+             "a positive integer (data-parallel processes per trial)"),
             ("max_concurrent_trials", nonneg_int(self.max_concurrent_trials),
              "an integer >= 0 (0: as many as resources allow)"),
             ("checkpoint_every", positive_int(self.checkpoint_every), "a positive integer"),
@@ -210,6 +215,7 @@ class ExperimentSpec:
                  f"{', '.join(TABLES)}"),
                 ("max_epochs", self.max_epochs == 1, "evaluation 'tabular': 1 (one lookup, one report per trial)"),
                 ("final_top_k", self.final_top_k == 0, "evaluation 'tabular': 0 (nothing to retrain)"),
+                ("workers_per_trial", self.workers_per_trial == 1, "evaluation 'tabular': 1 (nothing is trained)"),
             ]
         if isinstance(self.dataset, str) and self.evaluation == "train":  # a tabular run reads a table
             try:
@@ -226,6 +232,10 @@ class ExperimentSpec:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial}: rule: a fraction "
                              "<= 1 or a whole number")
+        if self.workers_per_trial > 1 and self.gpus_per_trial not in (0, 1):
+            raise SpaceError(f"{where}: gpus_per_trial={self.gpus_per_trial:g} with workers_per_trial="
+                             f"{self.workers_per_trial}: rule: 0 (CPU workers) or 1 (one whole GPU per "
+                             "data-parallel worker)")
         try:
             create_sampler(self.searcher, self.searcher_settings())  # its options, checked
         except SearcherError as exc:

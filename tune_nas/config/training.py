@@ -101,6 +101,8 @@ class TrialSetup:
     checkpoint_epochs: tuple[int, ...] = ()
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    #: data-parallel processes training the trial together (each with the CPUs and GPUs above)
+    workers_per_trial: int = 1
     plugins: tuple[str, ...] = ()
     #: the experiment's data set name; a tabular trial (``evaluation = "tabular"``) reads its table
     dataset: str = ""

@@ -79,14 +79,27 @@ class TensorBatches:
     standardised, e.g. a regression data set's) and the targets may be float too.
     ``shuffle`` draws a fresh permutation each epoch from ``seed`` and the epoch set
     by :meth:`set_epoch`, so a resumed trial sees the same batches it would have seen.
+
+    ``shard=(rank, world_size)``: one data-parallel worker's part of every batch. All workers
+    cut the same global batches of ``batch_size`` images (same permutation), and worker
+    ``rank`` keeps the ``rank``-th of ``world_size`` near-equal parts of each, so together they
+    see each epoch's images once and the global batch (and the steps per epoch, and so the
+    learning-rate schedule) are those of one worker. Augmentation draws from a generator of
+    the worker's own. A part that would be empty (a last batch smaller than ``world_size``) is
+    skipped.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  mean: tuple[float, ...] | None, std: tuple[float, ...] | None, shuffle: bool = False,
                  drop_last: bool = False, augment: Augment | None = None, seed: int = 0,
-                 channels_last: bool = False, device: torch.device | str | None = None) -> None:
+                 channels_last: bool = False, device: torch.device | str | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size={batch_size}: must be positive")
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard={shard}: rule: (rank, world_size) with 0 <= rank < world_size")
+        self.rank, self.world_size = rank, world_size
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
@@ -109,22 +122,38 @@ class TensorBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _generator(self) -> torch.Generator:
+    def _generator(self, rank: int = 0) -> torch.Generator:
         g = torch.Generator(device="cpu")
-        g.manual_seed(self.seed * 100_003 + self.epoch)
+        g.manual_seed(self.seed * 100_003 + self.epoch + rank * 1_000_000_007)
         return g
+
+    def _part(self, idx: slice | torch.Tensor, size: int) -> slice | torch.Tensor:
+        """This worker's part of one global batch of ``size`` images (``idx`` selects them):
+        the first ``size % world_size`` parts hold one image more (``torch.tensor_split``)."""
+        if self.world_size == 1:
+            return idx
+        base, extra = divmod(size, self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        stop = start + base + (self.rank < extra)
+        if isinstance(idx, slice):
+            return slice(idx.start + start, idx.start + stop)
+        return idx[start:stop]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.images)
         g = self._generator() if (self.shuffle or self.augment) else None
         order = torch.randperm(n, generator=g).to(self.images.device) if self.shuffle else None
+        # one worker of several: the same permutation as every other, augmentations of its own
+        g_augment = self._generator(self.rank) if self.augment is not None and self.world_size > 1 else g
         for i in range(len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
-            idx = order[sl] if order is not None else sl
+            idx = self._part(order[sl] if order is not None else sl, sl.stop - sl.start)
+            if self.world_size > 1 and (idx.stop - idx.start if isinstance(idx, slice) else len(idx)) == 0:
+                continue
             x = self.images[idx].to(self.device, non_blocking=True)
             x = (x.float() - self.mean) * self.inv_std if self.mean is not None else x.float()
             if self.augment is not None:
-                x = self.augment(x, g)
+                x = self.augment(x, g_augment)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx].to(self.device, non_blocking=True)

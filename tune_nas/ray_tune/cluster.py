@@ -224,15 +224,32 @@ def check_resources(spec) -> dict[str, float]:
     if spec.cpus_per_trial > cpus:
         raise ResourceError(f"--cpus-per-trial {spec.cpus_per_trial}: the Ray cluster has "
                             f"{cpus:g} CPU(s){scaling}; rule: at most the cluster's CPUs")
+    workers = int(getattr(spec, "workers_per_trial", 1))
+    if workers > 1 and not limits:  # every worker of a trial on one node: the largest must hold them
+        node_cpus, node_gpus = largest_node()  # (an autoscaler may still add a larger one)
+        for what, per_worker, have in (("CPU", spec.cpus_per_trial, node_cpus), ("GPU", spec.gpus_per_trial, node_gpus)):
+            if per_worker > 0 and per_worker * workers > have:
+                raise ResourceError(
+                    f"--workers-per-trial {workers}: {workers} x {per_worker:g} {what}(s) per trial, but the "
+                    f"Ray cluster's largest node has {have:g}; rule: a data-parallel trial runs on one node: "
+                    f"workers_per_trial x {what.lower()}s_per_trial at most one node's {what}s")
     return total
+
+
+def largest_node() -> tuple[float, float]:
+    """(CPUs, GPUs) of the alive node with the most of them (each counted on its own)."""
+    alive = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    return (max((r.get("CPU", 0.0) for r in alive), default=0.0),
+            max((r.get("GPU", 0.0) for r in alive), default=0.0))
 
 
 def concurrent_slots(spec) -> int:
     """How many trials the cluster's resources (and max_concurrent_trials) let run at once."""
     total = ray.cluster_resources() if ray.is_initialized() else {}
-    slots = int(total.get("CPU", os.cpu_count() or 1) // spec.cpus_per_trial)
+    workers = int(getattr(spec, "workers_per_trial", 1))
+    slots = int(total.get("CPU", os.cpu_count() or 1) // (spec.cpus_per_trial * workers))
     if spec.gpus_per_trial > 0:
-        slots = min(slots, int(total.get("GPU", 0) // spec.gpus_per_trial))
+        slots = min(slots, int(total.get("GPU", 0) // (spec.gpus_per_trial * workers)))
     if spec.max_concurrent_trials:
         slots = min(slots, spec.max_concurrent_trials)
     return max(1, slots)

@@ -86,16 +86,26 @@ def _trainable(spec, splits: ArraySplits, max_epochs: int, checkpoint_epochs: tu
     """Ray's trainable for ``spec``: the data go to the object store once (shared by every
     trial of a node), each trial gets the spec's CPUs and (fractional) GPUs and checkpoints
     after ``checkpoint_epochs`` besides every ``checkpoint_every``. A tabular experiment's
-    trials get no data: each reads its table (once per worker process)."""
+    trials get no data: each reads its table (once per worker process).
+    A data-parallel trial (``workers_per_trial`` N > 1) reserves N times the CPUs and GPUs in
+    its placement group's one bundle: all on one node, where its actor starts the other N-1
+    workers (:mod:`tune_nas.trial.data_parallel`)."""
+    workers = int(getattr(spec, "workers_per_trial", 1))
     setup = TrialSetup(model=spec.model, max_epochs=max_epochs, seed=spec.seed,
                        checkpoint_every=spec.checkpoint_every, checkpoint_epochs=checkpoint_epochs,
-                       cpus_per_trial=spec.cpus_per_trial,
-                       gpus_per_trial=spec.gpus_per_trial, plugins=tuple(spec.plugins), dataset=spec.dataset)
+                       cpus_per_trial=spec.cpus_per_trial, gpus_per_trial=spec.gpus_per_trial,
+                       workers_per_trial=workers, plugins=tuple(spec.plugins), dataset=spec.dataset)
     if spec.evaluation == "tabular":
         trial = tune.with_parameters(_ray_tabular_trial, setup=setup)
     else:
         trial = tune.with_parameters(_ray_trial, splits=splits, setup=setup)
-    return tune.with_resources(trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
+    return tune.with_resources(trial, trial_resources(spec))
+
+
+def trial_resources(spec) -> dict[str, float]:
+    """What one trial reserves: every data-parallel worker's CPUs and GPUs."""
+    workers = int(getattr(spec, "workers_per_trial", 1))
+    return {"cpu": spec.cpus_per_trial * workers, "gpu": spec.gpus_per_trial * workers}
 
 
 def _ray_storage(remote: RemoteTrialsDir | None, trials_dir: Path, *names: str) -> dict[str, Any]:

@@ -107,8 +107,10 @@ class TrialModule(pl.LightningModule):
 
     def epoch_metrics(self) -> dict[str, float]:
         """The epoch's training and validation metrics (the task's: loss and accuracy, or loss,
-        MSE, MAE and R²) and the learning rate; resets the meters."""
-        values = torch.cat([self.train_totals.compute().cpu(), self.val_totals.compute().cpu()]).tolist()
+        MSE, MAE and R², over every data-parallel worker) and the learning rate; resets the meters."""
+        strategy = self.trainer.strategy if self._trainer else None
+        values = torch.cat([self.train_totals.compute_over(strategy).cpu(),
+                            self.val_totals.compute_over(strategy).cpu()]).tolist()
         self.train_totals.reset()
         self.val_totals.reset()
         keys = [f"train/{k}" for k in self.train_totals.keys] + [f"val/{k}" for k in self.val_totals.keys]
@@ -118,7 +120,8 @@ class TrialModule(pl.LightningModule):
     @torch.no_grad()
     def evaluate(self, batches) -> dict[str, float]:
         """The task's validation metrics (loss and accuracy, or loss, MSE, MAE and R²) over
-        ``batches`` (e.g. the test split), in eval mode."""
+        ``batches`` (e.g. the test split), in eval mode; under data-parallel training every
+        worker calls it with its shard and gets the numbers over all of them."""
         was_training = self.training
         self.eval()
         totals = self.task.eval_totals()
@@ -130,7 +133,8 @@ class TrialModule(pl.LightningModule):
                 y = y.to(self.device)
                 totals.update(self._loss(logits.float(), y), logits, y)
         self.train(was_training)
-        return dict(zip(totals.keys, totals.compute().tolist()))
+        strategy = self.trainer.strategy if self._trainer else None
+        return dict(zip(totals.keys, totals.compute_over(strategy).tolist()))
 
     def configure_optimizers(self):
         cfg = self.training_config

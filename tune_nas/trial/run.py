@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,11 +27,22 @@ from tune_nas.config.plugins import import_plugins
 from tune_nas.config.training import TrainingConfig, TrialSetup, split_config  # noqa: F401  (re-exported)
 from tune_nas.data.batches import Augment, TensorBatches, to_device_tensor
 from tune_nas.data.sources import ArraySplits
-from tune_nas.metric_keys import BUDGET, FINAL_METRICS, METRICS, RESERVED_KEYS, WARM_START_VAL_ACC, metrics_of  # noqa: F401
+from tune_nas.metric_keys import (  # noqa: F401
+    BUDGET,
+    FINAL_METRICS,
+    METRICS,
+    RESERVED_KEYS,
+    WARM_START_VAL_ACC,
+    WORLD_SIZE,
+    metrics_of,
+)
 from tune_nas.models import create_model_for
 from tune_nas.trial.cost import count_parameters, flops_per_sample, sample_latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision
 from tune_nas.trial.reporting import Reporter, trial_seed  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from tune_nas.trial.data_parallel import TrialGroup
 
 CHECKPOINT_FILE = "trial.ckpt"
 #: The key of a warm-started child's checkpoint that keeps what it measured before its first
@@ -65,8 +76,12 @@ def check_checkpoint(path: str) -> dict[str, Any]:
     return state
 
 
-def trial_device(gpus_per_trial: float) -> torch.device:
-    return torch.device("cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu")
+def trial_device(gpus_per_trial: float, index: int | None = None) -> torch.device:
+    """The trial's device; ``index``: a data-parallel worker's GPU (its rank among the GPUs
+    Ray made visible to the trial)."""
+    if gpus_per_trial > 0 and torch.cuda.is_available():
+        return torch.device("cuda", index) if index is not None else torch.device("cuda")
+    return torch.device("cpu")
 
 
 #: Data sets up to this share of the GPU's free memory live on the GPU for the whole trial;
@@ -205,12 +220,41 @@ def _quiet_lightning() -> None:
 
 
 def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
-              reporter: Reporter, resume_dir: str | None = None) -> None:
+              reporter: Reporter, resume_dir: str | None = None, group: TrialGroup | None = None) -> None:
     """Train one configuration for up to ``setup.max_epochs`` epochs, reporting every epoch.
 
     ``resume_dir`` is a checkpoint directory written by an earlier run of the same trial: the
     fit continues after the epoch it holds (same weights, optimizer, schedule and batches).
+    With ``setup.workers_per_trial`` N > 1 this process is rank 0 of N data-parallel workers:
+    it starts the others (:mod:`tune_nas.trial.data_parallel`), which call this function with
+    their ``group``; every rank sees its shard of each batch, the metrics are over all of
+    them, and only rank 0 reports and writes checkpoints.
     """
+    ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
+    resumed = check_checkpoint(ckpt_path) if ckpt_path else {}
+    if setup.workers_per_trial > 1 and group is None:
+        training, _ = split_config(config)
+        smallest = min(training.batch_size, len(splits.train_x))
+        if smallest < setup.workers_per_trial:  # a worker would get no images: it would fail again
+            reporter.report(failure_report(1, f"batch_size={training.batch_size} (train set of "
+                                           f"{len(splits.train_x)}) with workers_per_trial={setup.workers_per_trial}: "
+                                           "rule: every worker gets at least one image of each batch",
+                                           task=splits.task), None)
+            return
+        from tune_nas.trial.data_parallel import end_process_group, launch_workers
+
+        try:
+            with launch_workers(config, splits, setup, resume_dir) as rank0:
+                _train(config, splits, setup, reporter, ckpt_path, resumed, rank0)
+        finally:
+            end_process_group()
+        return
+    _train(config, splits, setup, reporter, ckpt_path, resumed, group)
+
+
+def _train(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup, reporter: Reporter,
+           ckpt_path: str | None, resumed: dict[str, Any], group: TrialGroup | None) -> None:
+    """:func:`run_trial` in one process (the only one, or one rank of ``group``)."""
     import lightning.pytorch as pl
 
     _quiet_lightning()
@@ -219,10 +263,9 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     training, arch = split_config(config)
     seed = trial_seed(setup.seed, int(config.get("trial_number", 0)))
     pl.seed_everything(seed, workers=False, verbose=False)
-    device = trial_device(setup.gpus_per_trial)
+    rank, world_size = (group.rank, group.world_size) if group is not None else (0, 1)
+    device = trial_device(setup.gpus_per_trial, rank if group is not None else None)
 
-    ckpt_path = os.path.join(resume_dir, CHECKPOINT_FILE) if resume_dir else None
-    resumed = check_checkpoint(ckpt_path) if ckpt_path else {}
     warm = config.get("warm_start")
     # a warm-started child resumed from its own checkpoint: every weight is there, and what it
     # measured before its first epoch too; its parent's checkpoint is not needed again
@@ -242,11 +285,11 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     else:
         model = create_model_for(setup.model, splits, **arch)
     task = splits.task
-    cost = {"model/params": count_parameters(model),
+    cost = {WORLD_SIZE: world_size, "model/params": count_parameters(model),
             "model/flops": flops_per_sample(model, splits.sample_shape),
             # one sample, on the trial's device: what a deployed model's prediction costs
             "model/latency_ms": sample_latency_ms(model, splits.sample_shape, device=device,
-                                                  warmup=2, repeats=5)}
+                                                  warmup=2, repeats=5) if rank == 0 else float("nan")}
     # the space file's switch, on any device: on a CPU with AMX, bf16 convs run fastest in
     # channels_last too (benchmarks/global_net_speed.py); images only
     channels_last = training.channels_last and task == "classification"
@@ -255,11 +298,11 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
 
     resident = data_device(splits, device)
 
-    def batches(x, y, **kw) -> TensorBatches:
+    def batches(x, y, shard: bool = True, **kw) -> TensorBatches:
         return TensorBatches(to_device_tensor(x, resident), to_device_tensor(y, resident),
                              training.batch_size, mean=getattr(splits, "mean", None),
-                             std=getattr(splits, "std", None),
-                             channels_last=channels_last, device=device, **kw)
+                             std=getattr(splits, "std", None), channels_last=channels_last, device=device,
+                             shard=(rank, world_size) if shard else (0, 1), **kw)
 
     augment = Augment(training.crop_pad, training.flip) if task == "classification" else None  # images only
     train = batches(splits.train_x, splits.train_y, shuffle=True, drop_last=True, seed=seed, augment=augment)
@@ -268,18 +311,25 @@ def run_trial(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup,
     val, test = batches(splits.val_x, splits.val_y), batches(splits.test_x, splits.test_y)
     module = TrialModule(model, training, task, len(train), setup.max_epochs)
     if warm:  # what the child starts from (its parent's accuracy if all went well), and its budget
-        cost[WARM_START_VAL_ACC] = float(measured if measured is not None else module.to(device).evaluate(val)["acc"])
+        if measured is None and rank == 0:  # before any process group: on the whole val split
+            measured = module.to(device).evaluate(batches(splits.val_x, splits.val_y, shard=False))["acc"]
+        cost[WARM_START_VAL_ACC] = float(measured if measured is not None else float("nan"))
         cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
     report = _EpochReport(reporter, train, test, setup, cost, task, rng_state=resumed.get(RNG_CKPT_KEY))
+    parallel = {"devices": 1} if group is None else {
+        "devices": world_size, "num_nodes": 1, "strategy": group.strategy(device.type),
+        "use_distributed_sampler": False}  # the batches are sharded already
     trainer = pl.Trainer(
-        max_epochs=setup.max_epochs, accelerator=device.type, devices=1,
+        max_epochs=setup.max_epochs, accelerator=device.type, **parallel,
         precision=resolve_precision(training.precision, device), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=max(1, len(train)), callbacks=[_callback(report)],
         benchmark=device.type == "cuda", default_root_dir=tempfile.gettempdir())
     try:
+        if group is not None:
+            group.rendezvous()
         trainer.fit(module, train, val, ckpt_path=ckpt_path, weights_only=True)
     except torch.OutOfMemoryError as exc:
         reporter.report(failure_report(trainer.current_epoch + 1,
