@@ -272,3 +272,6 @@ def test_the_search_generator_forgets_created_trials_the_restored_experiment_los
     assert generator.reconcile(known_trials=4) == 2
     assert not generator.is_finished() and generator._counter == 4
     assert generator.reconcile(known_trials=4) == 0  # a consistent snapshot: nothing changes
+    # a generator state older than the experiment's (2 trials behind): it would create 2 extra
+    generator._counter = 2
+    assert generator.reconcile(known_trials=4) == 0 and generator._counter == 4

@@ -25,16 +25,17 @@ class CheckedSearchGenerator(SearchGenerator):
     that count on resume.
 
     Ray's experiment snapshot on object storage is uploaded file by file: a driver killed in
-    between can leave a count that includes trials the restored experiment does not hold.
-    Those never run, and Ray, counting them, would end the search short of ``num_samples``.
+    between can leave a count from another moment than the trials the restored experiment
+    holds. A count above them includes trials that never run (Ray, counting them, would end the
+    search short of ``num_samples``); a count below them (the generator's file older than the
+    experiment's) would create trials beyond ``num_samples``.
     """
 
     def reconcile(self, known_trials: int) -> int:
-        """Count only the ``known_trials`` the restored experiment holds; returns how many
+        """Count exactly the ``known_trials`` the restored experiment holds; returns how many
         created trials it lost (their Optuna trials are FAIL "orphaned"), now created anew."""
         lost = self._counter - known_trials
-        if lost > 0:
-            self._counter = known_trials
+        self._counter = known_trials
         return max(0, lost)
 
 
