@@ -114,6 +114,21 @@ def kill_ray_of(ray_tmpdir: str, timeout: float = 30) -> list[int]:
     return _pids_with_env(entry)
 
 
+@contextlib.contextmanager
+def killed_when_done(driver: subprocess.Popen, ray_env: dict[str, str]):
+    """The block watches ``driver`` until the moment to kill it; when it ends, the driver is
+    killed (SIGKILL, as a crash would) and so is every Ray process of the test, whatever the
+    block raised."""
+    try:
+        yield
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
+
+
 @pytest.fixture
 def ray_env():
     """Environment for a test's Ray processes: a private, short RAY_TMPDIR (Unix socket
@@ -330,15 +345,9 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
     exp = tmp_path / "trials" / "killed"
     started = time.monotonic()
     driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.STDOUT)
-    try:
+    with killed_when_done(driver, ray_env):
         finished_before = _finished(exp)
         assert 2 <= finished_before < num_samples
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
     first_log = driver.stdout.read()
     killed_at = time.monotonic() - started
     assert not (exp / "summary.json").exists()
@@ -458,19 +467,13 @@ def test_killed_driver_with_asha_promotion_keeps_its_paused_trials_paused(tmp_pa
                               cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     started, before = time.monotonic(), None
-    try:
+    with killed_when_done(driver, ray_env):
         while driver.poll() is None and time.monotonic() - started < 300:
             before = saved_scheduler(exp)
             if before is not None and len(before.paused) >= 3:
                 break
             time.sleep(0.2)
         assert driver.poll() is None, "the search ended before the test could stop it:\n" + driver.stdout.read()
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
     paused_at_kill = {number_of(exp, trial_id): epoch for trial_id, epoch in before.paused.items()}
 
     proc = launch("--name", exp.name, "--trials-dir", str(exp.parent), "--resume", env=ray_env, cwd=tmp_path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from test_faults import (  # noqa: F401  (ray_env: a fixture)
     ended_records,
     explain,
     kill_ray_of,
+    killed_when_done,
     launch,
     launch_cmd,
     ray_env,
@@ -529,16 +529,10 @@ def test_a_killed_morphism_search_resumes_with_its_lineage_intact(tmp_path, ray_
     driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", exp.name, "--trials-dir", str(exp.parent)),
                               cwd=tmp_path, env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = time.monotonic()
-    try:
+    with killed_when_done(driver, ray_env):
         while not _ended_children(exp) and driver.poll() is None and time.monotonic() - started < 300:
             time.sleep(0.1)
         assert driver.poll() is None, "the search ended before the test could kill it:\n" + driver.stdout.read()
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        assert not kill_ray_of(ray_env["RAY_TMPDIR"]), "Ray processes survived the cleanup"
     before = _ended_children(exp)
     recorded_before = {r["number"] for r in ended_records(exp)}
     assert before and len(recorded_before) < num_samples

@@ -275,3 +275,37 @@ def test_the_search_generator_forgets_created_trials_the_restored_experiment_los
     # a generator state older than the experiment's (2 trials behind): it would create 2 extra
     generator._counter = 2
     assert generator.reconcile(known_trials=4) == 0 and generator._counter == 4
+
+
+def test_a_finished_trials_run_metadata_is_compacted_and_still_updates():
+    """Ray's per-metric deques of a finished trial become lists of the same values: a fraction
+    of the memory, and Ray's own updates (and its JSON snapshot) still work on them."""
+    import tracemalloc
+
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    from tune_nas.ray_tune.callbacks import compact_ended_trial
+
+    class Trial:
+        def __init__(self) -> None:
+            self.run_metadata = _TrainingRunMetadata()
+            for step in (1, 2, 3):
+                for k in range(30):
+                    self.run_metadata.update_metric(f"metric{k}", float(k * step), step)
+
+    tracemalloc.start()
+    try:
+        trials = [Trial() for _ in range(50)]
+        before = tracemalloc.get_traced_memory()[0]
+        for trial in trials:
+            compact_ended_trial(trial)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after < 0.7 * before
+    metadata = trials[0].run_metadata
+    assert metadata.metric_n_steps["metric2"]["5"] == [2.0, 4.0, 6.0]
+    metadata.update_metric("metric2", 8.0, 4)
+    assert metadata.metric_analysis["metric2"]["last-5-avg"] == 5.0
+    assert '"metric_n_steps"' in metadata.get_json_state()
+    compact_ended_trial(object())  # anything without Ray's metadata: nothing to do
