@@ -438,7 +438,9 @@ def saved_scheduler(exp: Path):
     from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
     from tune_nas.schedulers.asha_promotion import AshaPromotionPolicy
 
-    files = sorted(exp.glob("callback-states-*.pkl"), key=lambda p: p.stat().st_mtime)
+    # the newest session's: its start time is in the name (the files of a killed session and of
+    # the resumed one may be copied into the trials directory within the same microsecond)
+    files = sorted(exp.glob("callback-states-*.pkl"), key=lambda p: p.name)
     if not files:
         return None
     try:
