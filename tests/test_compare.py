@@ -342,3 +342,11 @@ def test_a_regression_data_set_finds_the_emulator_presets():
     pairs = compare.resolve_pairs(["mlp", "conv1d"], compare.parse_datasets("burgers=sim:burgers"), "", {})
     assert [(p.model, p.preset.name) for p in pairs] == [("mlp", "emulator_burgers.py"),
                                                           ("conv1d", "emulator_burgers_conv1d.py")]
+
+
+def test_the_terminal_table_shows_an_emulators_r2_and_speedup():
+    emulator = {**ROW, "model": "mlp", "dataset": "burgers", "test_acc": None, "test_r2": 0.99931, "speedup": 4321.0}
+    lines = compare.markdown_table_console([ROW, emulator]).splitlines()
+    assert lines[0].split()[:5] == ["dataset", "model", "test_acc", "test_r2", "speedup"]
+    assert lines[2].split()[:5] == ["burgers", "mlp", "–", "0.9993", "4,321x"]
+    assert "test_r2" not in compare.markdown_table_console([ROW])  # classifiers only: as before

@@ -837,11 +837,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown_table_console(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'dataset':<10} {'model':<12} {'test_acc':>8} {'search_s':>9} {'final_s':>8} "
-            f"{'img/s':>8} {'params':>9} {'FLOPs':>9}")
+    """The comparison's rows for the terminal: test accuracy, or an emulator's test R² and its
+    speed-up over the simulator."""
+    emulators = any(r.get("test_r2") is not None for r in rows)
+    head = (f"{'dataset':<10} {'model':<12} {'test_acc':>8} " + (f"{'test_r2':>8} {'speedup':>9} " if emulators else "")
+            + f"{'search_s':>9} {'final_s':>8} {'img/s':>8} {'params':>9} {'FLOPs':>9}")
     lines = [head]
     for r in rows:
-        lines.append(f"{r['dataset']:<10} {r['model']:<12} {r['test_acc']:>8.4f} "
+        speedup = f"{r['speedup']:,.0f}x" if r.get("speedup") else NA
+        extra = f"{formatting.number(r.get('test_r2'), 4, NA):>8} {speedup:>9} " if emulators else ""
+        lines.append(f"{r['dataset']:<10} {r['model']:<12} {formatting.number(r['test_acc'], 4, NA):>8} {extra}"
                      f"{r['search_wall_s']:>9.1f} {r['final_wall_s']:>8.1f} "
                      f"{_count(r['images_per_s']):>8} {_count(r['params']):>9} "
                      f"{_count(r['flops']):>9}")
