@@ -22,9 +22,11 @@ compares like with like.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -32,21 +34,17 @@ import numpy as np
 from tune_nas.data.arrays import RegressionSplits
 
 
-def _threads(n: int):
-    import contextlib
-
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch on ``n`` threads for the block, then as it was."""
     import torch
 
-    @contextlib.contextmanager
-    def scope():
-        before = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-    return scope()
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_trained_model(model_name: str, config: dict[str, Any], checkpoint: str, splits):

@@ -35,10 +35,6 @@ def objective_metrics(task: str) -> tuple[str, ...]:
     return metrics_of(task) + TABULAR_METRICS
 
 
-#: The classification experiment's (the default task's); see :func:`objective_metrics`.
-OBJECTIVE_METRICS = objective_metrics("classification")
-
-
 class SpaceError(ValueError):
     """A bad space file or flag; the message is the one line a user sees."""
 

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from tune_nas.layout import CURVE_KEY_COLUMNS, ExperimentLayout
-from tune_nas.metric_keys import FINAL_METRICS, METRICS, RESERVED_KEYS, TASKS, final_metrics_of, metrics_of
+from tune_nas.metric_keys import RESERVED_KEYS, TASKS, final_metrics_of, metrics_of
 from tune_nas.objectives import Objective
 from tune_nas.states import TrialState
 
 COMPLETE, PRUNED, FAIL, RUNNING, PAUSED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                                            TrialState.RUNNING, TrialState.PAUSED)
-CURVE_METRIC_COLUMNS = tuple(m for m in (*METRICS, *FINAL_METRICS) if m != "epoch")
 #: Every task's reported metrics (what TensorBoard gets a scalar of).
 _ALL_METRICS = tuple(dict.fromkeys(k for t in TASKS for k in (*metrics_of(t), *final_metrics_of(t))))
 
