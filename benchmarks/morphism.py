@@ -2,14 +2,15 @@
 
     python benchmarks/morphism.py --trials-dir /tmp/morphism --out /tmp/morphism/morphism.json \\
         [--datasets digits,fashion] [--seeds 0,1,2] [--num-samples N] [--max-epochs N] \\
-        [--fashion PATH] [--train-fraction 0.05] [--seed-widths 8,16 --seed-depths 3,4 --tag NAME] [--reuse] \\
+        [--fashion PATH] [--train-fraction 0.05] [--fashion-augment] [--seed-widths 8,16 --seed-depths 3,4 --tag NAME] [--reuse] \\
         [--plot docs/morphism-lineage-digits.png]
 
 For every data set and seed, two real searches (``python -m tune_nas.launch``, Ray, the
 preset's 1 CPU per trial):
 
 * **morphism**: the preset ``morphism_digits`` as it is (for Fashion-MNIST with the data set
-  and ``train_fraction`` overridden): seed trials from scratch for ``max_epochs``, then children
+  and ``train_fraction`` overridden; with ``--fashion-augment`` both methods also train with
+  random crops and horizontal flips): seed trials from scratch for ``max_epochs``, then children
   warm-started from their parents for ``child_epochs``;
 * **evolution**: the same preset text with ``searcher: evolution`` (``population_size`` = the
   morphism's ``seed_trials``, ``sample_size`` = its tournament size), ``scheduler: none`` and
@@ -103,6 +104,10 @@ def evolution_widths(smallest: int, largest: int) -> list[int]:
     return sorted(widths | {largest})
 
 
+#: ``--fashion-augment``: Fashion-MNIST's usual augmentation (training settings), for both methods.
+FASHION_AUGMENT = {"crop_pad": 2, "flip": True}
+
+
 def dataset_overrides(dataset: str, fashion: Path, train_fraction: float) -> dict[str, Any]:
     if dataset == "digits":
         return {"dataset": "digits"}
@@ -110,11 +115,15 @@ def dataset_overrides(dataset: str, fashion: Path, train_fraction: float) -> dic
 
 
 def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int], depths: Sequence[int],
-               population: int, sample_size: int, seed_space: Mapping[str, Sequence[int]] | None = None) -> str:
+               population: int, sample_size: int, seed_space: Mapping[str, Sequence[int]] | None = None,
+               training: Mapping[str, Any] | None = None) -> str:
     """The preset's text with the benchmark's overrides appended (the training settings stay the
-    preset's). ``seed_space``: choices that replace the preset's seed ``width``/``depth`` (morphism)."""
+    preset's, plus ``training``, the same for both methods: e.g. augmentation). ``seed_space``:
+    choices that replace the preset's seed ``width``/``depth`` (morphism)."""
     lines = [PRESET_FILE.read_text(), "", f"# ----- benchmarks/morphism.py: {method} -----",
              "from ray import tune  # noqa: E402", f"EXPERIMENT = {{**EXPERIMENT, **{dict(overrides)!r}}}"]
+    if training:
+        lines.append(f"PARAM_SPACE = {{**PARAM_SPACE, **{dict(training)!r}}}")
     if method == "morphism" and seed_space:
         choices = ", ".join(f"{key!r}: tune.choice({list(values)!r})" for key, values in seed_space.items())
         lines.append(f"PARAM_SPACE = {{**PARAM_SPACE, {choices}}}")
@@ -341,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-epochs", type=int, help="override the preset's max_epochs (seeds and evolution trials)")
     parser.add_argument("--fashion", type=Path, default=DEFAULT_FASHION, help="Fashion-MNIST as an image-folder .tar.gz")
     parser.add_argument("--train-fraction", type=float, default=0.05, help="Fashion-MNIST: share of training images")
+    parser.add_argument("--fashion-augment", action="store_true",
+                        help="Fashion-MNIST: train both methods with random crops (pad 2) and horizontal flips")
     parser.add_argument("--tolerance", type=float, default=0.002, help="warm-start check: largest allowed gap")
     parser.add_argument("--reuse", action="store_true", help="read runs whose summary.json exists instead of rerunning")
     parser.add_argument("--seed-widths", help="comma-separated widths replacing the preset's seed choices (morphism)")
@@ -391,10 +402,11 @@ def main(argv: list[str] | None = None) -> None:
     for dataset in datasets:
         overrides = dataset_overrides(dataset, args.fashion.resolve(), args.train_fraction)
         files = {}
+        training = FASHION_AUGMENT if dataset == "fashion" and args.fashion_augment else None
         for method in METHODS:
             files[method] = spaces / f"{method}_{dataset}.py"
             files[method].write_text(space_text(method, overrides, widths, depths, settings["seed_trials"],
-                                                settings["sample_size"], seed_space))
+                                                settings["sample_size"], seed_space, training))
         for seed in seeds:
             summaries, walls = {}, {}
             for method in METHODS:
@@ -448,7 +460,8 @@ def main(argv: list[str] | None = None) -> None:
             "settings": {"preset": PRESET, "tag": args.tag, "seed_space": seed_space or "the preset's",
                          "num_samples": num_samples, "max_epochs": max_epochs, **settings,
                          "evolution_widths": widths, "evolution_depths": depths, "seeds": seeds, "datasets": datasets,
-                         "train_fraction_fashion": args.train_fraction, "tolerance": args.tolerance},
+                         "train_fraction_fashion": args.train_fraction,
+                         "fashion_augment": FASHION_AUGMENT if args.fashion_augment else None, "tolerance": args.tolerance},
             "results": results, "per_dataset": totals, "table": table, "wall_s": elapsed}, indent=1))
         print(f"json: {args.out}")
 
