@@ -190,8 +190,8 @@ class TrialEvents(tune.Callback):
 def compact_ended_trial(trial) -> None:
     """Drop what Ray keeps in memory for a finished trial and no one reads again.
 
-    Measured with tracemalloc and deep sizes over a 1,300-trial NAS-Bench-201 tabular search
-    (``benchmarks/many_trials.py``), per trial, of ~62 KB the driver grew by:
+    Measured with ``benchmarks/driver_memory.py`` (NAS-Bench-201 tabular, one report a trial), of
+    the ~55 KB the driver grew by per ended trial:
 
     * its run metadata's ``metric_n_steps``: for every number the trial reports (~21 with Ray's
       counters) two sequences of its last 5 and 10 values (for ``last-5-avg``/``last-10-avg``),
