@@ -190,17 +190,30 @@ class TrialEvents(tune.Callback):
 def compact_ended_trial(trial) -> None:
     """Drop what Ray keeps in memory for a finished trial and no one reads again.
 
-    For every number in a trial's results Ray's run metadata keeps two deques of its last 5
-    and 10 values (for ``last-5-avg``/``last-10-avg``): ~600 bytes each however short, and a
-    trial reports ~30 numbers (its metrics, its flattened config, Ray's own counters) — about
-    half of the ~85 KB the driver grew by per trial over a 1,500-trial search (tracemalloc).
-    A finished trial reports no more: its deques become lists of the same values (what Ray
-    itself restores them as from an experiment snapshot, so every reader handles them)."""
+    Measured with ``benchmarks/driver_memory.py`` (NAS-Bench-201 tabular, one report a trial), of
+    the ~55 KB the driver grew by per ended trial:
+
+    * its run metadata's ``metric_n_steps``: for every number the trial reports (~21 with Ray's
+      counters) two sequences of its last 5 and 10 values (for ``last-5-avg``/``last-10-avg``),
+      ~7.8 KB, and ~2 KB more of the JSON Ray keeps of it for its experiment snapshots. Ray
+      only appends to them for a trial that reports a result, and a finished trial reports
+      none: its averages stay in ``metric_analysis``, the sequences are dropped (emptied; what a
+      restored snapshot of the finished trial holds then).
+    * its placement group factory: equal for every trial of an experiment, but each holds its
+      own ``inspect`` binding of ``placement_group``'s signature, ~5.3 KB. A finished trial
+      points at one shared factory equal to its own (Ray compares and hashes factories by
+      value, and pickles them without the binding, so its snapshot is unchanged).
+    """
     metadata = getattr(trial, "run_metadata", None)
-    steps = getattr(metadata, "metric_n_steps", None)
-    if steps:
-        metadata.metric_n_steps = {metric: {n: list(values) for n, values in by_n.items()}
-                                   for metric, by_n in steps.items()}
+    if getattr(metadata, "metric_n_steps", None):
+        metadata.metric_n_steps = {}
+    factory = getattr(trial, "placement_group_factory", None)
+    if factory is not None:
+        trial.placement_group_factory = _SHARED_FACTORIES.setdefault(factory, factory)
+
+
+#: One placement group factory per distinct resource request, shared by finished trials.
+_SHARED_FACTORIES: dict[Any, Any] = {}
 
 
 def checkpoint_location(trial) -> str | None:

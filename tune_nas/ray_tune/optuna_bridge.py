@@ -93,6 +93,31 @@ class RecordingOptunaSearch(OptunaSearch):
     relocate = None
 
     @property
+    def told_trials(self) -> dict[str, tuple[int, int]]:
+        """The trials whose end the study was told: Ray trial id -> (Optuna trial id, number).
+
+        Ray's ``OptunaSearch`` keeps an Optuna ``Trial`` per Ray trial for the whole search,
+        each with a copy of its frozen trial (~1.7 KB more per trial, measured with
+        ``benchmarks/driver_memory.py``); once the study was told a trial's end
+        nothing asks that object again, so :meth:`finish` keeps just these two numbers
+        (``_ot_trials`` holds the trials not told yet). Created on first use: searchers pickled
+        before it existed hold their told trials in ``_ot_trials``."""
+        return self.__dict__.setdefault("_told", {})
+
+    def _known_number(self, trial_id: str) -> int | None:
+        """The Optuna number of a Ray trial this searcher proposed, told or not (else None)."""
+        if trial_id in self._ot_trials:
+            return self._ot_trials[trial_id].number
+        told = self.told_trials.get(trial_id)
+        return told[1] if told else None
+
+    def _forget_told(self, trial_id: str) -> None:
+        """Keep only the ids of ``trial_id``'s Optuna trial, now that the study was told its end."""
+        ot_trial = self._ot_trials.pop(trial_id, None)
+        if ot_trial is not None:
+            self.told_trials[trial_id] = (ot_trial._trial_id, ot_trial.number)
+
+    @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
@@ -151,7 +176,13 @@ class RecordingOptunaSearch(OptunaSearch):
         self._storage = open_storage(self.storage_url)
         self._ot_study = optuna.load_study(study_name=self._study_name, storage=self._storage,
                                            sampler=self._sampler, pruner=optuna.pruners.NopPruner())
-        self._ot_trials = {rid: optuna.trial.Trial(self._ot_study, tid) for rid, tid in ids.items()}
+        storage = self._ot_study._storage
+        self._ot_trials = {}
+        for rid, tid in ids.items():
+            if rid in self._completed_trials:  # told (a state saved before ``told`` existed)
+                self.told_trials[rid] = (tid, storage.get_trial_number_from_id(tid))
+            else:
+                self._ot_trials[rid] = optuna.trial.Trial(self._ot_study, tid)
 
     #: Why the searcher stopped proposing before ``num_samples`` (a cell space used up), or None.
     exhausted: str | None = None
@@ -260,9 +291,9 @@ class RecordingOptunaSearch(OptunaSearch):
             return []
         storage, study_id = study._storage, study._study_id
         numbers = {int(n) for n in held.values() if n is not None}
-        known_numbers = {ot.number for ot in self._ot_trials.values()}
+        known_numbers = {ot.number for ot in self._ot_trials.values()} | {n for _, n in self.told_trials.values()}
         for trial_id, number in held.items():
-            if trial_id not in self._ot_trials and number is not None and int(number) not in known_numbers:
+            if self._known_number(trial_id) is None and number is not None and int(number) not in known_numbers:
                 try:
                     tid = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
                 except KeyError:
@@ -306,6 +337,7 @@ class RecordingOptunaSearch(OptunaSearch):
             # told before the driver was killed but after Ray's last experiment snapshot: the
             # resumed run re-runs the trial; the study keeps what it was told first
             self._completed_trials.add(trial_id)
+            self._forget_told(trial_id)
             return ot_trial.number
         if last_result:
             self.on_trial_result(trial_id, last_result)
@@ -331,6 +363,7 @@ class RecordingOptunaSearch(OptunaSearch):
             warnings.simplefilter("ignore")
             self._ot_study.tell(ot_trial, told if state == COMPLETE else None, state=states[state])
         self._completed_trials.add(trial_id)
+        self._forget_told(trial_id)
         return ot_trial.number
 
 
