@@ -2,7 +2,8 @@
 
     python benchmarks/morphism.py --trials-dir /tmp/morphism --out /tmp/morphism/morphism.json \\
         [--datasets digits,fashion] [--seeds 0,1,2] [--num-samples N] [--max-epochs N] \\
-        [--fashion PATH] [--train-fraction 0.05] [--fashion-augment] [--seed-widths 8,16 --seed-depths 3,4 --tag NAME] [--reuse] \\
+        [--fashion PATH] [--train-fraction 0.05] [--fashion-augment] \\
+        [--seed-widths 8,16 --seed-depths 3,4 --tag NAME] [--reuse] \\
         [--plot docs/morphism-lineage-digits.png]
 
 For every data set and seed, two real searches (``python -m tune_nas.launch``, Ray, the

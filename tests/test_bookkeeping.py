@@ -87,7 +87,8 @@ def test_summary_and_trials_files_are_strict_json(tmp_path):
 def test_what_a_trial_costs_the_bookkeeper_does_not_grow_with_the_trials_before_it(tmp_path, monkeypatch):
     """Bytes written per trial (its epochs, its end): the same for the 1,500th trial as for the
     100th, because curves.csv and the trial records are appended, not rewritten (a rewrite at
-    every end made a search of thousands of trials quadratic)."""
+    every end made a search of thousands of trials quadratic); and no curve row of an ended
+    trial stays in the driver's memory."""
     from tune_nas.record import bookkeeper as module
 
     written = [0]
@@ -109,6 +110,7 @@ def test_what_a_trial_costs_the_bookkeeper_does_not_grow_with_the_trials_before_
             keeper.trial_result(trial_id, _result(epoch, 0.5 + epoch / 10))
         keeper.trial_ended(trial_id, "COMPLETE")
         per_trial.append(written[0] - before)
+        assert not keeper.curves  # memory too: an ended trial's rows are in curves.csv, not held
     early, late = sum(per_trial[100:200]) / 100, sum(per_trial[1400:1500]) / 100
     assert late <= 1.05 * early, (early, late)
     keeper.close()  # the end: curves.csv and trials.json whole, the journals gone
@@ -132,9 +134,28 @@ def test_mid_search_files_read_back_as_the_search_left_them(tmp_path):
     with keeper.curves_path.open() as f:
         on_disk = [(r["trial_id"], r["epoch"], r["state"], r["custom/metric"]) for r in csv.DictReader(f)]
     assert on_disk == [("t0", "1", "PRUNED", ""), ("t1", "1", "COMPLETE", ""), ("t1", "2", "COMPLETE", "7")]
+    assert list(keeper.curves) == [("t2", 1)]  # the driver holds the running trial's rows only
 
     reader = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=2)
     reader.load_existing()  # what a resumed run and the analysis see
     assert {k: r["state"] for k, r in reader.curves.items()} == {
         ("t0", 1): "PRUNED", ("t1", 1): "COMPLETE", ("t1", 2): "COMPLETE", ("t2", 1): "RUNNING"}
     assert {t: (r.state, r.epochs) for t, r in reader.trials.items()} == {"t0": ("PRUNED", 1), "t1": ("COMPLETE", 2)}
+
+
+def test_curves_file_at_the_end_is_sorted_and_whole_though_ended_rows_were_let_go(tmp_path):
+    """Trials end out of order and their rows leave memory at their end; close() writes
+    curves.csv whole from the file and the rows still held: every row once, by trial and epoch."""
+    keeper = Bookkeeper(tmp_path, Objective("val/acc", "max"), max_epochs=2)
+    for n in range(4):
+        keeper.trial_started(f"t{n}", n, {"lr": 0.1, "trial_number": n})
+        keeper.trial_result(f"t{n}", _result(1, 0.5))
+    for n in (3, 1):
+        keeper.trial_result(f"t{n}", _result(2, 0.6))
+        keeper.trial_ended(f"t{n}", "COMPLETE")
+    keeper.trial_ended("t2", "PRUNED")
+    keeper.close()  # t0 still running when the search stops
+    with keeper.curves_path.open() as f:
+        rows = [(r["trial_id"], r["epoch"], r["state"], r["final_epoch"]) for r in csv.DictReader(f)]
+    assert rows == [("t0", "1", "RUNNING", ""), ("t1", "1", "COMPLETE", "2"), ("t1", "2", "COMPLETE", "2"),
+                    ("t2", "1", "PRUNED", "1"), ("t3", "1", "COMPLETE", "2"), ("t3", "2", "COMPLETE", "2")]

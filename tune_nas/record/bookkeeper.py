@@ -265,8 +265,9 @@ class Bookkeeper:
     What a trial's events cost does not grow with the trials before it (a search of
     thousands of cheap trials must not slow down): every epoch is appended to the curves
     journal; a trial's end touches only its own rows, appends them to curves.csv (rewritten
-    whole only when a row brings a column the file lacks) and appends its record to the trials
-    journal. :meth:`close` (the search's end, or a stop) writes curves.csv and trials.json
+    whole only when a row brings a column the file lacks), lets go of them (the driver holds
+    only running trials' rows: its memory does not grow with every epoch ever reported) and
+    appends its record to the trials journal. :meth:`close` (the search's end, or a stop) writes curves.csv and trials.json
     whole, sorted and without duplicates, and deletes both journals; reading (a resumed run,
     the analysis) merges the journals in.
     """
@@ -419,8 +420,16 @@ class Bookkeeper:
             row["state"], row["final_epoch"] = state, record.epochs
         self.tensorboard.end(record.run, state, reason, record.epochs)
         self._append_curves(rows)
+        self._release_rows(trial_id)
         self.save_record(record)
         return record
+
+    def _release_rows(self, trial_id: str) -> None:
+        """An ended trial's rows are final in curves.csv: the driver stops holding them (a
+        search of thousands of trials of many epochs each would otherwise keep every epoch it
+        ever reported; :meth:`write_curves` reads them back from the file)."""
+        for epoch in self._epochs.pop(trial_id, ()):
+            self.curves.pop((trial_id, epoch), None)
 
     def save_record(self, record: TrialRecord) -> None:
         """Append ``record`` (ended, or changed since) to the trials journal."""
@@ -450,15 +459,26 @@ class Bookkeeper:
             strict_json([_record_dict(t) for t in records]), indent=1, default=str, allow_nan=False))
         self.layout.trials_journal.unlink(missing_ok=True)  # every record it held is in trials.json now
 
+    def _rows_in_file(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """The rows curves.csv holds now (ended trials' rows, as text), by (trial id, epoch)."""
+        if not self.curves_path.exists():
+            return {}
+        with self.curves_path.open(newline="") as f:
+            return {(row["trial_id"], int(row["epoch"])): row for row in csv.DictReader(f)}
+
     def write_curves(self, ended_only: bool = False) -> None:
-        """curves.csv whole, sorted by trial number and epoch: every row (the journal, which
-        holds them all, is deleted), or with ``ended_only`` the rows of ended trials."""
+        """curves.csv whole, sorted by trial number and epoch: the rows already in it (ended
+        trials', which the driver no longer holds) and the rows held (a held row replaces the
+        file's for the same trial and epoch); with ``ended_only`` the held rows of running
+        trials are left out, else the journal, which holds them, is deleted."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        rows = sorted((r for r in self.curves.values() if not ended_only or r.get("state", RUNNING) != RUNNING),
-                      key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
+        merged = self._rows_in_file()
+        merged.update((key, r) for key, r in self.curves.items()
+                      if not ended_only or r.get("state", RUNNING) != RUNNING)
+        rows = sorted(merged.values(), key=lambda r: (int(r["trial_number"]), int(r["epoch"])))
         metric_columns = curve_metric_columns(getattr(self, "task", "classification"))
-        extra = sorted({k for r in self.curves.values() for k in r}
-                       - set(CURVE_KEY_COLUMNS) - set(metric_columns))
+        held = {k for r in self.curves.values() for k in r}  # running trials' columns too
+        extra = sorted(({k for r in rows for k in r} | held) - set(CURVE_KEY_COLUMNS) - set(metric_columns))
         columns = [*CURVE_KEY_COLUMNS, *metric_columns, *extra]
         buf = StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
@@ -488,8 +508,8 @@ class Bookkeeper:
     def close(self) -> None:
         """The search ended or stopped: curves.csv and trials.json written whole (the journals
         merged and deleted), TensorBoard's files closed."""
-        if self.curves or self.journal_path.exists():
-            self.write_curves()
+        if self.curves or self.journal_path.exists() or self.curves_path.exists():
+            self.write_curves()  # sorted: ended trials' rows were appended in the order they ended
         if self.trials or self.layout.trials_journal.exists():
             self.write_trials()
         self.tensorboard.close()
