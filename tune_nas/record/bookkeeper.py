@@ -267,9 +267,9 @@ class Bookkeeper:
     journal; a trial's end touches only its own rows, appends them to curves.csv (rewritten
     whole only when a row brings a column the file lacks), lets go of them (the driver holds
     only running trials' rows: its memory does not grow with every epoch ever reported) and
-    appends its record to the trials journal. :meth:`close` (the search's end, or a stop) writes curves.csv and trials.json
-    whole, sorted and without duplicates, and deletes both journals; reading (a resumed run,
-    the analysis) merges the journals in.
+    appends its record to the trials journal. :meth:`close` (the search's end, or a stop)
+    writes curves.csv and trials.json whole, sorted and without duplicates, and deletes both
+    journals; reading (a resumed run, the analysis) merges the journals in.
     """
 
     def __init__(self, experiment_dir: str | Path, objective: Objective, max_epochs: int,
