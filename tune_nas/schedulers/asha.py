@@ -31,7 +31,7 @@ import numpy as np
 
 from tune_nas.objectives import Objective
 from tune_nas.schedulers.policy import direction_of
-from tune_nas.schedulers.registry import SchedulerError, refuse_several_objectives
+from tune_nas.schedulers.registry import refuse_several_objectives
 from tune_nas.schedulers.rungs import Rung, RungPolicy, rung_settings
 
 if TYPE_CHECKING:
@@ -79,7 +79,4 @@ class AshaPolicy(RungPolicy):
 def create_policy(spec: ExperimentSpec) -> AshaPolicy:
     refuse_several_objectives("asha", spec)
     max_t, grace_period, reduction_factor = rung_settings(spec)
-    try:
-        return AshaPolicy(spec.objective, max_t, grace_period, reduction_factor)
-    except ValueError as exc:
-        raise SchedulerError(f"scheduler 'asha': {exc}") from None
+    return AshaPolicy(spec.objective, max_t, grace_period, reduction_factor)

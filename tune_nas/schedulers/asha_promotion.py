@@ -168,7 +168,4 @@ def create_policy(spec: ExperimentSpec) -> AshaPromotionPolicy:
         raise SchedulerError(f"scheduler 'asha_promotion' with max_concurrent_trials={spec.max_concurrent_trials}: "
                              "paused trials would hold the concurrency limiter's slots; rule: "
                              "max_concurrent_trials 0 (trials at once follow cpus_per_trial/gpus_per_trial)")
-    try:
-        return AshaPromotionPolicy(spec.objective, max_t, grace_period, reduction_factor)
-    except ValueError as exc:
-        raise SchedulerError(f"scheduler 'asha_promotion': {exc}") from None
+    return AshaPromotionPolicy(spec.objective, max_t, grace_period, reduction_factor)

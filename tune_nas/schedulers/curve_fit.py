@@ -358,10 +358,7 @@ def create_policy(spec: ExperimentSpec) -> CurveFitPolicy:
     if not 0 < spec.curve_fit_threshold < 1:
         raise SchedulerError(f"curve_fit_threshold={spec.curve_fit_threshold!r}: rule: 0 < "
                              "curve_fit_threshold < 1 (a stopping probability)")
-    try:
-        return CurveFitPolicy(spec.objective, spec.max_epochs, min_epochs=spec.curve_fit_min_epochs,
-                              threshold=spec.curve_fit_threshold,
-                              predictor=CurvePredictor(bounds=default_bounds(spec.metric)))
-    except ValueError as exc:
-        raise SchedulerError(f"scheduler 'curve_fit': {exc}") from None
+    return CurveFitPolicy(spec.objective, spec.max_epochs, min_epochs=spec.curve_fit_min_epochs,
+                          threshold=spec.curve_fit_threshold,
+                          predictor=CurvePredictor(bounds=default_bounds(spec.metric)))
 

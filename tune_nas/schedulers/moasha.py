@@ -45,7 +45,6 @@ from typing import TYPE_CHECKING
 
 from tune_nas.objectives import Objective, dominance_order, dominates, is_number
 from tune_nas.schedulers.policy import Value
-from tune_nas.schedulers.registry import SchedulerError
 from tune_nas.schedulers.rungs import RungPolicy, rung_settings
 
 if TYPE_CHECKING:
@@ -119,7 +118,4 @@ class MoashaPolicy(RungPolicy):
 
 def create_policy(spec: ExperimentSpec) -> MoashaPolicy:
     max_t, grace_period, reduction_factor = rung_settings(spec)
-    try:
-        return MoashaPolicy(spec.objective_list, max_t, grace_period, reduction_factor)
-    except ValueError as exc:
-        raise SchedulerError(f"scheduler 'moasha': {exc}") from None
+    return MoashaPolicy(spec.objective_list, max_t, grace_period, reduction_factor)

@@ -4,7 +4,8 @@ Built-in policies are listed in :data:`BUILTIN` (name → module; the module is 
 when chosen) and each lives in its own module with a ``create_policy`` function that reads its
 settings from the :class:`~tune_nas.config.space_file.ExperimentSpec` (``max_epochs``,
 ``objective``, and its own fields such as ``grace_period``) and raises :class:`SchedulerError`
-on a bad one. A user's plugin file (``EXPERIMENT["plugins"]``) may add one with
+on a bad one (a ``ValueError`` from the policy's constructor becomes one in
+:func:`create_policy`). A user's plugin file (``EXPERIMENT["plugins"]``) may add one with
 :func:`register_scheduler`. Adding a scheduler is one module and one line here.
 """
 
@@ -74,8 +75,15 @@ def _factory(name: str) -> PolicyFactory:
 
 def create_policy(name: str, spec: ExperimentSpec) -> SchedulerPolicy:
     """A fresh policy of scheduler ``name`` for ``spec``; raises :class:`SchedulerError` on an
-    unknown name or a bad setting."""
-    return _factory(name)(spec)
+    unknown name or a bad setting (a policy's own ``ValueError`` too, as
+    ``scheduler '<name>': <its message>``)."""
+    factory = _factory(name)
+    try:
+        return factory(spec)
+    except SchedulerError:
+        raise
+    except ValueError as exc:
+        raise SchedulerError(f"scheduler {name!r}: {exc}") from None
 
 
 def scheduler_summary(name: str) -> str:
