@@ -257,3 +257,26 @@ def test_expected_best_of_random_draws_is_exact():
     assert expected(np.array([4.0, 1.0, 3.0, 2.0]), 2) == pytest.approx(20 / 6)
     assert expected(np.array([4.0, 1.0, 3.0, 2.0]), 4) == pytest.approx(4.0)
     assert expected(np.array([4.0, 1.0, 3.0, 2.0]), 1) == pytest.approx(2.5)
+
+
+NSGA_SMALL = {"nsga2": {"population_size": 4}}
+
+
+@pytest.mark.parametrize("searcher", ["tpe", "random", "evolution", "reinforce", "nsga2"])
+def test_a_searcher_survives_pickling_mid_study(searcher):
+    # Ray saves the searcher, and with it the sampler, in the experiment (Optuna 5.1's NSGA-II
+    # sampler holds a thread lock that pickle refuses); two copies of one saved state go on alike
+    study = optuna.create_study(direction="maximize",
+                                sampler=create_sampler(searcher, SearcherSettings(seed=3, n_startup_trials=4,
+                                                                                  options=NSGA_SMALL.get(searcher, {}))))
+    study.optimize(synthetic, n_trials=10)
+    saved = pickle.dumps(study.sampler)
+    nexts = []
+    for _ in range(2):
+        study.sampler = pickle.loads(saved)
+        trial = study.ask()
+        nexts.append(dict(trial.params) | {"x": trial.suggest_float("x", 1e-4, 1.0, log=True),
+                                           "p0": trial.suggest_categorical("p0", CHOICES)})
+        study.tell(trial, state=TrialState.FAIL)
+    assert nexts[0] == nexts[1]
+

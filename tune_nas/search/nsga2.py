@@ -28,9 +28,28 @@ of 6 parameters per child: in a space of many parameters, null (1/n) may suit be
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
+import optuna
+
 from tune_nas.search.registry import SearcherSettings
+
+
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II sampler, picklable: Ray saves the searcher (and so its sampler) with the
+    experiment, and Optuna 5.1's genetic samplers hold a ``threading.Lock`` they do not drop when
+    pickled. The class keeps Optuna's name on purpose: Optuna keys a study's generation cache by
+    the sampler class's name, so a study run with Optuna's own class resumes with this one."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()  # unused by Optuna before 5.1
 
 
 def _is_int(value: Any) -> bool:
@@ -43,14 +62,12 @@ def _is_probability(value: Any) -> bool:
 
 
 def create_sampler(settings: SearcherSettings):
-    import optuna
-
     settings.check_known("nsga2", ("population_size", "mutation_prob", "crossover_prob", "swapping_prob"))
     population = settings.take("population_size", 10, lambda v: _is_int(v) and v >= 2, "an integer >= 2")
     mutation = settings.take("mutation_prob", 0.3, lambda v: v is None or _is_probability(v),
                              "a number in [0, 1], or null for 1 / the number of parameters")
     crossover = settings.take("crossover_prob", 0.9, _is_probability, "a number in [0, 1]")
     swapping = settings.take("swapping_prob", 0.5, _is_probability, "a number in [0, 1]")
-    return optuna.samplers.NSGAIISampler(population_size=population, seed=settings.seed,
+    return NSGAIISampler(population_size=population, seed=settings.seed,
                                          mutation_prob=None if mutation is None else float(mutation),
                                          crossover_prob=float(crossover), swapping_prob=float(swapping))
