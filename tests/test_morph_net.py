@@ -32,7 +32,7 @@ from tune_nas.spaces.morph_spec import (
 TOLERANCE = 1e-5
 LIMITS = MorphLimits(max_layers=8, max_channels=12, max_kernel=5)
 SHAPES = [(3, 7), (1, 28), (2, 9)]  # (in_channels, image_size): odd sizes pool with ceil_mode
-OPS = ("widen", "deepen", "skip", "kernel")
+OPS = ("widen", "widen_all", "deepen", "skip", "kernel")
 
 
 def random_spec(rng: random.Random, image_size: int) -> MorphSpec:
@@ -93,7 +93,7 @@ def test_each_transform_preserves_the_function(op, seed, in_channels, size):
     proposals = [m for m in possible_morphs(parent.spec, LIMITS, seed=seed) if m["op"] == op]
     assert proposals, parent.spec
     for morph in rng.sample(proposals, min(3, len(proposals))):
-        if op == "widen" and seed % 2:  # the paper's equal split besides the proposals' random one
+        if op in ("widen", "widen_all") and seed % 2:  # the paper's equal split besides the proposals' random one
             morph = {**morph, "split": "equal"}
         child = apply_morph(parent, morph)
         assert child.spec == apply_to_spec(parent.spec, morph)
@@ -120,6 +120,24 @@ def test_chains_of_random_morphs_preserve_the_function(seed):
         assert max_difference(trained, child, x) <= TOLERANCE, morph
         trained = child
     assert apply_morphs(start, morphs).spec == net.spec
+
+
+@pytest.mark.parametrize("split", ["equal", "random"])
+def test_widening_every_layer_is_the_chain_of_its_layers_widens(split):
+    spec = MorphSpec((Layer(3, 3, False), Layer(4, 1, True), Layer(2, 3, False), Layer(5, 3, False)),
+                     ((0, 1), (2, 3)))
+    parent = randomise(MorphNet(spec, 4, 3, 9), torch.Generator().manual_seed(2))
+    morph = {"op": "widen_all", "channels": [6, 4, 3, 10], "seed": 2**32 - 2, "split": split}
+    child = apply_morph(parent, morph)
+    assert [layer.channels for layer in child.spec.layers] == [6, 4, 3, 10]  # layer 1 kept its 4
+    chain = apply_morphs(parent, [{"op": "widen", "layer": 0, "channels": 6, "seed": 2**32 - 2, "split": split},
+                                  {"op": "widen", "layer": 2, "channels": 3, "seed": 0, "split": split},
+                                  {"op": "widen", "layer": 3, "channels": 10, "seed": 1, "split": split}])
+    for key, value in chain.state_dict().items():
+        assert torch.equal(child.state_dict()[key], value), key
+    x = torch.randn(4, 3, 9, 9, generator=torch.Generator().manual_seed(3))
+    assert max_difference(parent, child, x) <= TOLERANCE
+    assert describe(morph) == "widen every layer to [6, 4, 3, 10]"
 
 
 @pytest.mark.parametrize("split", ["equal", "random"])
@@ -250,6 +268,13 @@ SPEC = MorphSpec((Layer(4, 3, True), Layer(4, 3, False), Layer(6, 5, False)), ((
     ({"op": "widen", "layer": 0, "channels": 8}, "keys="),
     ({"op": "widen", "layer": 0, "channels": 8, "seed": -1}, "seed=-1"),
     ({"op": "widen", "layer": 0, "channels": 8, "seed": 0, "split": "odd"}, "split='odd'"),
+    ({"op": "widen_all", "channels": [4, 4, 6], "seed": 0}, r"channels=\[4, 4, 6\].*at least one larger"),
+    ({"op": "widen_all", "channels": [8, 8], "seed": 0}, r"a list of 3 integers"),
+    ({"op": "widen_all", "channels": [8, 3, 6], "seed": 0}, r"each >= the layer's channels \[4, 4, 6\]"),
+    ({"op": "widen_all", "channels": [8, 8, 8.5], "seed": 0}, r"channels="),
+    ({"op": "widen_all", "channels": [8, 8, 8]}, "keys="),
+    ({"op": "widen_all", "layer": 0, "channels": [8, 8, 8], "seed": 0}, "keys="),
+    ({"op": "widen_all", "channels": [8, 8, 8], "seed": 2**32}, "seed="),
     ({"op": "deepen", "after": 0, "kernel": 3}, "keys="),
     ({"op": "skip", "from": 0, "to": 1}, r"from/to=\(0, 1\).*pools"),
     ({"op": "skip", "from": 1, "to": 2}, r"does not exist yet"),
@@ -271,6 +296,9 @@ def test_possible_morphs_are_all_valid_within_the_limits_and_complete():
                               {"op": "widen", "layer": 1, "channels": 6, "seed": 0, "split": "random"},
                               {"op": "widen", "layer": 1, "channels": 8, "seed": 0, "split": "random"},
                               {"op": "widen", "layer": 2, "channels": 8, "seed": 0, "split": "random"}]
+    # x1.5 and x2 of (4, 4, 6), each capped at 8
+    assert by_op["widen_all"] == [{"op": "widen_all", "channels": [6, 6, 8], "seed": 0, "split": "random"},
+                                  {"op": "widen_all", "channels": [8, 8, 8], "seed": 0, "split": "random"}]
     assert by_op["deepen"] == [{"op": "deepen", "after": a} for a in range(3)]
     assert by_op["skip"] == []  # (0, x) crosses layer 0's pool, (1, 2) exists
     assert by_op["kernel"] == [{"op": "kernel", "layer": 0, "kernel": 5}, {"op": "kernel", "layer": 1, "kernel": 5}]
@@ -289,7 +317,7 @@ def test_possible_morphs_are_all_valid_within_the_limits_and_complete():
 def test_random_morph_is_reproducible_from_its_generator(rng_factory):
     draws = [[random_morph(SPEC, rng, LIMITS) for _ in range(20)] for rng in (rng_factory(7), rng_factory(7))]
     assert draws[0] == draws[1]
-    assert {m["op"] for m in draws[0]} == {"widen", "deepen", "kernel"}  # no skip is possible in SPEC
+    assert {m["op"] for m in draws[0]} == {"widen", "widen_all", "deepen", "kernel"}  # no skip in SPEC
     assert all(apply_to_spec(SPEC, m) for m in draws[0])
 
 

@@ -16,6 +16,7 @@ and AutoKeras's morphism operations (Jin, Song & Hu, KDD 2019):
   ``1 / count`` (``split="equal"``, the paper's) or a random positive share, the shares
   summing to 1 (``split="random"``, which breaks the replicas' symmetry). Max-pooling and
   average pooling act per channel, so replicas stay replicas up to the consumer.
+* **widen_all**: the widen of each layer that grows, in layer order (each exact, so is the chain).
 * **deepen** (Net2DeeperNet): the inserted layer's conv is the identity (Dirac), its BN the
   identity in eval mode (running mean 0, running variance 1, weight ``sqrt(1 + eps)``, bias 0),
   and its ReLU the identity on its input, which is a ReLU output (maybe max-pooled), >= 0.
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_nas.models.registry import register_model
-from tune_nas.spaces.morph_spec import MorphSpec, apply_to_spec, default_pools, max_pools, small_spec
+from tune_nas.spaces.morph_spec import MorphSpec, apply_to_spec, default_pools, layer_widens, max_pools, small_spec
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -199,6 +200,8 @@ def apply_morph(model: MorphNet, morph: Mapping[str, Any]) -> MorphNet:
     if not isinstance(model, MorphNet):
         raise ValueError(f"apply_morph: model {type(model).__name__}; rule: a MorphNet (model morph_net)")
     spec = apply_to_spec(model.spec, morph)
+    if morph["op"] == "widen_all":  # its layers' widens, one after another
+        return apply_morphs(model, layer_widens(model.spec, morph))
     reference = next(model.parameters())
     child = MorphNet(spec, model.num_classes, model.in_channels, model.image_size)
     child.to(device=reference.device, dtype=reference.dtype)

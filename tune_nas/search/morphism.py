@@ -4,8 +4,8 @@ Every other searcher trains each trial from scratch. Here, after ``seed_trials``
 train the space's own (small) architectures from scratch, every new trial is the child of a
 finished one: a tournament of ``sample_size`` COMPLETE trials (drawn uniformly, the best by the
 objective wins; the younger on a tie) picks the parent, one or two (``max_morphs``) random
-function-preserving transforms of its architecture — widen a layer, insert a layer, add a skip,
-grow a kernel (:func:`tune_nas.spaces.morph_spec.random_morph`, within ``max_layers``,
+function-preserving transforms of its architecture — widen a layer, widen every layer, insert a
+layer, add a skip, grow a kernel (:func:`tune_nas.spaces.morph_spec.random_morph`, within ``max_layers``,
 ``max_channels``, ``max_kernel``) — give the child's, and the child starts from the parent's
 trained weights, morphed, for ``child_epochs`` epochs instead of the full budget. The child
 keeps its parent's training hyperparameters.

@@ -26,6 +26,11 @@ its parent's morphs). :func:`apply_to_spec` gives the grown spec and
   preserving, and the replicas then get different gradients: with equal shares and no
   dropout or noise, replicas receive identical gradients and stay copies forever).
   :func:`possible_morphs` proposes ``"random"``.
+* ``{"op": "widen_all", "channels": [c0, c1, ...], "seed": s}`` — every layer ``l`` gets ``c_l``
+  (>= current, at least one >) channels: the widens of the layers that grow, layer by layer,
+  layer ``l``'s seeded ``s + l`` (mod 2**32); optional ``"split"`` as for ``widen``. The
+  experiment of Net2Net's Section 4.2 (a thinner teacher widened at every layer); it grows a
+  network in one step where single-layer widens need one generation a layer.
 * ``{"op": "deepen", "after": l}`` — a layer with layer ``l``'s channels, kernel 3 and no pool is
   inserted at index ``l + 1``. Layer ``l`` keeps its pool, so the new layer comes *after* that
   pool and sees ``pool(relu(...)) >= 0``; initialised as the identity (Dirac conv, a BatchNorm
@@ -48,9 +53,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: The morph operations and the keys each one requires (``widen`` may also have ``split``).
+#: The morph operations and the keys each one requires (``widen`` and ``widen_all`` may also
+#: have ``split``).
 MORPH_KEYS: dict[str, tuple[str, ...]] = {
     "widen": ("layer", "channels", "seed"),
+    "widen_all": ("channels", "seed"),
     "deepen": ("after",),
     "skip": ("from", "to"),
     "kernel": ("layer", "kernel"),
@@ -230,20 +237,28 @@ def check_morph(spec: MorphSpec, morph: Mapping[str, Any]) -> None:
         _refuse(morph, "op", op, f"one of {', '.join(MORPH_KEYS)}")
     op = morph["op"]
     required = MORPH_KEYS[op]
-    allowed = {"op", *required, *(("split",) if op == "widen" else ())}
+    splits = op in ("widen", "widen_all")
+    allowed = {"op", *required, *(("split",) if splits else ())}
     missing, unknown = [k for k in required if k not in morph], sorted(set(morph) - allowed)
     if missing or unknown:
         _refuse(dict(morph), "keys", sorted(morph), f"a {op} morph has exactly op, {', '.join(required)}"
-                + (" and optionally split" if op == "widen" else ""))
+                + (" and optionally split" if splits else ""))
     n = spec.num_layers
-    if op == "widen":
-        layer = spec.layers[_index(morph, "layer", n)]
-        if not _is_int(morph["channels"]) or morph["channels"] <= layer.channels:
-            _refuse(dict(morph), "channels", morph["channels"], f"an integer > the layer's {layer.channels}")
+    if splits:
         if not _is_int(morph["seed"]) or not 0 <= morph["seed"] <= MAX_SEED:
             _refuse(dict(morph), "seed", morph["seed"], f"an integer 0..{MAX_SEED}")
         if morph.get("split", "equal") not in SPLITS:
             _refuse(dict(morph), "split", morph["split"], f"one of {', '.join(SPLITS)}")
+    if op == "widen":
+        layer = spec.layers[_index(morph, "layer", n)]
+        if not _is_int(morph["channels"]) or morph["channels"] <= layer.channels:
+            _refuse(dict(morph), "channels", morph["channels"], f"an integer > the layer's {layer.channels}")
+    elif op == "widen_all":
+        channels, now = morph["channels"], [layer.channels for layer in spec.layers]
+        if (not isinstance(channels, (list, tuple)) or len(channels) != n or not all(map(_is_int, channels))
+                or any(c < old for c, old in zip(channels, now)) or list(channels) == now):
+            _refuse(dict(morph), "channels", channels, f"a list of {n} integers, each >= the layer's "
+                    f"channels {now}, at least one larger")
     elif op == "deepen":
         _index(morph, "after", n)
     elif op == "skip":
@@ -259,10 +274,24 @@ def check_morph(spec: MorphSpec, morph: Mapping[str, Any]) -> None:
             _refuse(dict(morph), "kernel", k, f"an odd integer > the layer's {layer.kernel}")
 
 
+def layer_widens(spec: MorphSpec, morph: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The single-layer ``widen`` morphs a ``widen_all`` morph of ``spec`` consists of, in layer
+    order (layer ``l`` seeded ``seed + l``); ValueError if it does not apply."""
+    check_morph(spec, morph)
+    split = {"split": morph["split"]} if "split" in morph else {}
+    return [{"op": "widen", "layer": index, "channels": channels, "seed": (morph["seed"] + index) % (MAX_SEED + 1),
+             **split}
+            for index, (channels, layer) in enumerate(zip(morph["channels"], spec.layers))
+            if channels > layer.channels]
+
+
 def apply_to_spec(spec: MorphSpec, morph: Mapping[str, Any]) -> MorphSpec:
     """The spec ``morph`` turns ``spec`` into (ValueError if it does not apply)."""
     check_morph(spec, morph)
     layers, op = list(spec.layers), morph["op"]
+    if op == "widen_all":
+        return MorphSpec(tuple(Layer(c, layer.kernel, layer.pool) for c, layer in zip(morph["channels"], layers)),
+                         spec.skips)
     if op == "widen":
         layer = layers[morph["layer"]]
         layers[morph["layer"]] = Layer(morph["channels"], layer.kernel, layer.pool)
@@ -285,6 +314,8 @@ def describe(morph: Mapping[str, Any]) -> str:
     op = morph.get("op")
     if op == "widen":
         return f"widen layer {morph['layer']} to {morph['channels']}"
+    if op == "widen_all":
+        return f"widen every layer to {list(morph['channels'])}"
     if op == "deepen":
         return f"deepen after layer {morph['after']}"
     if op == "skip":
@@ -317,14 +348,23 @@ class MorphLimits:
 
 
 def possible_morphs(spec: MorphSpec, limits: MorphLimits | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """Every morph of ``spec`` within ``limits``, in a fixed order (widen, deepen, skip, kernel);
-    widen morphs carry ``seed`` and ``"split": "random"`` (see the module docstring)."""
+    """Every morph of ``spec`` within ``limits``, in a fixed order (widen, widen_all, deepen,
+    skip, kernel); widen morphs carry ``seed`` and ``"split": "random"`` (see the module
+    docstring). ``widen_all`` scales every layer by one of ``widen_factors`` (each capped)."""
     limits = limits or MorphLimits()
     morphs: list[dict[str, Any]] = []
+
+    def widened(channels: int, factor: float) -> int:
+        return max(channels, min(limits.max_channels, int(channels * factor + 0.5)))
+
     for index, layer in enumerate(spec.layers):
-        targets = sorted({min(limits.max_channels, int(layer.channels * f + 0.5)) for f in limits.widen_factors})
+        targets = sorted({widened(layer.channels, f) for f in limits.widen_factors})
         morphs += [{"op": "widen", "layer": index, "channels": c, "seed": seed, "split": "random"}
                    for c in targets if c > layer.channels]
+    now = [layer.channels for layer in spec.layers]
+    scaled = {tuple(widened(c, f) for c in now) for f in sorted(limits.widen_factors)}
+    morphs += [{"op": "widen_all", "channels": list(c), "seed": seed, "split": "random"}
+               for c in sorted(scaled) if list(c) != now]
     if spec.num_layers < limits.max_layers:
         morphs += [{"op": "deepen", "after": index} for index in range(spec.num_layers)]
     morphs += [{"op": "skip", "from": i, "to": j} for j in range(spec.num_layers) for i in range(j)
@@ -356,6 +396,6 @@ def random_morph(spec: MorphSpec, rng: Any, limits: MorphLimits | None = None) -
     ops: Sequence[str] = sorted(by_op)
     candidates = by_op[ops[_draw(rng, len(ops))]]
     morph = dict(candidates[_draw(rng, len(candidates))])
-    if morph["op"] == "widen":
+    if morph["op"] in ("widen", "widen_all"):
         morph["seed"] = _draw(rng, 2**31)
     return morph
