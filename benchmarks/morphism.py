@@ -3,7 +3,7 @@
     python benchmarks/morphism.py --trials-dir /tmp/morphism --out /tmp/morphism/morphism.json \\
         [--datasets digits,fashion] [--seeds 0,1,2] [--num-samples N] [--max-epochs N] \\
         [--fashion PATH] [--train-fraction 0.05] [--fashion-augment] \\
-        [--seed-widths 8,16 --seed-depths 3,4 --tag NAME] [--reuse] \\
+        [--seed-widths 8,16 --seed-depths 3,4] [--ops widen,widen_all,...] [--tag NAME] [--reuse] \\
         [--plot docs/morphism-lineage-digits.png]
 
 For every data set and seed, two real searches (``python -m tune_nas.launch``, Ray, the
@@ -65,6 +65,7 @@ if str(REPO) not in sys.path:
 
 from tune_nas.config.space_file import load_space  # noqa: E402
 from tune_nas.objectives import Objective  # noqa: E402
+from tune_nas.spaces.morph_spec import MORPH_KEYS  # noqa: E402
 
 PRESET = "morphism_digits"
 PRESET_FILE = REPO / "search_spaces" / f"{PRESET}.py"
@@ -117,10 +118,11 @@ def dataset_overrides(dataset: str, fashion: Path, train_fraction: float) -> dic
 
 def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int], depths: Sequence[int],
                population: int, sample_size: int, seed_space: Mapping[str, Sequence[int]] | None = None,
-               training: Mapping[str, Any] | None = None) -> str:
+               training: Mapping[str, Any] | None = None, ops: Sequence[str] | None = None) -> str:
     """The preset's text with the benchmark's overrides appended (the training settings stay the
     preset's, plus ``training``, the same for both methods: e.g. augmentation). ``seed_space``:
-    choices that replace the preset's seed ``width``/``depth`` (morphism)."""
+    choices that replace the preset's seed ``width``/``depth`` (morphism); ``ops``: the
+    transforms the morphism draws (its searcher option ``ops``)."""
     lines = [PRESET_FILE.read_text(), "", f"# ----- benchmarks/morphism.py: {method} -----",
              "from ray import tune  # noqa: E402", f"EXPERIMENT = {{**EXPERIMENT, **{dict(overrides)!r}}}"]
     if training:
@@ -128,6 +130,9 @@ def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int],
     if method == "morphism" and seed_space:
         choices = ", ".join(f"{key!r}: tune.choice({list(values)!r})" for key, values in seed_space.items())
         lines.append(f"PARAM_SPACE = {{**PARAM_SPACE, {choices}}}")
+    if method == "morphism" and ops:
+        lines.append(f"EXPERIMENT = {{**EXPERIMENT, 'searcher_options': {{**EXPERIMENT['searcher_options'], "
+                     f"'ops': {list(ops)!r}}}}}")
     if method == "evolution":
         lines += ["EXPERIMENT = {**EXPERIMENT, 'searcher': 'evolution', 'scheduler': 'none', 'searcher_options': "
                   f"{{'population_size': {population}, 'sample_size': {sample_size}}}}}",
@@ -357,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse", action="store_true", help="read runs whose summary.json exists instead of rerunning")
     parser.add_argument("--seed-widths", help="comma-separated widths replacing the preset's seed choices (morphism)")
     parser.add_argument("--seed-depths", help="comma-separated depths replacing the preset's seed choices (morphism)")
+    parser.add_argument("--ops", help="comma-separated transforms the morphism draws (its searcher option ops; "
+                        "e.g. widen,widen_all,deepen,skip,kernel)")
     parser.add_argument("--tag", default="preset", help="prefix of the experiment names: <tag>-<dataset>-s<seed>-<method>")
     parser.add_argument("--plot", type=Path, help="the lineage plot (first data set, all seeds)")
     args = parser.parse_args(argv)
@@ -382,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
         if not seed_space[key] or min(seed_space[key]) < 1:
             parser.error(f"--seed-{key}s {text}: rule: comma-separated integers >= 1")
 
+    ops = [op for op in args.ops.split(",") if op] if args.ops is not None else None
+    if ops is not None and (not ops or set(ops) - set(MORPH_KEYS)):
+        parser.error(f"--ops {args.ops}: rule: a comma-separated list of {', '.join(MORPH_KEYS)}")
     preset = load_space(PRESET)
     settings = morphism_settings(preset.spec.searcher_options)
     max_epochs = args.max_epochs or preset.spec.max_epochs
@@ -407,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         for method in METHODS:
             files[method] = spaces / f"{method}_{dataset}.py"
             files[method].write_text(space_text(method, overrides, widths, depths, settings["seed_trials"],
-                                                settings["sample_size"], seed_space, training))
+                                                settings["sample_size"], seed_space, training, ops))
         for seed in seeds:
             summaries, walls = {}, {}
             for method in METHODS:
@@ -459,6 +469,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps({
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
             "settings": {"preset": PRESET, "tag": args.tag, "seed_space": seed_space or "the preset's",
+                         "ops": ops or "the preset's",
                          "num_samples": num_samples, "max_epochs": max_epochs, **settings,
                          "evolution_widths": widths, "evolution_depths": depths, "seeds": seeds, "datasets": datasets,
                          "train_fraction_fashion": args.train_fraction,

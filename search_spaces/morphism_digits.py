@@ -3,8 +3,8 @@
 The first 4 trials train small ``morph_net`` chains (width 8 or 16, 3 or 4 conv-BN-ReLU layers,
 pooling while the map stays >= 2 px: no morph adds a pool, so the seeds set them) from scratch
 for 6 epochs; every later trial is the child of a finished one (a tournament of
-3): one or two function-preserving transforms (widen a layer or every layer, insert a layer, add
-a skip, grow a kernel) of the parent's network, starting from the parent's trained weights, for 2 epochs at
+3): one or two function-preserving transforms (widen a layer, insert a layer, add a skip, grow
+a kernel) of the parent's network, starting from the parent's trained weights, for 2 epochs at
 0.3 × the parent's learning rate.
 Each child measures its validation accuracy before its first epoch (``warm_start_val_acc``:
 the parent's, when the transforms preserved the function); summary.json records ``parent``

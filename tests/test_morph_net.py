@@ -30,9 +30,9 @@ from tune_nas.spaces.morph_spec import (
 )
 
 TOLERANCE = 1e-5
-LIMITS = MorphLimits(max_layers=8, max_channels=12, max_kernel=5)
-SHAPES = [(3, 7), (1, 28), (2, 9)]  # (in_channels, image_size): odd sizes pool with ceil_mode
 OPS = ("widen", "widen_all", "deepen", "skip", "kernel")
+LIMITS = MorphLimits(max_layers=8, max_channels=12, max_kernel=5, ops=OPS)
+SHAPES = [(3, 7), (1, 28), (2, 9)]  # (in_channels, image_size): odd sizes pool with ceil_mode
 
 
 def random_spec(rng: random.Random, image_size: int) -> MorphSpec:
@@ -288,8 +288,10 @@ def test_a_bad_morph_is_refused_in_one_line_naming_the_key(morph, key):
 
 
 def test_possible_morphs_are_all_valid_within_the_limits_and_complete():
-    limits = MorphLimits(max_layers=4, max_channels=8, max_kernel=5)
+    limits = MorphLimits(max_layers=4, max_channels=8, max_kernel=5, ops=OPS)
     morphs = possible_morphs(SPEC, limits)
+    assert [m for m in possible_morphs(SPEC, MorphLimits(max_layers=4, max_channels=8, max_kernel=5))
+            if m["op"] == "widen_all"] == []  # opt-in
     by_op = {op: [m for m in morphs if m["op"] == op] for op in OPS}
     assert by_op["widen"] == [{"op": "widen", "layer": 0, "channels": 6, "seed": 0, "split": "random"},
                               {"op": "widen", "layer": 0, "channels": 8, "seed": 0, "split": "random"},
@@ -309,8 +311,11 @@ def test_possible_morphs_are_all_valid_within_the_limits_and_complete():
             assert all(layer.channels <= max(LIMITS.max_channels, old.channels) and layer.kernel <= 5
                        for layer, old in zip(grown.layers, spec.layers))
     full = MorphSpec((Layer(8, 5, False), Layer(8, 5, False)), ((0, 1),))
-    assert possible_morphs(full, MorphLimits(max_layers=2, max_channels=8, max_kernel=5)) == []
-    assert random_morph(full, random.Random(0), MorphLimits(max_layers=2, max_channels=8, max_kernel=5)) is None
+    assert possible_morphs(full, MorphLimits(max_layers=2, max_channels=8, max_kernel=5, ops=OPS)) == []
+    assert random_morph(full, random.Random(0), MorphLimits(max_layers=2, max_channels=8, max_kernel=5, ops=OPS)) is None
+    for ops in ((), ("widen", "shrink"), "widen"):
+        with pytest.raises(ValueError, match="ops="):
+            MorphLimits(ops=ops)
 
 
 @pytest.mark.parametrize("rng_factory", [random.Random, np.random.RandomState, np.random.default_rng])

@@ -32,7 +32,7 @@ from test_faults import (  # noqa: F401  (ray_env: a fixture)
 
 from tune_nas.search.morphism import MORPHS_ATTR, PARENT_ATTR, MorphismSampler, is_parent
 from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings, create_sampler
-from tune_nas.spaces.morph_spec import MorphLimits, MorphSpec, apply_to_spec, describe, small_spec
+from tune_nas.spaces.morph_spec import MorphLimits, MorphSpec, apply_to_spec, describe, possible_morphs, small_spec
 from tune_nas.states import final_state
 
 LR = FloatDistribution(1e-4, 1e-1, log=True)
@@ -222,6 +222,10 @@ def test_options_reach_the_sampler():
                                                   max_layers=6, max_channels=64, max_kernel=5))
     assert (sampler.seed_trials, sampler.sample_size, sampler.max_morphs, sampler.child_epochs) == (5, 4, 1, 3)
     assert sampler.limits == MorphLimits(max_layers=6, max_channels=64, max_kernel=5)
+    assert "widen_all" not in sampler.limits.ops  # opt-in
+    chosen = create_sampler("morphism", _settings(ops=["widen_all", "deepen", "widen_all"]))
+    assert chosen.limits.ops == ("widen_all", "deepen")
+    assert {m["op"] for m in possible_morphs(small_spec(8, 3), chosen.limits)} == {"widen_all", "deepen"}
 
 
 @pytest.mark.parametrize("options, named", [
@@ -231,6 +235,9 @@ def test_options_reach_the_sampler():
     ({"max_morphs": True}, "'max_morphs'"),
     ({"max_channels": -8}, "'max_channels'"),
     ({"max_kernel": 4}, "'max_kernel'"),
+    ({"ops": []}, "'ops'"),
+    ({"ops": "widen"}, "'ops'"),
+    ({"ops": ["widen", "shrink"]}, "'ops'"),
 ])
 def test_bad_options_are_refused_in_one_line_naming_the_option(options, named):
     with pytest.raises(SearcherError) as info:

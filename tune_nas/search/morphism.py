@@ -4,8 +4,8 @@ Every other searcher trains each trial from scratch. Here, after ``seed_trials``
 train the space's own (small) architectures from scratch, every new trial is the child of a
 finished one: a tournament of ``sample_size`` COMPLETE trials (drawn uniformly, the best by the
 objective wins; the younger on a tie) picks the parent, one or two (``max_morphs``) random
-function-preserving transforms of its architecture — widen a layer, widen every layer, insert a
-layer, add a skip, grow a kernel (:func:`tune_nas.spaces.morph_spec.random_morph`, within ``max_layers``,
+function-preserving transforms of its architecture — widen a layer (or, opted in, every layer),
+insert a layer, add a skip, grow a kernel (:func:`tune_nas.spaces.morph_spec.random_morph`, within ``max_layers``,
 ``max_channels``, ``max_kernel``) — give the child's, and the child starts from the parent's
 trained weights, morphed, for ``child_epochs`` epochs instead of the full budget. The child
 keeps its parent's training hyperparameters.
@@ -25,7 +25,9 @@ The model must be morphable (``morph_net``). Options (``searcher_options``): ``s
 default 2: each child draws 1 .. max_morphs), ``child_epochs`` (int >= 1, default 2),
 ``max_layers`` (default 8), ``max_channels`` (default 128), ``max_kernel`` (default 7),
 ``child_lr_scale`` (float in (0, 1], default :data:`CHILD_LR_SCALE`: a child's learning rate is
-its parent's times this).
+its parent's times this), ``ops`` (the transforms drawn, default
+:data:`~tune_nas.spaces.morph_spec.DEFAULT_OPS`: ``widen``, ``deepen``, ``skip``, ``kernel``;
+``widen_all`` — every layer widened at once — is opt-in).
 Single-objective studies only.
 """
 
@@ -41,7 +43,15 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings
-from tune_nas.spaces.morph_spec import MorphLimits, MorphSpec, apply_to_spec, describe, random_morph
+from tune_nas.spaces.morph_spec import (
+    DEFAULT_OPS,
+    MORPH_KEYS,
+    MorphLimits,
+    MorphSpec,
+    apply_to_spec,
+    describe,
+    random_morph,
+)
 
 #: A child fine-tunes trained weights: its learning rate is its parent's times this (Net2Net's
 #: students train at a lower rate than their teachers; at the parent's full rate a child's first
@@ -62,8 +72,11 @@ def _positive_int(value: Any) -> bool:
 
 def create_sampler(settings: SearcherSettings):
     names = ("seed_trials", "sample_size", "max_morphs", "child_epochs", "max_layers", "max_channels", "max_kernel")
-    settings.check_known("morphism", (*names, "child_lr_scale"))
+    settings.check_known("morphism", (*names, "child_lr_scale", "ops"))
     settings.check_single_objective("morphism")
+    ops = settings.take("ops", list(DEFAULT_OPS), lambda v: isinstance(v, (list, tuple)) and bool(v)
+                        and all(isinstance(op, str) and op in MORPH_KEYS for op in v),
+                        f"a non-empty list of {', '.join(MORPH_KEYS)}")
     lr_scale = settings.take("child_lr_scale", CHILD_LR_SCALE, lambda v: isinstance(v, (int, float))
                              and not isinstance(v, bool) and 0 < v <= 1, "a number in (0, 1]")
     values = {}
@@ -73,7 +86,7 @@ def create_sampler(settings: SearcherSettings):
         raise SearcherError(f"searcher_options['max_kernel']={values['max_kernel']}: rule: an odd integer (a kernel keeps "
                             "the image size with 'same' padding)")
     limits = MorphLimits(max_layers=values.pop("max_layers"), max_channels=values.pop("max_channels"),
-                         max_kernel=values.pop("max_kernel"))
+                         max_kernel=values.pop("max_kernel"), ops=tuple(dict.fromkeys(ops)))
     return MorphismSampler(limits=limits, seed=settings.seed, child_lr_scale=float(lr_scale), **values)
 
 
