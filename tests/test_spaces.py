@@ -47,7 +47,7 @@ def test_define_by_run_sample_has_conditional_params():
 
 
 BAD = [
-    ("EXPERIMENT = {'max_epochs': 3}\n", "defines neither PARAM_SPACE and define_by_run"),
+    ("EXPERIMENT = {'max_epochs': 3}\n", "defines neither PARAM_SPACE nor define_by_run"),
     ("PARAM_SPACE = {'lr': 0.1}\n", "EXPERIMENT is NoneType"),
     ("EXPERIMENT = {'max_epoch': 3}\nPARAM_SPACE = {'lr': 0.1}\n", "unknown EXPERIMENT key 'max_epoch' (did you mean 'max_epochs'?)"),
     ("EXPERIMENT = {'max_epochs': -1}\nPARAM_SPACE = {'lr': 0.1}\n", "max_epochs=-1: rule: a positive integer"),

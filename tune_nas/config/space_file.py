@@ -324,8 +324,8 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
     param_space = getattr(module, "PARAM_SPACE", None)
     define_by_run = getattr(module, "define_by_run", None)
     if (param_space is None) == (define_by_run is None):
-        raise SpaceError(f"{path}: defines {'both' if param_space is not None else 'neither'} "
-                         "PARAM_SPACE and define_by_run; rule: exactly one of them")
+        found = "both PARAM_SPACE and" if param_space is not None else "neither PARAM_SPACE nor"
+        raise SpaceError(f"{path}: defines {found} define_by_run; rule: exactly one of them")
     if define_by_run is not None:
         if not callable(define_by_run) or len(inspect.signature(define_by_run).parameters) != 1:
             raise SpaceError(f"{path}: define_by_run{_signature(define_by_run)}: rule: a function "
