@@ -69,5 +69,5 @@ def create_sampler(settings: SearcherSettings):
     crossover = settings.take("crossover_prob", 0.9, _is_probability, "a number in [0, 1]")
     swapping = settings.take("swapping_prob", 0.5, _is_probability, "a number in [0, 1]")
     return NSGAIISampler(population_size=population, seed=settings.seed,
-                                         mutation_prob=None if mutation is None else float(mutation),
-                                         crossover_prob=float(crossover), swapping_prob=float(swapping))
+                         mutation_prob=None if mutation is None else float(mutation),
+                         crossover_prob=float(crossover), swapping_prob=float(swapping))
