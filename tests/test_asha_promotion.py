@@ -230,17 +230,19 @@ def test_adapter_keeps_fifo_for_a_policy_that_never_pauses():
 # --------------------------------------------------------------------------- a real search
 
 PROMOTION_SPACE = '''
-from ray import tune
-
 EXPERIMENT = {
     "dataset": "digits", "model": "small_cnn", "metric": "val/acc", "mode": "max",
     "max_epochs": 4, "grace_period": 1, "reduction_factor": 2, "num_samples": 8,
     "scheduler": "asha_promotion", "n_startup_trials": 8, "checkpoint_every": 4,
 }
-PARAM_SPACE = {
-    "optimizer": "adamw", "lr": tune.loguniform(1e-3, 3e-2), "batch_size": 64,
-    "width": tune.choice([8, 16]), "depth": tune.randint(1, 3),
-}
+
+
+def define_by_run(trial):
+    # trials 0 and 1 (started together) learn fast, every later one barely: whichever of the two
+    # reaches rung 1 first waits there (n = 1), and it is promoted from there at the latest when
+    # four trials are recorded (it is in their top 2) -- whatever the order of arrivals
+    trial.suggest_categorical("width", [8, 16])
+    return {"optimizer": "adamw", "batch_size": 64, "depth": 2, "lr": 0.02 if trial.number < 2 else 1e-5}
 '''
 
 
@@ -296,6 +298,7 @@ def test_a_real_search_pauses_resumes_from_the_rung_and_trains_no_epoch_twice(tm
     resumed = {ot.number: ot.user_attrs["resumed_after_epochs"] for ot in study.trials
                if "resumed_after_epochs" in ot.user_attrs}
     assert resumed, "no trial was paused and resumed"
+    assert 1 in resumed.get(0, []) + resumed.get(1, [])  # the fast starter that waited at rung 1
     for number, after in resumed.items():
         assert trials[number]["resumed_after"] == after and set(after) <= {1, 2}
         assert trials[number]["epochs"] > max(after)  # it went on past the rung it waited at
