@@ -279,4 +279,3 @@ def test_a_searcher_survives_pickling_mid_study(searcher):
                                            "p0": trial.suggest_categorical("p0", CHOICES)})
         study.tell(trial, state=TrialState.FAIL)
     assert nexts[0] == nexts[1]
-

@@ -66,6 +66,8 @@ MORPH_KEYS: dict[str, tuple[str, ...]] = {
 #: ``widen_all`` is opt-in (measured in the README's "Network morphism": it grew the networks,
 #: and moved the best accuracy by -0.35 to +0.8 points, within the runs' noise).
 DEFAULT_OPS: tuple[str, ...] = ("widen", "deepen", "skip", "kernel")
+#: The operations that copy channels: they carry a ``seed`` and may have a ``split``.
+WIDENING_OPS: tuple[str, ...] = ("widen", "widen_all")
 SPLITS = ("equal", "random")
 MAX_SEED = 2**32 - 1  # numpy.random.RandomState's seed range
 
@@ -241,14 +243,14 @@ def check_morph(spec: MorphSpec, morph: Mapping[str, Any]) -> None:
         _refuse(morph, "op", op, f"one of {', '.join(MORPH_KEYS)}")
     op = morph["op"]
     required = MORPH_KEYS[op]
-    splits = op in ("widen", "widen_all")
-    allowed = {"op", *required, *(("split",) if splits else ())}
+    widening = op in WIDENING_OPS
+    allowed = {"op", *required, *(("split",) if widening else ())}
     missing, unknown = [k for k in required if k not in morph], sorted(set(morph) - allowed)
     if missing or unknown:
         _refuse(dict(morph), "keys", sorted(morph), f"a {op} morph has exactly op, {', '.join(required)}"
-                + (" and optionally split" if splits else ""))
+                + (" and optionally split" if widening else ""))
     n = spec.num_layers
-    if splits:
+    if widening:
         if not _is_int(morph["seed"]) or not 0 <= morph["seed"] <= MAX_SEED:
             _refuse(dict(morph), "seed", morph["seed"], f"an integer 0..{MAX_SEED}")
         if morph.get("split", "equal") not in SPLITS:
@@ -409,6 +411,6 @@ def random_morph(spec: MorphSpec, rng: Any, limits: MorphLimits | None = None) -
     ops: Sequence[str] = sorted(by_op)
     candidates = by_op[ops[_draw(rng, len(ops))]]
     morph = dict(candidates[_draw(rng, len(candidates))])
-    if morph["op"] in ("widen", "widen_all"):
+    if morph["op"] in WIDENING_OPS:
         morph["seed"] = _draw(rng, 2**31)
     return morph
