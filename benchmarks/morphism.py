@@ -4,6 +4,7 @@
         [--datasets digits,fashion] [--seeds 0,1,2] [--num-samples N] [--max-epochs N] \\
         [--fashion PATH] [--train-fraction 0.05] [--fashion-augment] \\
         [--seed-widths 8,16 --seed-depths 3,4] [--ops widen,widen_all,...] [--tag NAME] [--reuse] \\
+        [--child-epochs N] [--child-lr-scale X] [--tournament N] \\
         [--plot docs/morphism-lineage-digits.png]
 
 For every data set and seed, two real searches (``python -m tune_nas.launch``, Ray, the
@@ -39,6 +40,10 @@ JSON (settings, machine, date); ``--plot`` draws the lineage of the first seed's
 (validation accuracy against cumulative epochs, parent → child edges, evolution beside it) and
 every child's accuracy against its parent's. ``--reuse`` reads runs whose summary.json exists
 in ``--trials-dir`` instead of running them again (same names: ``<tag>-<dataset>-s<seed>-<method>``).
+``--child-epochs``, ``--child-lr-scale`` and ``--tournament`` (the parent tournament's size)
+replace the preset's morphism options (evolution keeps the preset's tournament); with
+``--max-epochs 2 --child-epochs 1 --tournament 6`` the benchmark runs the README's
+"when training limits accuracy" comparison.
 ``--seed-widths``/``--seed-depths`` replace the preset's seed choices (the morphism's starting
 networks; evolution's widths then start at the smallest of them): see the README's "Network
 morphism" for why the preset's own seeds hold the morphism back.
@@ -118,11 +123,12 @@ def dataset_overrides(dataset: str, fashion: Path, train_fraction: float) -> dic
 
 def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int], depths: Sequence[int],
                population: int, sample_size: int, seed_space: Mapping[str, Sequence[int]] | None = None,
-               training: Mapping[str, Any] | None = None, ops: Sequence[str] | None = None) -> str:
+               training: Mapping[str, Any] | None = None, morph_options: Mapping[str, Any] | None = None) -> str:
     """The preset's text with the benchmark's overrides appended (the training settings stay the
     preset's, plus ``training``, the same for both methods: e.g. augmentation). ``seed_space``:
-    choices that replace the preset's seed ``width``/``depth`` (morphism); ``ops``: the
-    transforms the morphism draws (its searcher option ``ops``)."""
+    choices that replace the preset's seed ``width``/``depth`` (morphism); ``morph_options``:
+    searcher options that replace the preset's (morphism: ``ops``, ``child_epochs``,
+    ``child_lr_scale``)."""
     lines = [PRESET_FILE.read_text(), "", f"# ----- benchmarks/morphism.py: {method} -----",
              "from ray import tune  # noqa: E402", f"EXPERIMENT = {{**EXPERIMENT, **{dict(overrides)!r}}}"]
     if training:
@@ -130,9 +136,9 @@ def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int],
     if method == "morphism" and seed_space:
         choices = ", ".join(f"{key!r}: tune.choice({list(values)!r})" for key, values in seed_space.items())
         lines.append(f"PARAM_SPACE = {{**PARAM_SPACE, {choices}}}")
-    if method == "morphism" and ops:
+    if method == "morphism" and morph_options:
         lines.append(f"EXPERIMENT = {{**EXPERIMENT, 'searcher_options': {{**EXPERIMENT['searcher_options'], "
-                     f"'ops': {list(ops)!r}}}}}")
+                     f"**{dict(morph_options)!r}}}}}")
     if method == "evolution":
         lines += ["EXPERIMENT = {**EXPERIMENT, 'searcher': 'evolution', 'scheduler': 'none', 'searcher_options': "
                   f"{{'population_size': {population}, 'sample_size': {sample_size}}}}}",
@@ -364,6 +370,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed-depths", help="comma-separated depths replacing the preset's seed choices (morphism)")
     parser.add_argument("--ops", help="comma-separated transforms the morphism draws (its searcher option ops; "
                         "e.g. widen,widen_all,deepen,skip,kernel)")
+    parser.add_argument("--child-epochs", type=int, help="override the preset's child_epochs (searcher option)")
+    parser.add_argument("--child-lr-scale", type=float, help="override the preset's child_lr_scale (searcher option)")
+    parser.add_argument("--tournament", type=int, help="override the morphism's tournament size (searcher option "
+                        "sample_size; evolution keeps the preset's)")
     parser.add_argument("--tag", default="preset", help="prefix of the experiment names: <tag>-<dataset>-s<seed>-<method>")
     parser.add_argument("--plot", type=Path, help="the lineage plot (first data set, all seeds)")
     args = parser.parse_args(argv)
@@ -392,8 +402,24 @@ def main(argv: list[str] | None = None) -> None:
     ops = [op for op in args.ops.split(",") if op] if args.ops is not None else None
     if ops is not None and (not ops or set(ops) - set(MORPH_KEYS)):
         parser.error(f"--ops {args.ops}: rule: a comma-separated list of {', '.join(MORPH_KEYS)}")
+    if args.child_epochs is not None and args.child_epochs < 1:
+        parser.error(f"--child-epochs {args.child_epochs}: rule: an integer >= 1")
+    if args.child_lr_scale is not None and not 0 < args.child_lr_scale <= 1:
+        parser.error(f"--child-lr-scale {args.child_lr_scale}: rule: 0 < scale <= 1")
+    morph_options: dict[str, Any] = {}
+    if ops is not None:
+        morph_options["ops"] = ops
+    if args.child_epochs is not None:
+        morph_options["child_epochs"] = args.child_epochs
+    if args.child_lr_scale is not None:
+        morph_options["child_lr_scale"] = args.child_lr_scale
+    if args.tournament is not None:
+        if args.tournament < 1:
+            parser.error(f"--tournament {args.tournament}: rule: an integer >= 1")
+        morph_options["sample_size"] = args.tournament
     preset = load_space(PRESET)
-    settings = morphism_settings(preset.spec.searcher_options)
+    settings = morphism_settings({**preset.spec.searcher_options, **morph_options})
+    evolution_tournament = morphism_settings(preset.spec.searcher_options)["sample_size"]
     max_epochs = args.max_epochs or preset.spec.max_epochs
     objective = Objective(preset.spec.metric, preset.spec.mode)
     num_samples = args.num_samples or equal_budget_samples(preset.spec.num_samples, settings["seed_trials"], max_epochs,
@@ -417,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
         for method in METHODS:
             files[method] = spaces / f"{method}_{dataset}.py"
             files[method].write_text(space_text(method, overrides, widths, depths, settings["seed_trials"],
-                                                settings["sample_size"], seed_space, training, ops))
+                                                evolution_tournament, seed_space, training, morph_options))
         for seed in seeds:
             summaries, walls = {}, {}
             for method in METHODS:
@@ -469,7 +495,7 @@ def main(argv: list[str] | None = None) -> None:
         args.out.write_text(json.dumps({
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
             "settings": {"preset": PRESET, "tag": args.tag, "seed_space": seed_space or "the preset's",
-                         "ops": ops or "the preset's",
+                         "ops": ops or "the preset's", "child_lr_scale": morph_options.get("child_lr_scale", "the preset's"),
                          "num_samples": num_samples, "max_epochs": max_epochs, **settings,
                          "evolution_widths": widths, "evolution_depths": depths, "seeds": seeds, "datasets": datasets,
                          "train_fraction_fashion": args.train_fraction,
