@@ -99,7 +99,7 @@ def test_a_child_gets_its_arch_the_warm_start_and_its_lineage():
         trial, handed = _ask_child(study)
         assert set(handed) == {"arch", "warm_start"}
         warm = handed["warm_start"]
-        assert set(warm) == {"parent", "parent_arch", "checkpoint", "morphs", "epochs", "lr_scale"}
+        assert set(warm) == {"parent", "parent_arch", "checkpoint", "morphs", "epochs", "lr_scale"}  # no warm-up given
         assert warm["lr_scale"] == 1.0  # MorphismSampler's own default; the searcher's factory sets 0.3
         assert warm["parent"] == 1  # the better one: the tournament holds both
         assert warm["parent_arch"] == parents[1].user_attrs["arch"]
@@ -238,6 +238,9 @@ def test_options_reach_the_sampler():
     ({"ops": []}, "'ops'"),
     ({"ops": "widen"}, "'ops'"),
     ({"ops": ["widen", "shrink"]}, "'ops'"),
+    ({"child_warmup_epochs": -0.5}, "'child_warmup_epochs'"),
+    ({"child_warmup_epochs": float("nan")}, "'child_warmup_epochs'"),
+    ({"child_warmup_epochs": "1"}, "'child_warmup_epochs'"),
 ])
 def test_bad_options_are_refused_in_one_line_naming_the_option(options, named):
     with pytest.raises(SearcherError) as info:
@@ -366,6 +369,27 @@ def test_a_child_fine_tunes_at_its_lr_scale(digits, trained_parent):
     assert len(rates[0]) == len(rates[1]) == 2
     for at_full, at_tenth in zip(*rates):
         assert at_tenth == pytest.approx(0.1 * at_full, rel=1e-6)
+
+
+def test_a_child_warms_up_for_its_warmup_epochs(digits, trained_parent):
+    """``warmup_epochs`` in the warm start replaces the child's warm-up: with one epoch of it, a
+    2-epoch child's cosine starts after epoch 1, so its rate there is the full one — twice that of
+    the same child without it (halfway down its cosine) — and both end at zero."""
+    plain = _child_config(trained_parent, epochs=2)
+    warmed = {**plain, "warm_start": {**plain["warm_start"], "warmup_epochs": 1.0}}
+    rates = [[r["lr"] for r in _run_child(digits, config)] for config in (plain, warmed)]
+    assert rates[1][0] == pytest.approx(2 * rates[0][0], rel=1e-6)
+    assert rates[1][0] == pytest.approx(PARENT_CONFIG["lr"], rel=1e-6)
+    assert rates[0][1] == pytest.approx(0.0, abs=1e-9) and rates[1][1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_searcher_hands_its_children_their_warmup():
+    parents = [_parent(0.7, 0), _parent(0.95, 1)]
+    study, _ = _study(parents, sample_size=2, child_warmup_epochs=0.25)
+    _, handed = _ask_child(study)
+    assert handed["warm_start"]["warmup_epochs"] == 0.25
+    assert create_sampler("morphism", _settings(child_warmup_epochs=1)).child_warmup_epochs == 1.0
+    assert create_sampler("morphism", _settings()).child_warmup_epochs is None  # the parent's own, by default
 
 
 def test_a_missing_parent_checkpoint_fails_the_child_in_one_line_naming_the_parent(digits, trained_parent, tmp_path):

@@ -25,7 +25,9 @@ The model must be morphable (``morph_net``). Options (``searcher_options``): ``s
 default 2: each child draws 1 .. max_morphs), ``child_epochs`` (int >= 1, default 2),
 ``max_layers`` (default 8), ``max_channels`` (default 128), ``max_kernel`` (default 7),
 ``child_lr_scale`` (float in (0, 1], default :data:`CHILD_LR_SCALE`: a child's learning rate is
-its parent's times this), ``ops`` (the transforms drawn, default
+its parent's times this), ``child_warmup_epochs`` (a number >= 0: a child's linear warm-up of
+the learning rate, in epochs, before its schedule; default: its parent's ``warmup_epochs`` —
+a child's AdamW starts with empty moments), ``ops`` (the transforms drawn, default
 :data:`~tune_nas.spaces.morph_spec.DEFAULT_OPS`: ``widen``, ``deepen``, ``skip``, ``kernel``;
 ``widen_all`` — every layer widened at once — is opt-in).
 Single-objective studies only.
@@ -72,13 +74,15 @@ def _positive_int(value: Any) -> bool:
 
 def create_sampler(settings: SearcherSettings):
     names = ("seed_trials", "sample_size", "max_morphs", "child_epochs", "max_layers", "max_channels", "max_kernel")
-    settings.check_known("morphism", (*names, "child_lr_scale", "ops"))
+    settings.check_known("morphism", (*names, "child_lr_scale", "child_warmup_epochs", "ops"))
     settings.check_single_objective("morphism")
     ops = settings.take("ops", list(DEFAULT_OPS), lambda v: isinstance(v, (list, tuple)) and bool(v)
                         and all(isinstance(op, str) and op in MORPH_KEYS for op in v),
                         f"a non-empty list of {', '.join(MORPH_KEYS)}")
     lr_scale = settings.take("child_lr_scale", CHILD_LR_SCALE, lambda v: isinstance(v, (int, float))
                              and not isinstance(v, bool) and 0 < v <= 1, "a number in (0, 1]")
+    warmup = settings.take("child_warmup_epochs", None, lambda v: v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")), "a number >= 0")
     values = {}
     for name, default in zip(names, (4, 3, 2, 2, 8, 128, 7)):
         values[name] = settings.take(name, default, _positive_int, "an integer >= 1")
@@ -87,7 +91,8 @@ def create_sampler(settings: SearcherSettings):
                             "the image size with 'same' padding)")
     limits = MorphLimits(max_layers=values.pop("max_layers"), max_channels=values.pop("max_channels"),
                          max_kernel=values.pop("max_kernel"), ops=tuple(dict.fromkeys(ops)))
-    return MorphismSampler(limits=limits, seed=settings.seed, child_lr_scale=float(lr_scale), **values)
+    return MorphismSampler(limits=limits, seed=settings.seed, child_lr_scale=float(lr_scale),
+                           child_warmup_epochs=None if warmup is None else float(warmup), **values)
 
 
 def is_parent(trial: FrozenTrial) -> bool:
@@ -101,9 +106,9 @@ class MorphismSampler(BaseSampler):
 
     def __init__(self, limits: MorphLimits | None = None, seed_trials: int = 4, sample_size: int = 3,
                  max_morphs: int = 2, child_epochs: int = 2, seed: int | None = None,
-                 child_lr_scale: float = 1.0) -> None:
+                 child_lr_scale: float = 1.0, child_warmup_epochs: float | None = None) -> None:
         self.limits = limits or MorphLimits()
-        self.child_lr_scale = child_lr_scale
+        self.child_lr_scale, self.child_warmup_epochs = child_lr_scale, child_warmup_epochs
         self.seed_trials, self.sample_size = seed_trials, sample_size
         self.max_morphs, self.child_epochs = max_morphs, child_epochs
         self._seed = seed
@@ -132,11 +137,12 @@ class MorphismSampler(BaseSampler):
                 break
             morphs.append(morph)
             spec = apply_to_spec(spec, morph)
-        storage.set_trial_system_attr(trial._trial_id, CONFIG_ATTR, {
-            "arch": spec.to_json(),
-            "warm_start": {"parent": parent.number, "parent_arch": parent.user_attrs["arch"],
-                           "checkpoint": parent.user_attrs["checkpoint"], "morphs": morphs,
-                           "epochs": self.child_epochs, "lr_scale": self.child_lr_scale}})
+        warm = {"parent": parent.number, "parent_arch": parent.user_attrs["arch"],
+                "checkpoint": parent.user_attrs["checkpoint"], "morphs": morphs,
+                "epochs": self.child_epochs, "lr_scale": self.child_lr_scale}
+        if self.child_warmup_epochs is not None:
+            warm["warmup_epochs"] = self.child_warmup_epochs
+        storage.set_trial_system_attr(trial._trial_id, CONFIG_ATTR, {"arch": spec.to_json(), "warm_start": warm})
         storage.set_trial_user_attr(trial._trial_id, PARENT_ATTR, parent.number)
         storage.set_trial_user_attr(trial._trial_id, MORPHS_ATTR, [describe(m) for m in morphs])
         storage.set_trial_system_attr(trial._trial_id, DECIDED_ATTR, "child")

@@ -272,7 +272,8 @@ def _train(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup, repor
     measured = resumed.get(WARM_START_CKPT_KEY, {}).get(WARM_START_VAL_ACC) if warm else None
     if warm:  # a child of the morphism searcher: its own budget, a fine-tuning learning rate
         setup = dataclasses.replace(setup, max_epochs=max(1, min(setup.max_epochs, int(warm["epochs"]))))
-        training = dataclasses.replace(training, lr=training.lr * float(warm.get("lr_scale", 1.0)))
+        training = dataclasses.replace(training, lr=training.lr * float(warm.get("lr_scale", 1.0)),
+                                       warmup_epochs=float(warm.get("warmup_epochs", training.warmup_epochs)))
     if warm and measured is None:  # its parent's weights, morphed
         from tune_nas.trial.warm_start import WarmStartError, warm_started_model
 
