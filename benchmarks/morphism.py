@@ -43,7 +43,7 @@ in ``--trials-dir`` instead of running them again (same names: ``<tag>-<dataset>
 ``--child-epochs``, ``--child-lr-scale`` and ``--tournament`` (the parent tournament's size)
 replace the preset's morphism options (evolution keeps the preset's tournament); with
 ``--max-epochs 2 --child-epochs 1 --tournament 6`` the benchmark runs the README's
-"when training limits accuracy" comparison.
+"short trials" comparison.
 ``--seed-widths``/``--seed-depths`` replace the preset's seed choices (the morphism's starting
 networks; evolution's widths then start at the smallest of them): see the README's "Network
 morphism" for why the preset's own seeds hold the morphism back.
@@ -128,7 +128,7 @@ def space_text(method: str, overrides: Mapping[str, Any], widths: Sequence[int],
     preset's, plus ``training``, the same for both methods: e.g. augmentation). ``seed_space``:
     choices that replace the preset's seed ``width``/``depth`` (morphism); ``morph_options``:
     searcher options that replace the preset's (morphism: ``ops``, ``child_epochs``,
-    ``child_lr_scale``)."""
+    ``child_lr_scale``, ``sample_size``)."""
     lines = [PRESET_FILE.read_text(), "", f"# ----- benchmarks/morphism.py: {method} -----",
              "from ray import tune  # noqa: E402", f"EXPERIMENT = {{**EXPERIMENT, **{dict(overrides)!r}}}"]
     if training:
