@@ -406,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--child-epochs {args.child_epochs}: rule: an integer >= 1")
     if args.child_lr_scale is not None and not 0 < args.child_lr_scale <= 1:
         parser.error(f"--child-lr-scale {args.child_lr_scale}: rule: 0 < scale <= 1")
+    if args.tournament is not None and args.tournament < 1:
+        parser.error(f"--tournament {args.tournament}: rule: an integer >= 1")
     morph_options: dict[str, Any] = {}
     if ops is not None:
         morph_options["ops"] = ops
@@ -414,8 +416,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.child_lr_scale is not None:
         morph_options["child_lr_scale"] = args.child_lr_scale
     if args.tournament is not None:
-        if args.tournament < 1:
-            parser.error(f"--tournament {args.tournament}: rule: an integer >= 1")
         morph_options["sample_size"] = args.tournament
     preset = load_space(PRESET)
     settings = morphism_settings({**preset.spec.searcher_options, **morph_options})

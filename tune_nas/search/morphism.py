@@ -47,12 +47,13 @@ from optuna.trial import FrozenTrial, TrialState
 from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings
 from tune_nas.spaces.morph_spec import (
     DEFAULT_OPS,
-    MORPH_KEYS,
+    OPS_RULE,
     MorphLimits,
     MorphSpec,
     apply_to_spec,
     describe,
     random_morph,
+    valid_ops,
 )
 
 #: A child fine-tunes trained weights: its learning rate is its parent's times this (Net2Net's
@@ -76,9 +77,7 @@ def create_sampler(settings: SearcherSettings):
     names = ("seed_trials", "sample_size", "max_morphs", "child_epochs", "max_layers", "max_channels", "max_kernel")
     settings.check_known("morphism", (*names, "child_lr_scale", "child_warmup_epochs", "ops"))
     settings.check_single_objective("morphism")
-    ops = settings.take("ops", list(DEFAULT_OPS), lambda v: isinstance(v, (list, tuple)) and bool(v)
-                        and all(isinstance(op, str) and op in MORPH_KEYS for op in v),
-                        f"a non-empty list of {', '.join(MORPH_KEYS)}")
+    ops = settings.take("ops", list(DEFAULT_OPS), valid_ops, OPS_RULE)
     lr_scale = settings.take("child_lr_scale", CHILD_LR_SCALE, lambda v: isinstance(v, (int, float))
                              and not isinstance(v, bool) and 0 < v <= 1, "a number in (0, 1]")
     warmup = settings.take("child_warmup_epochs", None, lambda v: v is None or (

@@ -331,6 +331,17 @@ def describe(morph: Mapping[str, Any]) -> str:
     return f"unknown morph {dict(morph)!r}"
 
 
+#: What :func:`valid_ops` accepts, as a refusal states it.
+OPS_RULE = f"a non-empty list of {', '.join(MORPH_KEYS)}"
+
+
+def valid_ops(ops: Any) -> bool:
+    """Whether ``ops`` names operations to draw: a non-empty collection (not a string) of
+    :data:`MORPH_KEYS`."""
+    return (not isinstance(ops, str) and bool(ops) and all(isinstance(op, str) for op in ops)
+            and not set(ops) - set(MORPH_KEYS))
+
+
 @dataclass(frozen=True)
 class MorphLimits:
     """How far :func:`possible_morphs` grows a spec, and how: at most ``max_layers`` layers,
@@ -352,9 +363,8 @@ class MorphLimits:
             raise ValueError(f"morph limits: max_kernel={self.max_kernel}; rule: an odd integer")
         if not self.widen_factors or any(not isinstance(f, (int, float)) or f <= 1 for f in self.widen_factors):
             raise ValueError(f"morph limits: widen_factors={self.widen_factors!r}; rule: numbers > 1")
-        if (isinstance(self.ops, str) or not self.ops or not all(isinstance(op, str) for op in self.ops)
-                or set(self.ops) - set(MORPH_KEYS)):
-            raise ValueError(f"morph limits: ops={self.ops!r}; rule: a non-empty list of {', '.join(MORPH_KEYS)}")
+        if not valid_ops(self.ops):
+            raise ValueError(f"morph limits: ops={self.ops!r}; rule: {OPS_RULE}")
 
 
 def possible_morphs(spec: MorphSpec, limits: MorphLimits | None = None, seed: int = 0) -> list[dict[str, Any]]:
