@@ -1,5 +1,8 @@
 """Decisions the tuner makes before a search: concurrency, shared storage, resources."""
 
+import csv
+import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -123,12 +126,67 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     searcher._completed_trials.discard("ray-a")
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # what a re-run hit before
         searcher.on_trial_result("ray-a", {"val/acc": 0.9, "epoch": 2})
-    assert searcher.skip_told() == [config["trial_number"]]
+    assert [t.number for t in searcher.skip_told().values()] == [config["trial_number"]]
     searcher.on_trial_result("ray-a", {"val/acc": 0.9, "epoch": 2})  # the re-run: ignored
     assert searcher.finish("ray-a", "COMPLETE", 0.9, {"epochs": 3}) is None
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state.name == "PRUNED" and trial.intermediate_values == {1: 0.5}
     assert trial.user_attrs["epochs"] == 1
+
+
+def test_a_driver_killed_between_telling_the_study_and_the_journal_records_what_the_study_was_told(tmp_path):
+    """The study is told a trial's end before its record reaches the trials journal: a driver
+    killed in between left a PRUNED Optuna trial that Ray re-ran to COMPLETE (CI saw summary.json
+    say COMPLETE where the study said PRUNED). The resumed run records it as the study was told,
+    with the epochs it had trained, and ignores the re-run."""
+    from types import SimpleNamespace
+
+    import optuna
+    from ray import tune
+
+    from tune_nas.objectives import Objective
+    from tune_nas.ray_tune.callbacks import TrialEvents
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
+    from tune_nas.record.bookkeeper import Bookkeeper
+    from tune_nas.record.console import ProgressPrinter
+    from tune_nas.storage.study_db import open_storage
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
+                                     mode="max", study_name="s", storage=open_storage(url),
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.storage_url = url
+    config = searcher.suggest("ray-a")
+    saved = pickle.dumps(searcher)  # Ray's last snapshot: the trial is running
+    keeper = Bookkeeper(tmp_path, Objective(), max_epochs=3)
+    keeper.trial_started("ray-a", config["trial_number"], config)
+    keeper.trial_result("ray-a", {"val/acc": 0.5, "epoch": 1})
+    searcher.on_trial_result("ray-a", {"val/acc": 0.5, "epoch": 1})
+    searcher.finish("ray-a", "PRUNED", None, {"epochs": 1, "checkpoint": "/ckpt/epoch1"})
+    # ... killed here: no trial_ended, the journal holds its curve row only
+
+    restored = pickle.loads(saved)
+    restored.attach(url)
+    keeper = Bookkeeper(tmp_path, Objective(), max_epochs=3)
+    events = TrialEvents(keeper, restored, ProgressPrinter(Objective()))
+    events.setup(total_num_samples=1)
+    rerun = SimpleNamespace(trial_id="ray-a", config=config, status="RUNNING", checkpoint=None,
+                            last_result={}, run_metadata=SimpleNamespace(
+                                checkpoint_manager=SimpleNamespace(latest_checkpoint_result=None)))
+    events.on_step_begin(0, [rerun])
+    record = keeper.trials["ray-a"]
+    assert (record.state, record.epochs, record.checkpoint) == ("PRUNED", 1, "/ckpt/epoch1")
+    for epoch in (2, 3):  # the re-run continues to the full budget: ignored
+        rerun.last_result = {"val/acc": 0.9, "epoch": epoch}
+        events.on_trial_result(0, [rerun], rerun, rerun.last_result)
+    events.on_trial_complete(0, [rerun], rerun)
+    keeper.close()
+    (trial,) = optuna.load_study(study_name="s", storage=url).trials
+    assert trial.state.name == "PRUNED" and trial.intermediate_values == {1: 0.5}
+    (saved_record,) = json.loads((tmp_path / "trials.json").read_text())
+    assert (saved_record["state"], saved_record["epochs"]) == ("PRUNED", 1)
+    with (tmp_path / "curves.csv").open() as f:
+        assert [(r["epoch"], r["state"]) for r in csv.DictReader(f)] == [("1", "PRUNED")]
 
 
 def test_a_restored_searcher_and_experiment_from_different_moments_are_reconciled():
@@ -192,7 +250,6 @@ def test_gpu_workers_an_autoscaler_may_still_add_count():
 def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_now(tmp_path):
     """Ray pickles the searcher (tuner.pkl, searcher-state-*.pkl); with the study's SQLite
     path inside, a resume from another directory would open a file that is gone."""
-    import pickle
     import shutil
 
     import optuna
@@ -231,8 +288,6 @@ def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_n
 def test_a_searcher_pickled_before_its_study_exists_sets_it_up_where_the_study_is_now(tmp_path):
     """Ray's tuner.pkl pickles the searcher as the Tuner is built, before the study is set
     up; an experiment moved since must not reopen (or recreate) the first run's optuna.db."""
-    import pickle
-
     import optuna
     from ray import tune
 
@@ -365,8 +420,6 @@ def test_the_searcher_keeps_only_the_ids_of_trials_the_study_was_told_the_end_of
     trial for the whole search; once the study was told a trial's end only its ids stay. A
     pickled searcher (Ray's snapshot) restores with them, and a resume's reconciliation still
     knows the told trials (it attaches nothing, fails nothing)."""
-    import pickle
-
     import optuna
     from ray import tune
 
@@ -390,7 +443,7 @@ def test_the_searcher_keeps_only_the_ids_of_trials_the_study_was_told_the_end_of
     restored.attach(url)
     assert set(restored._ot_trials) == {"ray-c"} and restored.told_trials == searcher.told_trials
     assert restored.reconcile(dict(numbers)) == []
-    assert restored.skip_told() == []
+    assert restored.skip_told() == {}
     assert restored.finish("ray-c", "PRUNED", None, {"epochs": 1}) == numbers["ray-c"]
     trials = {t.number: t.state.name for t in optuna.load_study(study_name="s", storage=url).trials}
     assert trials == {numbers["ray-a"]: "COMPLETE", numbers["ray-b"]: "FAIL", numbers["ray-c"]: "PRUNED"}

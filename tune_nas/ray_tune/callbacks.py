@@ -14,7 +14,7 @@ from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PAUSED, PRUNED, RUNNING, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
 from tune_nas.schedulers import PromotionPolicy
-from tune_nas.states import final_state
+from tune_nas.states import TrialState, final_state
 from tune_nas.storage.trials_dir import ThrottledUpload
 
 FINAL_KEY = "final"  # a final-stage trial's config is {FINAL_KEY: the configuration to retrain}
@@ -90,7 +90,7 @@ class TrialEvents(tune.Callback):
             self.searcher.attach()  # no searcher state was saved before the driver stopped
             held = {t.trial_id: trial_config(t.config).get("trial_number") for t in trials}
             lost = self.searcher.reconcile(held)  # before skip_told: it may attach trials
-            self.searcher.skip_told()
+            self._record_as_told(self.searcher.skip_told(), trials)
             if self.generator is not None and self.generator.searcher is not self.searcher:
                 for trial_id in lost:  # a concurrency limiter: free the slots they held
                     self.generator.searcher.on_trial_complete(trial_id, error=True)
@@ -105,6 +105,20 @@ class TrialEvents(tune.Callback):
                 number = trial_config(next(t for t in trials if t.trial_id == trial_id).config).get("trial_number")
                 self.printer.note(f"trial {number}: the checkpoint the saved experiment names is gone; "
                                   + (f"continuing from {found.rsplit('/', 1)[-1]}" if found else "starting again"))
+
+    def _record_as_told(self, told: dict[str, Any], trials: list) -> None:
+        """Trials the study was told the end of whose record did not reach the trials journal
+        (the driver was killed between the two writes): recorded as the study was told, with
+        the epochs their curve rows hold, and the re-run's events ignored like those of any
+        trial that ended before the driver stopped."""
+        by_id = {t.trial_id: t for t in trials}
+        for trial_id, frozen in told.items():
+            if trial_id in self.ended_before or trial_id not in by_id:
+                continue
+            self._started(by_id[trial_id])
+            self.bookkeeper.trial_ended(trial_id, TrialState(frozen.state.name), frozen.user_attrs.get("error"),
+                                        self.bookkeeper.moved_here(frozen.user_attrs.get("checkpoint")))
+            self.ended_before.add(trial_id)
 
     def get_state(self) -> dict[str, Any] | None:
         """What Ray's experiment snapshot keeps of this callback: the state of a scheduler that

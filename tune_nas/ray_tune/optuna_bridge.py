@@ -246,16 +246,17 @@ class RecordingOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Deferred: :meth:`finish` tells the study, with the reason and attributes."""
 
-    def skip_told(self) -> list[int]:
+    def skip_told(self) -> dict[str, Any]:
         """After a driver restart: trials the study was told the end of after Ray's last
         experiment snapshot are re-run by Ray (its state says RUNNING; on object storage that
         snapshot is minutes old). What the study was told first stands: the re-run's results
-        are not reported to the finished Optuna trial. Returns their numbers."""
-        told = []
+        are not reported to the finished Optuna trial. Returns them: Ray trial id -> the
+        study's frozen trial (its state and attributes as told)."""
+        told = {}
         for trial_id, frozen in self._open_trials():
             if frozen.state.is_finished():
                 self._completed_trials.add(trial_id)
-                told.append(frozen.number)
+                told[trial_id] = frozen
         return told
 
     def _open_trials(self) -> list[tuple[str, Any]]:
