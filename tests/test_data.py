@@ -86,6 +86,46 @@ def test_grayscale_images_keep_one_channel(tmp_path):
     assert s.in_channels == 1
 
 
+def _save(path, array, mode):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8), mode).save(path)
+
+
+def test_images_of_several_sizes_and_modes_are_brought_to_one_square_format(tmp_path):
+    """A folder of real-world images: sizes differ, some are not square, some grey. Every image
+    is resized (shorter side) to the median shorter side of the training images, centre-cropped,
+    and grey ones get three channels when any image is in colour."""
+    root = tmp_path / "mixed"
+    red, blue = (255, 0, 0), (0, 0, 255)
+    wide = np.zeros((8, 16, 3), np.uint8)  # red | blue (the middle half) | red
+    wide[:, :4], wide[:, 4:12], wide[:, 12:] = red, blue, red
+    for i in range(3):
+        _save(root / "train" / "wide" / f"{i}.png", wide, "RGB")
+        _save(root / "train" / "big" / f"{i}.png", np.full((16, 16, 3), (0, 200, 0)), "RGB")
+        _save(root / "train" / "grey" / f"{i}.png", np.full((12, 8), 100), "L")
+    for cls in ("wide", "big", "grey"):
+        _save(root / "test" / cls / "0.png", np.full((24, 30, 3), 7), "RGB")
+    s = load_splits(f"imagefolder:{root}")
+    assert s.image_size == 8 and s.in_channels == 3  # median of the shorter sides 8, 16, 8
+    assert s.train_x.shape[1:] == s.val_x.shape[1:] == s.test_x.shape[1:] == (3, 8, 8)
+    x = np.concatenate([s.train_x, s.val_x])
+    y = np.concatenate([s.train_y, s.val_y])
+    index = {c: i for i, c in enumerate(s.classes)}
+    assert (x[y == index["wide"]].transpose(0, 2, 3, 1) == blue).all()  # the centre, cut out
+    assert (x[y == index["big"]].transpose(0, 2, 3, 1) == (0, 200, 0)).all()  # downscaled
+    assert (x[y == index["grey"]] == 100).all()  # three equal channels
+    assert (s.test_x == 7).all()
+    assert "resized to 8 px" in s.describe() and "grey images given three channels" in s.describe()
+    again = load_splits(f"imagefolder:{root}")  # the cache keeps the arrays and the note
+    assert np.array_equal(again.train_x, s.train_x) and again.note == s.note
+
+
+def test_images_of_one_square_size_are_left_as_they_are(tmp_path):
+    _make_tree(tmp_path / "pets")
+    s = load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert s.note == "" and s.image_size == 6 and "(" not in s.describe()
+
+
 @pytest.mark.parametrize("spec, needle", [
     ("imagenet", "unknown data set"),
     ("imagefolder:/no/such/dir", "no such directory"),

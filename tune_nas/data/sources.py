@@ -14,7 +14,9 @@ Data sets:
 * ``imagefolder:PATH`` — a directory or ``.tar.gz`` holding ``train/<class>/*`` and
   ``test/<class>/*`` (optional ``val/<class>/*``; otherwise a seeded split of train).
   Decoded in parallel once and cached as ``.npy`` files next to the data (or in
-  ``$TUNE_NAS_CACHE`` / ``~/.cache/tune_nas`` when that directory is read-only).
+  ``$TUNE_NAS_CACHE`` / ``~/.cache/tune_nas`` when that directory is read-only). Images of
+  several sizes (or not square) are brought to one square size, grey ones to three channels
+  when others are in colour (:func:`common_format`).
 
 Regression data (inputs and outputs as numbers, :mod:`tune_nas.data.arrays`) become a
 :class:`~tune_nas.data.arrays.RegressionSplits` instead:
@@ -62,6 +64,8 @@ class ArraySplits:
     classes: tuple[str, ...]
     mean: tuple[float, ...] = field(default=())
     std: tuple[float, ...] = field(default=())
+    #: what was done to bring the images to one format (an image folder's mixed sizes), or ""
+    note: str = ""
     task = "classification"
 
     def __post_init__(self) -> None:
@@ -102,7 +106,7 @@ class ArraySplits:
     def describe(self) -> str:
         return (f"{self.name}: {len(self.train_x)} train / {len(self.val_x)} val / "
                 f"{len(self.test_x)} test, {self.in_channels}×{self.image_size}×"
-                f"{self.image_size}, {self.num_classes} classes")
+                f"{self.image_size}{f' ({self.note})' if self.note else ''}, {self.num_classes} classes")
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -127,10 +131,10 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 
 
 def _with_val_split(name: str, train_x, train_y, test_x, test_y, classes,
-                    fraction: float = VAL_FRACTION) -> ArraySplits:
+                    fraction: float = VAL_FRACTION, note: str = "") -> ArraySplits:
     kept, held = stratified_split(train_y, fraction, SPLIT_SEED)
     return ArraySplits(name, train_x[kept], train_y[kept], train_x[held], train_y[held],
-                       test_x, test_y, tuple(classes))
+                       test_x, test_y, tuple(classes), note=note)
 
 
 def _digits_file() -> Path:
@@ -292,16 +296,52 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
     return raw
 
 
-def _stack(images: list[np.ndarray], source: Path, split: str) -> np.ndarray:
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise DataError(f"imagefolder:{source}: {split}/ holds images of several sizes "
-                        f"{sorted(shapes)[:3]}; rule: all images must share one size")
+def common_format(tree: dict[str, tuple[list[np.ndarray], list[str]]]) -> tuple[int, bool, str]:
+    """The one format every image of an image folder is brought to: (side, colour, note).
+
+    Images that already share one square size keep it. Otherwise (sizes differ, or they are not
+    square) the side is the median of the training images' shorter sides, and every image is
+    resized to it (shorter side) and centre-cropped to a square — the evaluation transform of
+    ImageNet classifiers; ``image_size`` resizes further for a search. When any image is in
+    colour, grey ones are given three equal channels. ``note`` says what was done ("" if
+    nothing)."""
+    images = [im for split_images, _ in tree.values() for im in split_images]
+    colour = any(im.ndim == 3 for im in images)
+    sizes = {im.shape[:2] for im in images}
+    notes = []
+    if len(sizes) == 1 and (size := next(iter(sizes)))[0] == size[1]:
+        side = size[0]
+    else:
+        side = int(np.median([min(im.shape[:2]) for im in tree["train"][0]]))
+        heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
+        notes.append(f"resized to {side} px (shorter side) and centre-cropped: the images are "
+                     f"{min(heights)}-{max(heights)} × {min(widths)}-{max(widths)} px")
+    if colour and any(im.ndim == 2 for im in images):
+        notes.append("grey images given three channels")
+    return side, colour, "; ".join(notes)
+
+
+def conform(image: np.ndarray, side: int, colour: bool) -> np.ndarray:
+    """``image`` (H×W or H×W×3) as a ``side``×``side`` square (shorter side resized with
+    antialiasing, then the centre cut out), with three channels when ``colour``."""
+    height, width = image.shape[:2]
+    if (height, width) != (side, side):
+        from PIL import Image
+
+        scale = side / min(height, width)
+        new_h, new_w = max(side, round(height * scale)), max(side, round(width * scale))
+        resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+        top, left = (new_h - side) // 2, (new_w - side) // 2
+        image = resized[top:top + side, left:left + side]
+    if colour and image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return image
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    """N×C×H×W from images of one shape (H×W or H×W×C)."""
     x = np.stack(images)
     x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-    if x.shape[2] != x.shape[3]:
-        raise DataError(f"imagefolder:{source}: images are {x.shape[2]}×{x.shape[3]}; "
-                        "rule: images must be square")
     return np.ascontiguousarray(x)
 
 
@@ -330,7 +370,8 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         try:
             arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
             classes = (cache / "classes.txt").read_text().split("\n")
-            return ArraySplits(name, **arrays, classes=tuple(classes))
+            note = (cache / "note.txt").read_text() if (cache / "note.txt").exists() else ""
+            return ArraySplits(name, **arrays, classes=tuple(classes), note=note)
         except (OSError, ValueError):
             pass  # a cache cut short (a full disk, a killed run): decoded again below
     tree = _read_image_tree(source)
@@ -339,6 +380,8 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
                         "hold train/<class>/<image> and test/<class>/<image>")
     classes = sorted(set(tree["train"][1]))
     index = {c: i for i, c in enumerate(classes)}
+    tree = {split: tree[split] for split in ("train", "val", "test") if split in tree}
+    side, colour, note = common_format(tree)
 
     def xy(split):
         images, names = tree[split]
@@ -346,19 +389,22 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         if unknown:
             raise DataError(f"{name}: {split}/ has classes {unknown} that train/ lacks; rule: "
                             "every class must appear in train/")
-        return _stack(images, source, split), np.array([index[c] for c in names], np.int64)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
+        return _stack(images), np.array([index[c] for c in names], np.int64)
 
     train_x, train_y = xy("train")
     test_x, test_y = xy("test")
     if "val" in tree:
         val_x, val_y = xy("val")
-        splits = ArraySplits(name, train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes))
+        splits = ArraySplits(name, train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes), note=note)
     else:
-        splits = _with_val_split(name, train_x, train_y, test_x, test_y, classes)
+        splits = _with_val_split(name, train_x, train_y, test_x, test_y, classes, note=note)
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for k in _ARRAY_NAMES:
             np.save(cache / f"{k}.npy", getattr(splits, k))
+        (cache / "note.txt").write_text(note)
         (cache / "classes.txt").write_text("\n".join(classes))
     except OSError:
         pass  # a cache we cannot write only costs time next run
@@ -444,4 +490,4 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
         tag.append(f"{image_size}px")
     return ArraySplits(f"{splits.name} [{', '.join(tag)}]", resize(train_x), train_y,
                        resize(splits.val_x), splits.val_y, resize(splits.test_x), splits.test_y,
-                       splits.classes)
+                       splits.classes, note=splits.note)
