@@ -86,9 +86,11 @@ def test_grayscale_images_keep_one_channel(tmp_path):
     assert s.in_channels == 1
 
 
-def _save(path, array, mode):
+def _save(path, array, dtype=np.uint8):
+    """An image file of ``array`` (H×W grey, H×W×2 grey and alpha, H×W×3 colour; uint16: 16-bit
+    grey, bool: binary)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(array, np.uint8), mode).save(path)
+    Image.fromarray(np.asarray(array, dtype)).save(path)
 
 
 def test_images_of_several_sizes_and_modes_are_brought_to_one_square_format(tmp_path):
@@ -100,11 +102,11 @@ def test_images_of_several_sizes_and_modes_are_brought_to_one_square_format(tmp_
     wide = np.zeros((8, 16, 3), np.uint8)  # red | blue (the middle half) | red
     wide[:, :4], wide[:, 4:12], wide[:, 12:] = red, blue, red
     for i in range(3):
-        _save(root / "train" / "wide" / f"{i}.png", wide, "RGB")
-        _save(root / "train" / "big" / f"{i}.png", np.full((16, 16, 3), (0, 200, 0)), "RGB")
-        _save(root / "train" / "grey" / f"{i}.png", np.full((12, 8), 100), "L")
+        _save(root / "train" / "wide" / f"{i}.png", wide)
+        _save(root / "train" / "big" / f"{i}.png", np.full((16, 16, 3), (0, 200, 0)))
+        _save(root / "train" / "grey" / f"{i}.png", np.full((12, 8), 100))
     for cls in ("wide", "big", "grey"):
-        _save(root / "test" / cls / "0.png", np.full((24, 30, 3), 7), "RGB")
+        _save(root / "test" / cls / "0.png", np.full((24, 30, 3), 7))
     s = load_splits(f"imagefolder:{root}")
     assert s.image_size == 8 and s.in_channels == 3  # median of the shorter sides 8, 16, 8
     assert s.train_x.shape[1:] == s.val_x.shape[1:] == s.test_x.shape[1:] == (3, 8, 8)
@@ -118,6 +120,25 @@ def test_images_of_several_sizes_and_modes_are_brought_to_one_square_format(tmp_
     assert "resized to 8 px" in s.describe() and "grey images given three channels" in s.describe()
     again = load_splits(f"imagefolder:{root}")  # the cache keeps the arrays and the note
     assert np.array_equal(again.train_x, s.train_x) and again.note == s.note
+
+
+def test_sixteen_bit_and_binary_grey_images_keep_their_values_in_one_channel(tmp_path):
+    """16-bit grey PNGs (scientific cameras, simulations) are scaled to 8 bits, not clipped at
+    255; binary and grey-with-alpha images stay grey."""
+    root = tmp_path / "deep"
+    ramp = (np.arange(36).reshape(6, 6) * 1800).astype(np.uint16)  # 0 .. 63,000
+    for split in ("train", "test"):
+        for i in range(3):
+            _save(root / split / "ramp" / f"{i}.png", ramp, np.uint16)
+            _save(root / split / "bits" / f"{i}.png", np.eye(6), bool)
+            _save(root / split / "alpha" / f"{i}.png", np.full((6, 6, 2), 90))
+    s = load_splits(f"imagefolder:{root}")
+    assert s.in_channels == 1 and s.note == ""
+    index = {c: i for i, c in enumerate(s.classes)}
+    ramps = s.test_x[s.test_y == index["ramp"]][:, 0]
+    assert (ramps == np.rint(ramp / 257).astype(np.uint8)).all() and ramps.max() == 245
+    assert (s.test_x[s.test_y == index["bits"]][:, 0] == np.eye(6) * 255).all()
+    assert (s.test_x[s.test_y == index["alpha"]] == 90).all()
 
 
 def test_images_of_one_square_size_are_left_as_they_are(tmp_path):

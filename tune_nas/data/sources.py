@@ -219,7 +219,11 @@ def _decode(data: bytes, source: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ("L", "RGB"):
+            if img.mode.startswith("I"):  # 16-bit grey (PNG, PGM): the top 8 bits, not clipped
+                return np.rint(np.asarray(img, np.float64).clip(0, 65535) / 257).astype(np.uint8)
+            if img.mode in ("1", "LA", "La"):  # grey: one channel (the alpha dropped)
+                img = img.convert("L")
+            if img.mode not in ("L", "RGB"):  # palette, RGBA, CMYK, YCbCr, ...
                 img = img.convert("RGB")
             return np.asarray(img)
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's "cannot identify", truncated files
