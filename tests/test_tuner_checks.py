@@ -333,6 +333,14 @@ def test_the_search_generator_forgets_created_trials_the_restored_experiment_los
     # a generator state older than the experiment's (2 trials behind): it would create 2 extra
     generator._counter = 2
     assert generator.reconcile(known_trials=4) == 0 and generator._counter == 4
+    # an empty snapshot: Ray restarted the experiment, holding no trial and counting 1 sample;
+    # 2 of 6 trials had ended before, so 4 are to be created
+    generator._total_samples = 1
+    assert generator.reconcile(known_trials=0) == 4 and generator.total_samples == 1  # would make 1
+    generator.expect(6 - 2)
+    assert not generator.is_finished() and generator.total_samples == 4
+    generator.expect(3)  # never lowered
+    assert generator.total_samples == 4
 
 
 def _finished_ray_trial(number: int, epochs: int = 3):

@@ -49,6 +49,8 @@ class TrialEvents(tune.Callback):
 
     #: the scheduler Ray runs (None: pauses are not shown); class default for older pickles
     scheduler: PolicyScheduler | None = None
+    #: the experiment's num_samples, set by a resumed run (None: the generator's count stands)
+    num_samples: int | None = None
 
     def __init__(self, bookkeeper: Bookkeeper, searcher: RecordingOptunaSearch,
                  printer: ProgressPrinter, generator: CheckedSearchGenerator | None = None,
@@ -96,6 +98,9 @@ class TrialEvents(tune.Callback):
                     self.generator.searcher.on_trial_complete(trial_id, error=True)
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
+                if self.num_samples:  # trials that ended before and Ray no longer holds count too
+                    held_ids = {t.trial_id for t in trials}
+                    self.generator.expect(self.num_samples - sum(i not in held_ids for i in self.ended_before))
             for trial in trials:  # a resumed search: the trials still paused say so
                 if self.scheduler is not None and self.scheduler.paused_at(trial.trial_id) is not None \
                         and trial.status == "PAUSED" and trial.trial_id not in self.ended_before:

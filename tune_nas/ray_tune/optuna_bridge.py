@@ -31,6 +31,14 @@ class CheckedSearchGenerator(SearchGenerator):
     experiment's) would create trials beyond ``num_samples``.
     """
 
+    def expect(self, total: int) -> None:
+        """Create trials until the experiment holds ``total`` (raised, never lowered). A driver
+        killed while Ray rewrote its experiment snapshot leaves it empty; Ray then restarts the
+        experiment from tuner.pkl, holding none of the earlier trials and counting
+        ``num_samples`` as 1 (measured with Ray 2.60): the trials that ended before count
+        towards the total, the rest are created anew."""
+        self._total_samples = max(self._total_samples, total)
+
     def reconcile(self, known_trials: int) -> int:
         """Count exactly the ``known_trials`` the restored experiment holds; returns how many
         created trials it lost (their Optuna trials are FAIL "orphaned"), now created anew."""

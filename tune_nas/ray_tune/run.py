@@ -165,6 +165,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         callbacks = tuner._local_tuner.get_run_config().callbacks or []
         events = next(c for c in callbacks if isinstance(c, TrialEvents))
         events.printer = printer
+        events.num_samples = spec.num_samples
         events.scheduler = tuner._local_tuner._tune_config.scheduler  # the one Ray runs (pickled apart)
         # the paths saved with the callbacks are the first run's; the experiment's files may
         # be elsewhere now (a new head node fetching its mirror into another directory)
