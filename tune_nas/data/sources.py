@@ -393,8 +393,9 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         if unknown:
             raise DataError(f"{name}: {split}/ has classes {unknown} that train/ lacks; rule: "
                             "every class must appear in train/")
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
+        if note:  # else every image has the format already
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
         return _stack(images), np.array([index[c] for c in names], np.int64)
 
     train_x, train_y = xy("train")

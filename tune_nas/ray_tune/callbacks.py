@@ -99,8 +99,7 @@ class TrialEvents(tune.Callback):
             if self.generator is not None:
                 self.generator.reconcile(len(trials))
                 if self.num_samples:  # trials that ended before and Ray no longer holds count too
-                    held_ids = {t.trial_id for t in trials}
-                    self.generator.expect(self.num_samples - sum(i not in held_ids for i in self.ended_before))
+                    self.generator.expect(self.num_samples - sum(i not in held for i in self.ended_before))
             for trial in trials:  # a resumed search: the trials still paused say so
                 if self.scheduler is not None and self.scheduler.paused_at(trial.trial_id) is not None \
                         and trial.status == "PAUSED" and trial.trial_id not in self.ended_before:
