@@ -8,6 +8,12 @@ times over ("Could not recover from checkpoint as it does not exist on storage a
 the user loses it. Before any trial starts, each unfinished trial whose checkpoint is gone is
 pointed at the newest ``checkpoint_NNNNNN`` in its own directory (which holds every epoch
 up to it: the trial continues from there), or, when there is none, starts afresh.
+
+Ray names a trial's next checkpoint from the index its snapshot saved (``checkpoint_{index+1}``),
+not from the directory it restores: a trial moved to a newer checkpoint also gets that
+checkpoint's index, or its next checkpoint would take the very name it was restored from and
+Ray, deleting the checkpoint before it by path, would delete the new one (the trial then ends
+with its recorded checkpoint gone).
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ def _exists(filesystem: pyarrow.fs.FileSystem, path: str) -> bool:
     return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
-def newest_checkpoint(filesystem: pyarrow.fs.FileSystem, trial_dir: str) -> str | None:
-    """The path of the highest-numbered ``checkpoint_NNNNNN`` directory in ``trial_dir``."""
+def newest_checkpoint(filesystem: pyarrow.fs.FileSystem, trial_dir: str) -> tuple[int, str] | None:
+    """The index and path of the highest-numbered ``checkpoint_NNNNNN`` directory in ``trial_dir``."""
     selector = pyarrow.fs.FileSelector(trial_dir, allow_not_found=True)
     numbered = [(int(match.group(1)), info.path) for info in filesystem.get_file_info(selector)
                 if info.type == pyarrow.fs.FileType.Directory
                 and (match := _CHECKPOINT_DIR.match(info.base_name))]
-    return max(numbered)[1] if numbered else None
+    return max(numbered) if numbered else None
 
 
 def repair_missing_checkpoints(trials: list[Any]) -> dict[str, str | None]:
@@ -52,8 +58,11 @@ def repair_missing_checkpoints(trials: list[Any]) -> dict[str, str | None]:
         if found is None:
             manager._latest_checkpoint_result = None
             manager._checkpoint_results = []
+            repaired[trial.trial_id] = None
         else:
-            latest.checkpoint = Checkpoint(path=found, filesystem=filesystem)
+            index, path = found
+            latest.checkpoint = Checkpoint(path=path, filesystem=filesystem)
             manager._checkpoint_results = [latest]
-        repaired[trial.trial_id] = found
+            trial.storage.current_checkpoint_index = max(trial.storage.current_checkpoint_index, index)
+            repaired[trial.trial_id] = path
     return repaired
