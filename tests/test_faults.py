@@ -396,6 +396,38 @@ def test_killed_driver_resumes_the_same_experiment_and_study(tmp_path, ray_env):
 
 
 @pytest.mark.slow
+def test_a_driver_killed_while_ray_rewrote_its_snapshot_still_trains_every_trial(tmp_path, ray_env):
+    """Ray 2.60 rewrites its experiment snapshot in place: a driver killed right then leaves
+    it empty, and Ray restarts the experiment from tuner.pkl holding no trial and counting
+    num_samples as 1. The resumed search still ends with num_samples trials trained, those
+    that ended before kept as they were."""
+    num_samples = 6
+    space = write_space(tmp_path / "empty_snapshot_space.py", num_samples=num_samples, max_epochs=3,
+                        scheduler="asha", step_seconds=0.02)
+    exp = tmp_path / "trials" / "emptied"
+    driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.STDOUT)
+    with killed_when_done(driver, ray_env):
+        pass
+    before = {r["number"]: r for r in ended_records(exp)}
+    emptied = glob.glob(str(exp / "experiment_state-*.json")) + glob.glob(str(exp / "searcher-state-*.pkl"))
+    assert emptied
+    for path in emptied:
+        open(path, "w").close()
+
+    proc = launch("--name", "emptied", "--trials-dir", str(tmp_path / "trials"), "--resume",
+                  env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    summary = assert_nothing_lost(exp, num_samples, allow_orphans=True)
+    after = {t["number"]: t for t in summary["trials"]}
+    assert sum(r["state"] != "RUNNING" for r in before.values()) >= 2
+    for number, record in before.items():  # what ended before the kill stands
+        if record["state"] != "RUNNING":
+            assert after[number]["state"] == record["state"]
+            assert after[number]["epochs"] == record["epochs"]
+    assert f"/{num_samples} done" in proc.stdout  # the status line counts the experiment's trials
+
+
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_continue_and_the_moved_experiment_resumes_where_it_is(tmp_path, ray_env):
     """Ray Tune catches Ctrl-C, saves the experiment and returns from ``fit`` as if the search
     were done: the launcher must not report it finished but say how to continue (exit 130).

@@ -79,7 +79,8 @@ class TrialEvents(tune.Callback):
         # after its last experiment snapshot (its state still says RUNNING); their recorded
         # outcome stands and the re-run's events are ignored.
         self.ended_before = set(self.bookkeeper.trials)
-        self.printer.start(info.get("total_num_samples"))
+        # a resumed run knows the experiment's total even where Ray restarted it counting 1
+        self.printer.start(self.num_samples or info.get("total_num_samples"))
 
     def _started(self, trial) -> None:
         if trial.trial_id not in self.bookkeeper.trials:
