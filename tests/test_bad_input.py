@@ -129,6 +129,7 @@ def _grid(rows: int, cols: int, nan_at: tuple[int, int] | None = None):
     return values
 
 
+OK_NPZ = npz_file("ok.npz", x=_grid(20, 2), y=_grid(20, 1))  # the space's data set, as it should be
 EMU = ("--space", "emulator_burgers", "--dataset")  # a regression space, then the data set
 REGRESSION_SPACE = """
     EXPERIMENT = {{"dataset": "arrays:ok.npz", "max_epochs": 2{extra}}}
@@ -295,8 +296,14 @@ CASES: list = [
     pytest.param(space(REGRESSION_SPACE.replace("ok.npz", "t.csv").format(extra=', "outputs": ["c"]', param=""),
                        needle="'c'", setup_extra=a_file("t.csv", b"a,b\n" + b"1,2\n" * 12)),
                  id="arrays-csv-unknown-output-column"),
-    pytest.param(space(REGRESSION_SPACE.format(extra=', "outputs": ["b"]', param=""), needle="outputs"),
+    pytest.param(space(REGRESSION_SPACE.format(extra=', "outputs": ["b"]', param=""), needle="outputs",
+                       setup_extra=OK_NPZ),
                  id="arrays-outputs-for-an-npz-key"),
+    pytest.param(launch("--dataset", "arrays:{tmp}/gone.npz", needle="gone.npz: no such file"),
+                 id="arrays-missing-with-the-image-preset"),  # the file, not the preset's model
+    pytest.param(launch("--space", "emulator_burgers", "--dataset", "imagefolder:{tmp}/gone",
+                        needle="gone: no such directory"),
+                 id="imagefolder-missing-with-a-regression-preset"),
     pytest.param(launch("--dataset", "sim:nope", needle="'nope'"), id="sim-unknown-simulator"),
     pytest.param(launch("--dataset", "sim:burgers:5", needle="sim:burgers:5"), id="sim-too-few-samples"),
     pytest.param(launch("--dataset", "sim:burgers:lots", needle="lots"), id="sim-samples-not-a-number"),
@@ -305,9 +312,11 @@ CASES: list = [
                  id="regression-model-on-images"),
     pytest.param(launch("--space", "emulator_burgers", "--metric", "val/acc", needle="val/acc"),
                  id="regression-metric-accuracy"),
-    pytest.param(space(REGRESSION_SPACE.format(extra="", param=', "crop_pad": 2'), needle="crop_pad"),
+    pytest.param(space(REGRESSION_SPACE.format(extra="", param=', "crop_pad": 2'), needle="crop_pad",
+                       setup_extra=OK_NPZ),
                  id="regression-space-with-image-augmentation"),
-    pytest.param(space(REGRESSION_SPACE.format(extra=', "task": "classification"', param=""), needle="task"),
+    pytest.param(space(REGRESSION_SPACE.format(extra=', "task": "classification"', param=""), needle="task",
+                       setup_extra=OK_NPZ),
                  id="regression-data-task-classification"),
     # ---- launch: --model, --searcher, --scheduler
     pytest.param(launch("--model", "vgg", needle="'vgg'"), id="model-unknown"),

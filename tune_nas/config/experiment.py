@@ -128,7 +128,7 @@ class ExperimentSpec:
         def nonneg_num(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
-        from tune_nas.data.sources import DataError, check_dataset_name
+        from tune_nas.data.sources import DataError, check_dataset_exists, check_dataset_name
         from tune_nas.models import list_models, model_task  # imports torch: only when a spec is checked
         from tune_nas.tasks import task_of_dataset
 
@@ -216,6 +216,7 @@ class ExperimentSpec:
         if isinstance(self.dataset, str) and self.evaluation == "train":  # a tabular run reads a table
             try:
                 check_dataset_name(self.dataset)  # first: an unknown data set explains the rest
+                check_dataset_exists(self.dataset)  # ... and so does a missing file
             except DataError as exc:
                 raise SpaceError(f"{where}: {exc}") from None
         for key, ok, rule in rules:

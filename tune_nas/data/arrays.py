@@ -236,12 +236,18 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
                         input_names=inputs, output_names=outputs)
 
 
+def missing_array_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; :class:`DataError` when it is no file."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise DataError(f"arrays:{path}: no such file; rule: arrays:PATH names an existing .npz or .csv file")
+    return source
+
+
 def load_array_file(path: str | os.PathLike, inputs=(), outputs=()) -> RegressionSplits:
     """``arrays:PATH``: an .npz or a .csv (see the module's docstring)."""
-    source = Path(path).expanduser()
+    source = missing_array_file(path)
     name = f"arrays:{path}"
-    if not source.is_file():
-        raise DataError(f"{name}: no such file; rule: arrays:PATH names an existing .npz or .csv file")
     suffix = source.suffix.lower()
     if suffix == ".npz":
         if outputs or inputs:

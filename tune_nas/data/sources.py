@@ -362,13 +362,18 @@ def _cache_dir(source: Path) -> Path:
 _ARRAY_NAMES = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
 
+def _missing_imagefolder(path: str | os.PathLike) -> Path:
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise DataError(f"imagefolder:{path}: no such directory or file; rule: imagefolder:PATH needs an "
+                        "existing directory or .tar.gz with train/<class>/ and test/<class>/")
+    return source
+
+
 def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
     """An ImageFolder tree (directory or tar.gz), decoded once and cached as .npy files."""
-    source = Path(path).expanduser()
+    source = _missing_imagefolder(path)
     name = f"imagefolder:{path}"
-    if not source.exists():
-        raise DataError(f"{name}: no such directory or file; rule: imagefolder:PATH needs an "
-                        "existing directory or .tar.gz with train/<class>/ and test/<class>/")
     cache = _cache_dir(source)
     if (cache / "classes.txt").exists():
         try:
@@ -449,6 +454,18 @@ def check_dataset_name(dataset: str) -> None:
         parse_simulated(dataset)
         return
     raise DataError(f"--dataset {dataset!r}: unknown data set; rule: one of {', '.join(DATASETS)}")
+
+
+def check_dataset_exists(dataset: str) -> None:
+    """Raise :class:`DataError` when ``dataset`` names a file or directory (``arrays:PATH``,
+    ``imagefolder:PATH``) that does not exist: the first thing wrong, before any rule that
+    follows from the data (a regression model for arrays, ...)."""
+    if dataset.startswith("arrays:"):
+        from tune_nas.data.arrays import missing_array_file
+
+        missing_array_file(dataset[len("arrays:"):])
+    elif dataset.startswith("imagefolder:"):
+        _missing_imagefolder(dataset[len("imagefolder:"):])
 
 
 # ---------------------------------------------------------------- low fidelity
