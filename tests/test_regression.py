@@ -97,6 +97,39 @@ def test_npz_and_csv_files_load_with_names(tmp_path):
         load_splits(f"arrays:{tmp_path / 'd.csv'}")
 
 
+def test_csv_files_from_spreadsheets_load_alike(tmp_path):
+    """A byte-order mark, semicolons with decimal commas, tabs, CRLF line ends and blank lines
+    give the same splits as a plain comma-separated file."""
+    values = [(i / 4, (i * 7) % 11 - 0.5, i * 0.75 + 1) for i in range(30)]
+    plain = ["a,b,out"] + [f"{a},{b},{o}" for a, b, o in values]
+    variants = {
+        "plain.csv": "\n".join(plain) + "\n",
+        "bom.csv": "\ufeff" + "\n".join(plain) + "\n",
+        "semicolons.csv": "\n".join(["a;b;out"] + [f"{a};{b};{o}".replace(".", ",") for a, b, o in values]),
+        "tabs.csv": "\r\n".join(line.replace(",", "\t") for line in plain) + "\r\n",
+        "blank.csv": "\n".join(plain[:10] + ["", " "] + plain[10:]) + "\n\n",
+    }
+    loaded = {}
+    for file, text in variants.items():
+        (tmp_path / file).write_text(text, encoding="utf-8", newline="")
+        loaded[file] = load_array_file(tmp_path / file, outputs=("out",))
+    for file, splits in loaded.items():
+        assert splits.input_names == ("a", "b"), file
+        np.testing.assert_array_equal(splits.train_x, loaded["plain.csv"].train_x, err_msg=file)
+        np.testing.assert_array_equal(splits.test_y, loaded["plain.csv"].test_y, err_msg=file)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,a,out\n" + "1,2,3\n" * 12, "column 'a' appears 2 times"),
+    ("a,b,out\n" + "1,2,3\n" * 5 + "\n1,x,3\n" + "1,2,3\n" * 6, "line 8, column 'b': 'x'"),
+    ("a,b,out\n" + "1,2,3\n" * 5 + "1,\"2,5\",3\n" + "1,2,3\n" * 6, "'2,5' is no number"),  # commas split
+])
+def test_bad_csv_files_are_refused_naming_the_line_or_column(tmp_path, text, message):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_array_file(tmp_path / "bad.csv", outputs=("out",))
+
+
 @pytest.mark.parametrize("x, y, message", [
     (np.zeros((20, 2)), np.zeros((21, 1)), "x has 20 rows but y has 21"),
     (np.zeros((20, 2, 2, 2)), np.zeros((20, 1)), "N × inputs"),

@@ -12,7 +12,9 @@ Files (``arrays:PATH``):
   optional ``input_names``/``output_names`` (strings) and ``seconds_per_sample`` (what one
   run of the simulator that made it costs: the emulator's speed-up is measured against it);
 * ``.csv`` with a header: the experiment's ``outputs`` name the output columns, ``inputs`` the
-  input columns (default: every other column).
+  input columns (default: every other column). Cells are split by commas, or by semicolons or
+  tabs when the header has those and no comma (then ``0,5`` reads as 0.5, as spreadsheets in
+  such locales write it); a byte-order mark is dropped; a column name may appear once.
 
 The split is deterministic (seeded by :data:`~tune_nas.data.sources.SPLIT_SEED`, never by the
 search seed): 20 % test, then 10 % of the rest validation. Bad files (missing keys, shapes
@@ -195,17 +197,36 @@ def load_npz(path: Path, name: str) -> RegressionSplits:
                         "numpy.savez(path, x=..., y=...) without object arrays") from None
 
 
+def _number(cell: str, decimal_comma: bool) -> float:
+    """A CSV cell as a float; with semicolons or tabs between cells, ``0,5`` is 0.5."""
+    try:
+        return float(cell)
+    except ValueError:
+        if decimal_comma and cell.count(",") == 1 and "." not in cell:
+            return float(cell.replace(",", "."))
+        raise
+
+
 def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
     import csv
 
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's byte-order mark dropped
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
+    first = text.split("\n", 1)[0]
+    # a comma unless the header is split by semicolons or tabs alone (spreadsheets set to a
+    # locale whose decimal mark is the comma write semicolons)
+    delimiter = next((d for d in ";\t" if d in first and "," not in first), ",")
+    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
     if len(rows) < 2:
         raise DataError(f"{name}: {len(rows)} line(s); rule: a header and one row per sample")
     header = [h.strip() for h in rows[0]]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataError(f"{name}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
+                        "rule: one name per column")
     if not outputs:
         raise DataError(f"{name}: which columns are outputs? rule: the space's EXPERIMENT names them: "
                         f"\"outputs\": [...] among the header's {header}")
@@ -217,19 +238,19 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     if not inputs or set(inputs) & set(outputs):
         raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
                         "input column, none of them an output")
-    body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    body = [(line, r) for line, r in enumerate(rows[1:], start=2) if any(cell.strip() for cell in r)]
     table = np.empty((len(body), len(header)))
-    for i, row in enumerate(body):
+    for i, (line, row) in enumerate(body):
         if len(row) != len(header):
-            raise DataError(f"{name}: line {i + 2} has {len(row)} fields, the header {len(header)}; "
+            raise DataError(f"{name}: line {line} has {len(row)} fields, the header {len(header)}; "
                             "rule: one value per column")
         for j, cell in enumerate(row):
             if header[j] not in inputs and header[j] not in outputs:
                 continue
             try:
-                table[i, j] = float(cell)
+                table[i, j] = _number(cell, decimal_comma=delimiter != ",")
             except ValueError:
-                raise DataError(f"{name}: line {i + 2}, column {header[j]!r}: {cell!r} is no number; "
+                raise DataError(f"{name}: line {line}, column {header[j]!r}: {cell!r} is no number; "
                                 "rule: numbers in the input and output columns") from None
     col = {c: j for j, c in enumerate(header)}
     return split_arrays(name, table[:, [col[c] for c in inputs]], table[:, [col[c] for c in outputs]],
