@@ -75,6 +75,29 @@ def test_imagefolder_tar_gz_with_val_split(tmp_path):
     assert (len(s.train_x), len(s.val_x), len(s.test_x)) == (12, 4, 4)
 
 
+def test_imagefolder_zip_made_on_a_mac_reads_like_the_directory(tmp_path):
+    """A zip archive (what data sets are often shipped as) with macOS's metadata beside the
+    images (``__MACOSX/``, ``._0.png`` resource forks, ``.DS_Store``): the same splits as the
+    directory; the metadata is no image and is skipped, not refused."""
+    import zipfile
+
+    _make_tree(tmp_path / "src" / "pets", with_val=True)
+    (tmp_path / "src" / "pets" / "train" / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (tmp_path / "src" / "pets" / "train" / ".DS_Store").write_bytes(b"Bud1")
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted((tmp_path / "src").rglob("*")):
+            z.write(f, f.relative_to(tmp_path / "src").as_posix())
+        z.writestr("__MACOSX/pets/train/dog/._1.png", b"\x00\x05\x16\x07")
+    from_zip = load_splits(f"imagefolder:{archive}")
+    from_dir = load_splits(f"imagefolder:{tmp_path / 'src' / 'pets'}")
+    assert (len(from_zip.train_x), len(from_zip.val_x), len(from_zip.test_x)) == (12, 4, 4)
+    assert np.array_equal(from_zip.train_x, from_dir.train_x) and from_zip.classes == ("cat", "dog")
+    (tmp_path / "broken.zip").write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(DataError, match="broken.zip: not a readable archive"):
+        load_splits(f"imagefolder:{tmp_path / 'broken.zip'}")
+
+
 def test_grayscale_images_keep_one_channel(tmp_path):
     for split in ("train", "test"):
         for cls in ("a", "b"):

@@ -168,7 +168,7 @@ def parse_datasets(text: str) -> list[DataChoice]:
             path = Path(dataset.split(":", 1)[1]).expanduser()
             if not path.exists():
                 raise CompareError(f"--datasets {item!r}: {path} does not exist; rule: "
-                                   "imagefolder:PATH names a directory or .tar.gz")
+                                   "imagefolder:PATH names a directory, .tar.gz or .zip")
             dataset = f"imagefolder:{path.resolve()}"
         label = label.strip() or (_label_of_folder(dataset.split(":", 1)[1])
                                   if dataset.startswith("imagefolder:") else dataset)

@@ -11,7 +11,7 @@ Data sets:
   the offline default.
 * ``mnist``, ``fashion_mnist``, ``cifar10`` — torchvision's classes under ``--data-dir``;
   downloaded when online, a clear error naming the directory when offline and absent.
-* ``imagefolder:PATH`` — a directory or ``.tar.gz`` holding ``train/<class>/*`` and
+* ``imagefolder:PATH`` — a directory, ``.tar.gz`` or ``.zip`` holding ``train/<class>/*`` and
   ``test/<class>/*`` (optional ``val/<class>/*``; otherwise a seeded split of train).
   Decoded in parallel once and cached as ``.npy`` files next to the data (or in
   ``$TUNE_NAS_CACHE`` / ``~/.cache/tune_nas`` when that directory is read-only). Images of
@@ -32,10 +32,13 @@ import io
 import os
 import shutil
 import tarfile
+import zipfile
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -237,7 +240,7 @@ def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             for f in sorted(class_dir.iterdir()):
-                if f.suffix.lower() in IMAGE_SUFFIXES:
+                if _is_image_name(f.name):
                     members.setdefault(split_dir.name, []).append((class_dir.name, f.name, f))
     return members
 
@@ -252,7 +255,7 @@ def _find_split_root(names: list[str]) -> str:
 
 
 def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]]:
-    """{split: (images, class names)} decoded from a directory or a tar.gz, in sorted order;
+    """{split: (images, class names)} decoded from a directory or an archive, in sorted order;
     :class:`DataError` for an archive that is not one or a file that is not an image."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     if path.is_dir():
@@ -279,24 +282,46 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
     return out
 
 
+def _is_image_name(name: str) -> bool:
+    """An image file's name, not the metadata macOS leaves beside it in archives and copies
+    (``._name.png``, ``__MACOSX/``) or another hidden file."""
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
 def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
-    """{split: [(class, file name, bytes)]} of the images in a tar archive (any compression)."""
+    """{split: [(class, file name, bytes)]} of the images in a tar archive (any compression)
+    or a zip archive."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
-            files = [m for m in tar.getmembers() if m.isfile()]
-            prefix = _find_split_root([m.name for m in files])
-            for m in files:
-                rel = m.name[len(prefix):].lstrip("/").split("/") if prefix else m.name.split("/")
-                if len(rel) != 3 or Path(rel[2]).suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                split, cls, fname = rel
-                raw.setdefault(split, []).append((cls, fname, tar.extractfile(m).read()))
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                files = [(info.filename, info) for info in archive.infolist()
+                         if not info.is_dir() and not info.filename.startswith("__MACOSX/")]
+                raw = _archive_images(files, archive.read)
+        else:
+            with tarfile.open(path, "r:*") as tar:
+                files = [(m.name, m) for m in tar.getmembers() if m.isfile()]
+                raw = _archive_images(files, lambda m: tar.extractfile(m).read())
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"imagefolder:{path}: not a readable tar archive ({reason[:200]}); rule: "
-                        "imagefolder:PATH is a directory or a .tar/.tar.gz archive holding "
+        raise DataError(f"imagefolder:{path}: not a readable archive ({reason[:200]}); rule: "
+                        "imagefolder:PATH is a directory or a .tar/.tar.gz/.zip archive holding "
                         "train/<class>/<image> and test/<class>/<image>") from None
+    return raw
+
+
+def _archive_images(files: list[tuple[str, Any]],
+                    read: Callable[[Any], bytes]) -> dict[str, list[tuple[str, str, bytes]]]:
+    """{split: [(class, file name, bytes)]} of an archive's ``(name, member)`` files under the
+    directory that holds ``train/``."""
+    raw: dict[str, list[tuple[str, str, bytes]]] = {}
+    prefix = _find_split_root([name for name, _ in files])
+    for name, member in files:
+        rel = name[len(prefix):].lstrip("/").split("/") if prefix else name.split("/")
+        if len(rel) != 3 or not _is_image_name(rel[2]):
+            continue
+        split, cls, fname = rel
+        raw.setdefault(split, []).append((cls, fname, read(member)))
     return raw
 
 
@@ -366,12 +391,12 @@ def _missing_imagefolder(path: str | os.PathLike) -> Path:
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(f"imagefolder:{path}: no such directory or file; rule: imagefolder:PATH needs an "
-                        "existing directory or .tar.gz with train/<class>/ and test/<class>/")
+                        "existing directory, .tar.gz or .zip with train/<class>/ and test/<class>/")
     return source
 
 
 def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
-    """An ImageFolder tree (directory or tar.gz), decoded once and cached as .npy files."""
+    """An ImageFolder tree (directory, tar.gz or zip), decoded once and cached as .npy files."""
     source = _missing_imagefolder(path)
     name = f"imagefolder:{path}"
     cache = _cache_dir(source)
