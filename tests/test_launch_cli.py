@@ -79,6 +79,9 @@ def test_help_documents_every_flag(capsys):
                  "--gpus-per-trial", "--cpus-per-trial", "--address", "--name", "--trials-dir",
                  "--seed", "--resume"):
         assert flag in out
+    # defaults shown where there are some; a flag that falls back to the space file shows none
+    assert "(default: trials)" in out
+    assert "default: None" not in out and "default: False" not in out
 
 
 def test_the_driver_validates_and_builds_trials_without_the_trial_libraries(tmp_path):

@@ -1,6 +1,7 @@
 """What every ``python -m tune_nas.*`` command shares: bad input is one line and exit code 2.
 
-``OneLineParser`` replaces argparse's usage dump with the single error line; ``number`` and
+``OneLineParser`` replaces argparse's usage dump with the single error line (``DefaultsHelp``
+shows the defaults that exist in ``--help``); ``number`` and
 ``plain_name`` build argparse types that name the flag, the value and the rule;
 ``unwritable_reason`` says why a directory could not be written before anything tries.
 """
@@ -19,6 +20,17 @@ EXIT_BAD_INPUT = 2
 #: The largest seed NumPy's and Optuna's generators take (they are seeded with 32 bits).
 SEED_MAX = 2**32 - 1
 NAME_RULE = "a plain directory name: not empty, no '/' or NUL, not '.' or '..', at most 255 bytes"
+
+
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows a flag's default where it has one; a flag whose default is None (it
+    falls back to the space file, as its help says), an on/off flag, or one whose help already
+    says it shows none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.nargs == 0 or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
-from tune_nas.bad_input import EXIT_BAD_INPUT, SEED_MAX, OneLineParser, number, plain_name, unwritable_reason
+from tune_nas.bad_input import EXIT_BAD_INPUT, SEED_MAX, DefaultsHelp, OneLineParser, number, plain_name, unwritable_reason
 from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load_space
 from tune_nas.data.sources import DataError, check_dataset_name, load_splits
 from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
@@ -676,7 +676,7 @@ def write_charts(rows: list[dict[str, Any]], out_dir: Path, machine_: str) -> li
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tune_nas.compare", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelp)
     p.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated registered models")
     p.add_argument("--datasets", default=DEFAULT_DATASETS,
                    help="comma-separated NAME (digits, mnist, fashion_mnist, cifar10), "

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from tune_nas.bad_input import (
     NAME_RULE,
     SEED_MAX,
+    DefaultsHelp,
     OneLineParser,
     fail,
     number,
@@ -42,7 +43,7 @@ from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDir
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tune_nas.launch", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelp)
     p.add_argument("--space", type=_space_argument, default=None,
                    help="space file (path) or preset name in search_spaces/ (default: default)")
     p.add_argument("--dataset", default=None, help="digits, mnist, fashion_mnist, cifar10 or "

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
-from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser
+from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser
 from tune_nas.layout import CURVES_FILE
 from tune_nas.objectives import (  # noqa: F401  (REFERENCE_MARGIN, reference_point: the replay's, re-exported)
     REFERENCE_MARGIN,
@@ -686,7 +686,7 @@ def _out_file(out: Path) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tune_nas.replay", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelp)
     p.add_argument("experiment", type=Path, help="experiment directory (trials/<name>)")
     p.add_argument("--trials", choices=TRIAL_SETS, default="all",
                    help="replay every trial (censoring the early-stopped ones) or only those "

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
-from tune_nas.bad_input import EXIT_BAD_INPUT, OneLineParser, number
+from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser, number
 from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, hypervolume, is_number
 from tune_nas.objectives import reference_point as objectives_reference_point
@@ -700,7 +700,7 @@ def _figure_of(axes: Any):
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tune_nas.study", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=DefaultsHelp)
     p.add_argument("experiment", nargs="?", default=None,
                    help=f"experiment directory (trials/NAME) holding {STUDY_FILE}")
     p.add_argument("--storage", default=None,
@@ -717,7 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the HTML plots get plotly.js: one plotly.min.js beside them "
                    "(offline), inline in every file (offline, ~4 MB each), or the CDN")
     p.add_argument("--fidelity", action="store_true",
-                   help="also run tune_nas.analysis.fidelity' fidelity analysis of the experiment's curves")
+                   help="also analyse the fidelity of the experiment's curves (tune_nas.analysis.fidelity: "
+                        "how well early epochs rank the final ones)")
     return p
 
 
