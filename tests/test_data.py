@@ -1,4 +1,5 @@
 import io
+import os
 import tarfile
 
 import numpy as np
@@ -66,6 +67,22 @@ def test_imagefolder_directory_decodes_labels_and_caches(tmp_path):
     assert np.array_equal(again.train_x, s.train_x) and again.classes == s.classes
 
 
+def test_an_image_folder_changed_inside_its_class_folders_is_decoded_again(tmp_path):
+    """The cache follows the images, not the top directory's time: an image moved to another
+    class folder (a label fixed) or added is seen on the next load."""
+    _make_tree(tmp_path / "pets")
+    first = load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert np.bincount(np.concatenate([first.train_y, first.val_y])).tolist() == [6, 6]
+    os.rename(tmp_path / "pets" / "train" / "cat" / "0.png", tmp_path / "pets" / "train" / "dog" / "9.png")
+    (tmp_path / "pets" / "train" / "dog" / "10.png").write_bytes(_png((0, 0, 255)))
+    again = load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert np.bincount(np.concatenate([again.train_y, again.val_y])).tolist() == [5, 8]
+    (tmp_path / "pets" / "train" / ".DS_Store").write_bytes(b"Bud1")  # no image: the cache stands
+    assert len(list(tmp_path.glob(".pets.tune_nas-cache-*"))) == 2
+    load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert len(list(tmp_path.glob(".pets.tune_nas-cache-*"))) == 2
+
+
 def test_imagefolder_tar_gz_with_val_split(tmp_path):
     _make_tree(tmp_path / "src" / "pets", with_val=True)
     archive = tmp_path / "pets.tar.gz"
@@ -93,6 +110,12 @@ def test_imagefolder_zip_made_on_a_mac_reads_like_the_directory(tmp_path):
     from_dir = load_splits(f"imagefolder:{tmp_path / 'src' / 'pets'}")
     assert (len(from_zip.train_x), len(from_zip.val_x), len(from_zip.test_x)) == (12, 4, 4)
     assert np.array_equal(from_zip.train_x, from_dir.train_x) and from_zip.classes == ("cat", "dog")
+    windows = tmp_path / "windows.zip"  # names with backslashes, as some Windows tools wrote them
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(windows, "w") as z:
+        for info in src.infolist():
+            if not info.is_dir():
+                z.writestr(info.filename.replace("/", "\\"), src.read(info))
+    assert np.array_equal(load_splits(f"imagefolder:{windows}").train_x, from_dir.train_x)
     (tmp_path / "broken.zip").write_bytes(archive.read_bytes()[:200])
     with pytest.raises(DataError, match="broken.zip: not a readable archive"):
         load_splits(f"imagefolder:{tmp_path / 'broken.zip'}")

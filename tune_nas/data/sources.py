@@ -295,7 +295,8 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
-                files = [(info.filename, info) for info in archive.infolist()
+                # names with backslashes: zips made by Windows tools that wrote its separator
+                files = [(info.filename.replace("\\", "/"), info) for info in archive.infolist()
                          if not info.is_dir() and not info.filename.startswith("__MACOSX/")]
                 raw = _archive_images(files, archive.read)
         else:
@@ -374,9 +375,25 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def _fingerprint(source: Path) -> str:
+    """What the decoded images depend on: an archive's size and time; a directory's every image
+    file (relative path, size, time), since adding, changing or moving an image inside a class
+    folder leaves the top directory's own time as it was."""
+    if not source.is_dir():
+        stat = source.stat()
+        return f"{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha1()
+    for folder, dirs, files in os.walk(source):
+        dirs.sort()
+        for file in sorted(f for f in files if _is_image_name(f)):
+            stat = os.stat(os.path.join(folder, file))
+            digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{stat.st_size}|"
+                          f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _cache_dir(source: Path) -> Path:
-    stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{source.resolve()}|{_fingerprint(source)}".encode()).hexdigest()[:12]
     beside = source.parent / f".{source.name.split('.')[0]}.tune_nas-cache-{key}"
     if os.access(source.parent, os.W_OK):
         return beside
