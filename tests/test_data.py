@@ -83,6 +83,35 @@ def test_an_image_folder_changed_inside_its_class_folders_is_decoded_again(tmp_p
     assert len(list(tmp_path.glob(".pets.tune_nas-cache-*"))) == 2
 
 
+def _grey_tree(root, counts: dict[str, dict[str, int]]) -> None:
+    for split, classes in counts.items():
+        for cls, n in classes.items():
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                (root / split / cls / f"{i}.png").write_bytes(_png(10 * i, mode="L"))
+
+
+@pytest.mark.parametrize("counts, message", [
+    ({"train": {"a": 10}, "test": {"a": 3}}, r"train/ holds 1 class folder with images \(a\)"),
+    ({"train": {"a": 10, "b": 0}, "test": {"a": 3}}, "1 class folder"),  # an empty class folder is none
+    ({"train": {"a": 2, "b": 3}, "test": {"a": 1, "b": 1}}, "no validation images.*at least 6 training images"),
+])
+def test_image_folders_a_classifier_cannot_learn_from_are_refused(tmp_path, counts, message):
+    _grey_tree(tmp_path / "f", counts)
+    with pytest.raises(DataError, match=message):
+        load_splits(f"imagefolder:{tmp_path / 'f'}")
+    assert not list(tmp_path.glob(".f.tune_nas-cache-*"))  # nothing cached
+
+
+def test_a_train_fraction_that_drops_a_class_is_refused():
+    from tune_nas.data.sources import reduce_fidelity
+
+    digits = load_splits("digits")
+    with pytest.raises(DataError, match=r"train_fraction=0.003: keeps no training image of a class"):
+        reduce_fidelity(digits, 0.003)
+    assert set(reduce_fidelity(digits, 0.01).train_y.tolist()) == set(range(10))
+
+
 def test_imagefolder_tar_gz_with_val_split(tmp_path):
     _make_tree(tmp_path / "src" / "pets", with_val=True)
     archive = tmp_path / "pets.tar.gz"
@@ -126,7 +155,7 @@ def test_grayscale_images_keep_one_channel(tmp_path):
         for cls in ("a", "b"):
             d = tmp_path / "g" / split / cls
             d.mkdir(parents=True)
-            for i in range(3):
+            for i in range(6):
                 (d / f"{i}.png").write_bytes(_png(100, mode="L"))
     s = load_splits(f"imagefolder:{tmp_path / 'g'}")
     assert s.in_channels == 1
@@ -147,7 +176,7 @@ def test_images_of_several_sizes_and_modes_are_brought_to_one_square_format(tmp_
     red, blue = (255, 0, 0), (0, 0, 255)
     wide = np.zeros((8, 16, 3), np.uint8)  # red | blue (the middle half) | red
     wide[:, :4], wide[:, 4:12], wide[:, 12:] = red, blue, red
-    for i in range(3):
+    for i in range(6):
         _save(root / "train" / "wide" / f"{i}.png", wide)
         _save(root / "train" / "big" / f"{i}.png", np.full((16, 16, 3), (0, 200, 0)))
         _save(root / "train" / "grey" / f"{i}.png", np.full((12, 8), 100))
@@ -174,7 +203,7 @@ def test_sixteen_bit_and_binary_grey_images_keep_their_values_in_one_channel(tmp
     root = tmp_path / "deep"
     ramp = (np.arange(36).reshape(6, 6) * 1800).astype(np.uint16)  # 0 .. 63,000
     for split in ("train", "test"):
-        for i in range(3):
+        for i in range(6):
             _save(root / split / "ramp" / f"{i}.png", ramp, np.uint16)
             _save(root / split / "bits" / f"{i}.png", np.eye(6), bool)
             _save(root / split / "alpha" / f"{i}.png", np.full((6, 6, 2), 90))

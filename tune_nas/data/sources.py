@@ -445,6 +445,9 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
                 images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
         return _stack(images), np.array([index[c] for c in names], np.int64)
 
+    if len(classes) < 2:
+        raise DataError(f"{name}: train/ holds {len(classes)} class folder with images ({', '.join(classes)}); "
+                        "rule: a classifier needs two or more classes, train/<class>/ for each")
     train_x, train_y = xy("train")
     test_x, test_y = xy("test")
     if "val" in tree:
@@ -452,6 +455,10 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         splits = ArraySplits(name, train_x, train_y, val_x, val_y, test_x, test_y, tuple(classes), note=note)
     else:
         splits = _with_val_split(name, train_x, train_y, test_x, test_y, classes, note=note)
+        if not len(splits.val_y):
+            raise DataError(f"{name}: no validation images: {VAL_FRACTION:.0%} of each class of train/ "
+                            f"({len(train_y)} images) rounds to none; rule: a val/<class>/ folder, or "
+                            f"at least {int(0.5 / VAL_FRACTION) + 1} training images in a class")
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for k in _ARRAY_NAMES:
@@ -534,6 +541,13 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
     train_x, train_y = splits.train_x, splits.train_y
     if train_fraction < 1:
         _, keep = stratified_split(train_y, train_fraction, seed)
+        counts, kept = np.bincount(train_y, minlength=splits.num_classes), np.bincount(
+            train_y[keep], minlength=splits.num_classes)
+        if ((counts > 0) & (kept == 0)).any():
+            smallest = int(counts[counts > 0].min())
+            raise DataError(f"train_fraction={train_fraction:g}: keeps no training image of a class of "
+                            f"{splits.name} (the smallest has {smallest}); rule: a fraction that keeps one "
+                            f"image of every class, above {0.5 / smallest:.2g}")
         train_x, train_y = train_x[keep], train_y[keep]
 
     def resize(x: np.ndarray) -> np.ndarray:
