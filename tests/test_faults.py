@@ -428,6 +428,29 @@ def test_a_driver_killed_while_ray_rewrote_its_snapshot_still_trains_every_trial
 
 
 @pytest.mark.slow
+def test_a_second_driver_on_a_running_experiment_is_refused_and_the_first_goes_on(tmp_path, ray_env):
+    """``--resume`` of an experiment whose driver still runs (another terminal, a job started
+    twice) would interleave two drivers' records and snapshots: it is refused in one line
+    naming the running driver, before any Ray work, and the first driver ends as it would have."""
+    num_samples = 6
+    space = write_space(tmp_path / "busy_space.py", num_samples=num_samples, max_epochs=3, step_seconds=0.2)
+    exp = tmp_path / "trials" / "busy"
+    driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.STDOUT)
+    try:
+        second = launch("--name", "busy", "--trials-dir", str(tmp_path / "trials"), "--resume",
+                        env=ray_env, cwd=tmp_path)
+        assert driver.poll() is None, "the first driver ended before the second tried"
+    finally:
+        first_log = driver.communicate(timeout=400)[0]
+    assert second.returncode == 2, explain(second)
+    assert second.stdout == "" and len(second.stderr.strip().splitlines()) == 1, explain(second)
+    assert f"a driver (pid {driver.pid} on " in second.stderr and "one driver per experiment" in second.stderr
+    assert driver.returncode == 0, first_log[-3000:]
+    assert_nothing_lost(exp, num_samples)
+    assert json.loads((exp / "driver.lock").read_text())["pid"] == driver.pid  # who held it last
+
+
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_continue_and_the_moved_experiment_resumes_where_it_is(tmp_path, ray_env):
     """Ray Tune catches Ctrl-C, saves the experiment and returns from ``fit`` as if the search
     were done: the launcher must not report it finished but say how to continue (exit 130).

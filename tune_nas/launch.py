@@ -642,9 +642,31 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+def _hold_driver_lock(experiment_dir: Path, name: str) -> None:
+    """This process becomes the experiment's one driver, or exits 2 naming the one that is."""
+    from tune_nas.storage.driver_lock import ExperimentBusy, hold_driver_lock
+
+    try:
+        hold_driver_lock(experiment_dir)
+    except ExperimentBusy as exc:
+        _fail(f"--resume --name {name}: {exc}; rule: one driver per experiment: stop that one "
+              "(Ctrl-C, which saves it) or let it end, then resume")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from tune_nas.storage.driver_lock import release_driver_locks
+
+    try:
+        return _main(argv)
+    finally:
+        release_driver_locks()  # the process ends here, unless a caller (a test) runs on
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     space, (splits, full_splits), name, experiment_dir, storage, remote = prepare(args)
+    if args.resume:  # before any Ray work: a second driver would interleave the first one's records
+        _hold_driver_lock(experiment_dir, name)
 
     from tune_nas.ray_tune import cluster
     from tune_nas.ray_tune.run import run_final_stage, run_search
@@ -673,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         _fail(str(exc))
     if not args.resume:
         write_experiment_files(space, name, experiment_dir, args, storage)
+        _hold_driver_lock(experiment_dir, name)
         if remote:
             remote.upload(experiment_dir, name)
     printer = ProgressPrinter(spec.objective, time_budget_s=spec.time_budget_s,

@@ -25,6 +25,8 @@ Who writes what (data flows one way: launch → Ray layer → trial → here →
                              plots
 ``final/``                   the final stage (retrained top-k), with its own curves and
                              trials (and Ray's files)
+``driver.lock``              the running driver's lock (pid, host, since): one driver per
+                             experiment (:mod:`tune_nas.storage.driver_lock`); not mirrored
 ``trial_NNN_<id>/``,         Ray Tune's experiment (trial directories, checkpoints,
 ``tuner.pkl``, ``*-state-*`` resumable state); only the Ray layer reads them
 ===========================  ============================================================
@@ -56,6 +58,7 @@ CURVES_PNG = "curves.png"
 FIDELITY_PNG = "fidelity.png"
 FINAL_DIR = "final"
 RAY_STATE_FILE = "tuner.pkl"
+DRIVER_LOCK = "driver.lock"
 
 #: curves.csv starts with these columns; every reported metric follows (the known ones in
 #: :data:`tune_nas.metric_keys.METRICS` order, then any other, sorted by name).
@@ -90,6 +93,7 @@ class ExperimentLayout:
     fidelity_png = property(lambda self: self.root / FIDELITY_PNG)
     final = property(lambda self: ExperimentLayout(self.root / FINAL_DIR))
     ray_state = property(lambda self: self.root / RAY_STATE_FILE)
+    driver_lock = property(lambda self: self.root / DRIVER_LOCK)
 
     def study_url(self) -> str:
         """The default study storage: SQLite in the experiment directory."""

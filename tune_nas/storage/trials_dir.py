@@ -33,6 +33,9 @@ LOCAL_MIRROR = Path("trials")
 #: never overwrite Ray's newer state with an older copy.
 RAY_OWN = re.compile(r"trial_.*|experiment_state-.*|search_gen_state-.*|searcher-state-.*|"
                      r"basic-variant-state-.*|tuner\.pkl|trainable\.pkl|\.validate_storage_marker")
+#: Files of the driver's mirror that are never copied to the storage: Ray's own and the
+#: running driver's lock (which only means something on the machine that holds it).
+NOT_MIRRORED = re.compile(RAY_OWN.pattern + r"|driver\.lock")
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -144,7 +147,7 @@ class ThrottledUpload:
 
 def _copy_tree(src_fs, src: str, dst_fs, dst: str,
                skip_unchanged: dict[str, tuple[int, int]] | None = None) -> int:
-    """Copy the files under ``src`` to ``dst``, skipping what Ray writes (:data:`RAY_OWN`) and,
+    """Copy the files under ``src`` to ``dst``, skipping what Ray writes (:data:`NOT_MIRRORED`) and,
     with ``skip_unchanged`` (path → (size, mtime) copied before; updated here), files whose
     size and modification time are those already copied."""
     from pyarrow.fs import FileSelector, FileType
@@ -153,7 +156,7 @@ def _copy_tree(src_fs, src: str, dst_fs, dst: str,
     copied = 0
     for info in src_fs.get_file_info(selector):
         relative = info.path[len(src.rstrip("/")) + 1:]
-        if info.type != FileType.File or any(RAY_OWN.fullmatch(part) for part in relative.split("/")):
+        if info.type != FileType.File or any(NOT_MIRRORED.fullmatch(part) for part in relative.split("/")):
             continue
         stamp = (info.size, info.mtime_ns or 0)
         if skip_unchanged is not None and skip_unchanged.get(info.path) == stamp:
