@@ -5,7 +5,8 @@ and rewrite Ray's snapshot: the records would interleave and the snapshot of one
 overwrite the other's. The driver holds an exclusive ``flock`` on ``driver.lock`` in the
 experiment directory (on object storage: in the local mirror) for as long as it runs; the
 kernel releases it when the process ends, however it ends (SIGKILL included), so a crashed
-driver never leaves a stale lock. The file says who holds it (pid, host, since when).
+driver never leaves a stale lock. The file says who holds it (pid, host, since when). On a
+file system without ``flock`` (some network mounts) the search runs without the lock.
 """
 
 from __future__ import annotations
@@ -33,13 +34,19 @@ def hold_driver_lock(experiment_dir: Path) -> None:
     if experiment_dir in _held:
         return
     path = experiment_dir / DRIVER_LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return  # a directory this process cannot write a file into: no lock, as before locks
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
         raise ExperimentBusy(f"a driver ({holder}) is running this experiment") from None
+    except OSError:  # a file system without flock (some network mounts): the search runs unlocked
+        os.close(fd)
+        return
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "since": datetime.now().isoformat(timespec="seconds")}).encode())
