@@ -180,6 +180,26 @@ def test_a_failing_worker_ends_the_trial_with_its_error(digits, tmp_path):
     assert not dist.is_initialized()  # this process can run the next trial
 
 
+def test_a_broken_collective_waits_for_the_peer_that_broke_it_to_name_it(tmp_path):
+    """Rank 0's gloo error ("connection closed by peer") can come before the failed worker's
+    process has exited: its exit code is waited for, briefly, for such errors only."""
+    import subprocess
+    import sys
+
+    from tune_nas.trial.data_parallel import WorkerProcesses
+
+    workers = object.__new__(WorkerProcesses)
+    workers.workdir, workers.world_size = tmp_path, 2
+    workers.procs = {1: subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(1); sys.exit(3)"])}
+    try:
+        assert workers.failed() is None  # still exiting when rank 0's error arrives
+        assert workers.failure_after(RuntimeError("worker zero's own bug"), grace_s=10) is None  # not waited for
+        broken = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:39598")
+        assert workers.failure_after(broken, grace_s=30) == (1, 3)
+    finally:
+        workers.stop()
+
+
 class _StoppedByTune:
     """Ray Tune stops a trial (ASHA, a pause) by raising SystemExit in its thread's report."""
 

@@ -46,6 +46,10 @@ START_TIMEOUT_S = 600.0
 EXIT_TIMEOUT_S = 60.0
 _ARRAYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 _LOG_TAIL_LINES = 20
+#: How long rank 0, its collective broken by a peer, waits for that peer's exit to name it
+PEER_EXIT_GRACE_S = 10.0
+#: What rank 0's error says when a peer's end broke a collective (gloo, NCCL)
+_PEER_LOST = ("closed by peer", "connection reset", "broken pipe", "nccl")
 
 
 class WorkerError(RuntimeError):
@@ -192,6 +196,19 @@ class WorkerProcesses:
                 raise WorkerError(f"data-parallel workers of the trial not ready after {timeout_s:g} s")
             time.sleep(0.02)
 
+    def failure_after(self, error: BaseException, grace_s: float = PEER_EXIT_GRACE_S) -> tuple[int, int] | None:
+        """The worker that failed, when rank 0 ended with ``error``: a worker's end breaks rank
+        0's collective (gloo: "connection closed by peer") while the worker's process may still
+        be exiting, so for such an error wait up to ``grace_s`` for its exit code."""
+        failure = self.failed()
+        if failure is not None or not any(word in str(error).lower() for word in _PEER_LOST):
+            return failure
+        deadline = time.monotonic() + grace_s
+        while failure is None and time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
+            time.sleep(0.02)
+            failure = self.failed()
+        return failure
+
     def wait_exit(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for proc in self.procs.values():
@@ -241,7 +258,7 @@ def launch_workers(config: dict[str, Any], splits: ArraySplits, setup: Any,
         try:
             yield group
         except Exception as exc:
-            failure = workers.failed()
+            failure = workers.failure_after(exc)
             if failure is not None and not isinstance(exc, WorkerError):
                 raise WorkerError(workers.describe_failure(*failure)) from exc
             raise
