@@ -424,7 +424,6 @@ def test_a_driver_killed_while_ray_rewrote_its_snapshot_still_trains_every_trial
         if record["state"] != "RUNNING":
             assert after[number]["state"] == record["state"]
             assert after[number]["epochs"] == record["epochs"]
-    assert f"/{num_samples} done" in proc.stdout  # the status line counts the experiment's trials
 
 
 @pytest.mark.slow

@@ -464,3 +464,20 @@ def test_the_searcher_keeps_only_the_ids_of_trials_the_study_was_told_the_end_of
     legacy.__dict__.update(old)
     legacy.attach(url)
     assert legacy._ot_trials == {} and legacy.told_trials == {"ray-a": searcher.told_trials["ray-a"]}
+
+
+def test_the_status_line_of_a_resumed_search_counts_the_experiments_trials(tmp_path):
+    """After an empty snapshot Ray restarts the experiment counting 1 sample: the status line
+    (and its time-left estimate) counts the experiment's num_samples, not Ray's 1."""
+    from tune_nas.objectives import Objective
+    from tune_nas.ray_tune.callbacks import TrialEvents
+    from tune_nas.record.bookkeeper import Bookkeeper
+    from tune_nas.record.console import ProgressPrinter
+
+    fresh = TrialEvents(Bookkeeper(tmp_path / "a", Objective(), max_epochs=3), None, ProgressPrinter(Objective()))
+    fresh.setup(total_num_samples=6)
+    assert fresh.printer.total == 6
+    resumed = TrialEvents(Bookkeeper(tmp_path / "b", Objective(), max_epochs=3), None, ProgressPrinter(Objective()))
+    resumed.num_samples = 6  # what a resumed run sets
+    resumed.setup(total_num_samples=1)
+    assert resumed.printer.total == 6
