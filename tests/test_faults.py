@@ -426,6 +426,62 @@ def test_a_driver_killed_while_ray_rewrote_its_snapshot_still_trains_every_trial
             assert after[number]["epochs"] == record["epochs"]
 
 
+def _snapshot_checkpoint_indices(exp: Path) -> dict[str, tuple[str, str, int]]:
+    """Ray's newest experiment snapshot: {trial id: (status, trial directory, the checkpoint
+    index its storage context saved)}; empty while the file is being written."""
+    states = sorted(glob.glob(str(exp / "experiment_state-*.json")))
+    try:
+        snapshot = json.loads(Path(states[-1]).read_text()) if states else {}
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for trial_json, _ in snapshot.get("trial_data", []):
+        trial = json.loads(trial_json)
+        storage = pickle.loads(bytes.fromhex(trial["storage"]["value"]))
+        out[trial["trial_id"]] = (trial["status"], storage.trial_dir_name, storage.current_checkpoint_index)
+    return out
+
+
+@pytest.mark.slow
+def test_a_trial_past_its_snapshots_checkpoint_keeps_its_last_checkpoint(tmp_path, ray_env):
+    """The driver is killed one epoch before a trial's end, when the trial has a newer
+    checkpoint than Ray's last snapshot names (the snapshot's is deleted: Ray keeps one).
+    Resumed from the newer one, the trial's last checkpoint must get a new name: under the
+    restored one's name (the snapshot's index + 1), Ray would delete it as "the previous
+    checkpoint" and the trial would end with its recorded checkpoint gone."""
+    max_epochs = 6
+    space = write_space(tmp_path / "ahead_space.py", num_samples=1, max_epochs=max_epochs, step_seconds=0.3)
+    exp = tmp_path / "trials" / "ahead"
+    driver = subprocess.Popen(launch_cmd("--space", str(space), "--name", "ahead", "--trials-dir",
+                                         str(exp.parent)), cwd=tmp_path, env=ray_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started, trial_dir = time.monotonic(), None
+    with killed_when_done(driver, ray_env):  # one epoch before the end, once a snapshot names a checkpoint
+        while trial_dir is None and driver.poll() is None and time.monotonic() - started < 300:
+            time.sleep(0.05)
+            for status, name, index in _snapshot_checkpoint_indices(exp).values():
+                newest = sorted((exp / name).glob("checkpoint_*"))
+                if status == "RUNNING" and index >= 0 and newest and newest[-1].name == f"checkpoint_{max_epochs - 2:06d}":
+                    trial_dir = exp / name
+        assert trial_dir is not None, "the trial ended before the test could stop it:\n" + driver.stdout.read()
+    (_, _, index), = _snapshot_checkpoint_indices(exp).values()
+    kept = sorted(trial_dir.glob("checkpoint_*"))
+    assert kept[-1].name == f"checkpoint_{max_epochs - 2:06d}", kept  # the epoch before the last
+    for older in kept[:-1]:  # killed between saving the newest and deleting the one before
+        shutil.rmtree(older)
+    ahead = trial_dir / f"checkpoint_{index + 1:06d}"  # the snapshot names checkpoint index; the trial is past it
+    if kept[-1] != ahead:
+        kept[-1].rename(ahead)
+
+    proc = launch("--name", "ahead", "--trials-dir", str(exp.parent), "--resume", env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert "the checkpoint the saved experiment names is gone" in proc.stdout, proc.stdout
+    summary = assert_nothing_lost(exp, 1, allow_orphans=True)
+    (record,) = summary["trials"]
+    assert (record["state"], record["epochs"]) == ("COMPLETE", max_epochs), record
+    assert Path(record["checkpoint"]).is_dir(), (record["checkpoint"], sorted(p.name for p in trial_dir.iterdir()))
+
+
 @pytest.mark.slow
 def test_a_second_driver_on_a_running_experiment_is_refused_and_the_first_goes_on(tmp_path, ray_env):
     """``--resume`` of an experiment whose driver still runs (another terminal, a job started
