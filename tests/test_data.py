@@ -77,10 +77,22 @@ def test_an_image_folder_changed_inside_its_class_folders_is_decoded_again(tmp_p
     (tmp_path / "pets" / "train" / "dog" / "10.png").write_bytes(_png((0, 0, 255)))
     again = load_splits(f"imagefolder:{tmp_path / 'pets'}")
     assert np.bincount(np.concatenate([again.train_y, again.val_y])).tolist() == [5, 8]
+    shared = tmp_path / "elsewhere" / "bird"  # a class folder linked in from elsewhere
+    shared.mkdir(parents=True)
+    for i in range(6):
+        (shared / f"{i}.png").write_bytes(_png((0, 255, 0)))
+    (tmp_path / "pets" / "train" / "bird").symlink_to(shared)
+    assert load_splits(f"imagefolder:{tmp_path / 'pets'}").classes == ("bird", "cat", "dog")
+    (shared / "6.png").write_bytes(_png((0, 255, 0)))  # an image added behind the link
+    linked = load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert np.bincount(np.concatenate([linked.train_y, linked.val_y])).tolist() == [7, 5, 8]
+    (shared / "6.png").unlink()
+    (tmp_path / "pets" / "train" / "bird").unlink()
+    caches = sorted(tmp_path.glob(".pets.tune_nas-cache-*"))
+    assert len(caches) == 4  # one per content the folder had
     (tmp_path / "pets" / "train" / ".DS_Store").write_bytes(b"Bud1")  # no image: the cache stands
-    assert len(list(tmp_path.glob(".pets.tune_nas-cache-*"))) == 2
-    load_splits(f"imagefolder:{tmp_path / 'pets'}")
-    assert len(list(tmp_path.glob(".pets.tune_nas-cache-*"))) == 2
+    assert load_splits(f"imagefolder:{tmp_path / 'pets'}").classes == ("cat", "dog")
+    assert sorted(tmp_path.glob(".pets.tune_nas-cache-*")) == caches
 
 
 def _grey_tree(root, counts: dict[str, dict[str, int]]) -> None:

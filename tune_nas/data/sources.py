@@ -383,7 +383,7 @@ def _fingerprint(source: Path) -> str:
         stat = source.stat()
         return f"{stat.st_size}|{stat.st_mtime_ns}"
     digest = hashlib.sha1()
-    for folder, dirs, files in os.walk(source):
+    for folder, dirs, files in os.walk(source, followlinks=True):  # as the images are read
         dirs.sort()
         for file in sorted(f for f in files if _is_image_name(f)):
             stat = os.stat(os.path.join(folder, file))
