@@ -300,3 +300,19 @@ def test_totals_over_data_parallel_workers_equal_the_whole_split(task_name, seco
     assert torch.allclose(second.compute_over(to_second), expected, atol=1e-6)
     assert torch.allclose(task.eval_totals().compute_over(None).nan_to_num(-1),
                           torch.full_like(expected, -1.0))  # one process: its own (nothing seen)
+
+
+def test_a_space_files_data_set_replaced_by_a_flag_need_not_exist(tmp_path):
+    """A space file names its own data file; --dataset (or a resumed experiment's saved flags)
+    replaces it: the replaced file may be gone, the one used must exist."""
+    from tune_nas.config.space_file import SpaceError, load_space
+
+    rows = ["a,b,out"] + [f"{i},{i % 3},{i * 2}" for i in range(30)]
+    (tmp_path / "now.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "space.py").write_text(
+        'EXPERIMENT = {"dataset": "arrays:%s", "outputs": ["out"], "model": "mlp"}\n'
+        'PARAM_SPACE = {"width": 8}\n' % (tmp_path / "then.csv"))
+    space = load_space(str(tmp_path / "space.py"))  # then.csv is gone: only the data set used counts
+    assert space.with_overrides(dataset=f"arrays:{tmp_path / 'now.csv'}").spec.dataset.endswith("now.csv")
+    with pytest.raises(SpaceError, match="gone.csv: no such file"):
+        space.with_overrides(dataset=f"arrays:{tmp_path / 'gone.csv'}")

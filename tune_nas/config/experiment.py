@@ -116,8 +116,11 @@ class ExperimentSpec:
         if self.scheduler == "":  # not chosen: ASHA, or its multi-objective form
             object.__setattr__(self, "scheduler", "moasha" if several else "asha")
 
-    def check(self, where: str) -> ExperimentSpec:
-        """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule."""
+    def check(self, where: str, data_files: bool = True) -> ExperimentSpec:
+        """Raise :class:`SpaceError` naming ``where`` (file or flag) on the first broken rule.
+        With ``data_files`` an ``arrays:``/``imagefolder:`` path that does not exist is the
+        first one; a space file's own spec is checked without (flags may replace its data set,
+        and a resumed experiment's copy may name data the flags replaced)."""
 
         def positive_int(v: Any) -> bool:
             return isinstance(v, int) and not isinstance(v, bool) and v > 0
@@ -216,7 +219,8 @@ class ExperimentSpec:
         if isinstance(self.dataset, str) and self.evaluation == "train":  # a tabular run reads a table
             try:
                 check_dataset_name(self.dataset)  # first: an unknown data set explains the rest
-                check_dataset_exists(self.dataset)  # ... and so does a missing file
+                if data_files:
+                    check_dataset_exists(self.dataset)  # ... and so does a missing file
             except DataError as exc:
                 raise SpaceError(f"{where}: {exc}") from None
         for key, ok, rule in rules:

@@ -319,7 +319,7 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
         except PluginError as exc:
             raise SpaceError(f"{path}: {exc}") from None
         experiment = {**experiment, "plugins": plugins}
-    spec = ExperimentSpec(**experiment).check(str(path))
+    spec = ExperimentSpec(**experiment).check(str(path), data_files=False)  # flags may replace the data set
 
     param_space = getattr(module, "PARAM_SPACE", None)
     define_by_run = getattr(module, "define_by_run", None)
