@@ -18,7 +18,7 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
-from tune_nas.layout import DRIVER_LOCK
+from tune_nas.layout import ExperimentLayout
 
 _held: dict[Path, int] = {}  # experiment directory -> the open descriptor holding its lock
 
@@ -33,7 +33,7 @@ def hold_driver_lock(experiment_dir: Path) -> None:
     experiment_dir = Path(experiment_dir).resolve()
     if experiment_dir in _held:
         return
-    path = experiment_dir / DRIVER_LOCK
+    path = ExperimentLayout(experiment_dir).driver_lock
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from tune_nas.layout import DRIVER_LOCK
 from tune_nas.record.formatting import first_line as _first_line
 from tune_nas.storage.masking import mask_url
 
@@ -35,7 +36,7 @@ RAY_OWN = re.compile(r"trial_.*|experiment_state-.*|search_gen_state-.*|searcher
                      r"basic-variant-state-.*|tuner\.pkl|trainable\.pkl|\.validate_storage_marker")
 #: Files of the driver's mirror that are never copied to the storage: Ray's own and the
 #: running driver's lock (which only means something on the machine that holds it).
-NOT_MIRRORED = re.compile(RAY_OWN.pattern + r"|driver\.lock")
+NOT_MIRRORED = re.compile(f"{RAY_OWN.pattern}|{re.escape(DRIVER_LOCK)}")
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -147,7 +148,7 @@ class ThrottledUpload:
 
 def _copy_tree(src_fs, src: str, dst_fs, dst: str,
                skip_unchanged: dict[str, tuple[int, int]] | None = None) -> int:
-    """Copy the files under ``src`` to ``dst``, skipping what Ray writes (:data:`NOT_MIRRORED`) and,
+    """Copy the files under ``src`` to ``dst``, skipping Ray's and the driver lock (:data:`NOT_MIRRORED`) and,
     with ``skip_unchanged`` (path → (size, mtime) copied before; updated here), files whose
     size and modification time are those already copied."""
     from pyarrow.fs import FileSelector, FileType
