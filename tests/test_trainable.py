@@ -8,6 +8,7 @@ import torch
 
 from tune_nas.data.sources import load_splits
 from tune_nas.models import register_model
+from tune_nas.trial.reporting import REPORTS_FILE, parse_reports
 from tune_nas.trial.run import FINAL_METRICS, METRICS, TrialSetup, run_trial
 
 
@@ -59,6 +60,44 @@ def test_resume_from_checkpoint_continues_exactly(digits, tmp_path, dropout):
     for a, b in zip(full.results[1:], resumed.results):
         assert a["val/acc"] == pytest.approx(b["val/acc"], abs=1e-6)
         assert a["train/loss"] == pytest.approx(b["train/loss"], rel=1e-5)
+
+
+def test_every_checkpoint_keeps_the_reports_of_the_epochs_up_to_it(digits, tmp_path):
+    """A driver killed between a checkpoint and its report reaching it records the epoch from
+    the checkpoint: each one holds every epoch's report up to it, across a resume too."""
+    first = Recorder(tmp_path / "first")
+    (tmp_path / "first").mkdir()
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=4, checkpoint_every=2), first)
+    for name, epochs in (("epoch2", [1, 2]), ("epoch4", [1, 2, 3, 4])):
+        kept = parse_reports((tmp_path / "first" / name / REPORTS_FILE).read_text(), name)
+        assert [r["epoch"] for r in kept] == epochs
+        for report in kept:  # what was reported, as JSON keeps it (NaN latency is left out)
+            reported = first.results[report["epoch"] - 1]
+            assert report["train/loss"] == reported["train/loss"]
+            assert report["val/acc"] == reported["val/acc"]
+            assert report["model/params"] == reported["model/params"]
+    resumed = Recorder(tmp_path / "resumed")
+    (tmp_path / "resumed").mkdir()
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=4, checkpoint_every=2), resumed,
+              resume_dir=str(tmp_path / "first" / "epoch2"))
+    kept = parse_reports((tmp_path / "resumed" / "epoch4" / REPORTS_FILE).read_text(), "epoch4")
+    assert [r["epoch"] for r in kept] == [1, 2, 3, 4]
+    assert kept[0]["train/loss"] == first.results[0]["train/loss"]  # from the checkpoint resumed from
+    assert kept[2]["train/loss"] == resumed.results[0]["train/loss"]  # the epochs run now
+    assert "test/acc" in kept[3] and "test/acc" not in kept[2]
+
+
+def test_a_checkpoint_with_unreadable_reports_is_still_resumed_from(digits, tmp_path):
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=1), Recorder(tmp_path))
+    (tmp_path / "epoch1" / REPORTS_FILE).write_text("[{]")
+    resumed = Recorder(tmp_path / "again")
+    (tmp_path / "again").mkdir()
+    with pytest.warns(UserWarning, match="reports.json: not JSON"):
+        run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=2), resumed,
+                  resume_dir=str(tmp_path / "epoch1"))
+    assert [r["epoch"] for r in resumed.results] == [2]
+    kept = parse_reports((tmp_path / "again" / "epoch2" / REPORTS_FILE).read_text(), "epoch2")
+    assert [r["epoch"] for r in kept] == [2]  # what could be kept
 
 
 def test_same_seed_same_trial_number_same_result(digits):

@@ -8,7 +8,7 @@ from typing import Any
 from ray import tune
 
 from tune_nas.metric_keys import TEST_METRICS
-from tune_nas.ray_tune.checkpoints import repair_missing_checkpoints
+from tune_nas.ray_tune.checkpoints import checkpoint_reports, repair_missing_checkpoints
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, RecordingOptunaSearch
 from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
 from tune_nas.record.bookkeeper import COMPLETE, FAIL, PAUSED, PRUNED, RUNNING, Bookkeeper
@@ -107,9 +107,34 @@ class TrialEvents(tune.Callback):
                     self._started(trial)
                     self.bookkeeper.trial_paused(trial.trial_id)
             for trial_id, found in repair_missing_checkpoints(trials).items():
-                number = trial_config(next(t for t in trials if t.trial_id == trial_id).config).get("trial_number")
+                trial = next(t for t in trials if t.trial_id == trial_id)
+                number = trial_config(trial.config).get("trial_number")
+                recovered = self._record_checkpoint_reports(trial) if found else ""
                 self.printer.note(f"trial {number}: the checkpoint the saved experiment names is gone; "
-                                  + (f"continuing from {found.rsplit('/', 1)[-1]}" if found else "starting again"))
+                                  + (f"continuing from {found.rsplit('/', 1)[-1]}{recovered}" if found
+                                     else "starting again"))
+
+    def _record_checkpoint_reports(self, trial) -> str:
+        """A trial resumed from a checkpoint newer than Ray's snapshot: the epochs up to it
+        that the stopped driver never received (the trial wrote the checkpoint, the driver was
+        killed before the report reached it) recorded from the checkpoint's reports, in the
+        curves and the study. Returns what the console is told of it."""
+        checkpoint = trial.run_metadata.checkpoint_manager.latest_checkpoint_result.checkpoint
+        try:
+            reports = checkpoint_reports(checkpoint)
+        except (OSError, ValueError) as exc:
+            return f" (its reports could not be read, epochs after the last recorded one may lack a row: {exc})"
+        self._started(trial)
+        last = self.bookkeeper.last_recorded_epoch(trial.trial_id)
+        missing = [r for r in reports if r["epoch"] > last]
+        for report in missing:
+            self.bookkeeper.trial_result(trial.trial_id, report)
+            self.searcher.on_trial_result(trial.trial_id, report)
+        if not missing:
+            return ""
+        epochs = ", ".join(str(r["epoch"]) for r in missing)
+        return (f" (epoch{'s' if len(missing) > 1 else ''} {epochs} recorded from it: the stopped driver "
+                "had not received them)")
 
     def _record_as_told(self, told: dict[str, Any], trials: list) -> None:
         """Trials the study was told the end of whose record did not reach the trials journal

@@ -14,6 +14,11 @@ not from the directory it restores: a trial moved to a newer checkpoint also get
 checkpoint's index, or its next checkpoint would take the very name it was restored from and
 Ray, deleting the checkpoint before it by path, would delete the new one (the trial then ends
 with its recorded checkpoint gone).
+
+A checkpoint newer than the snapshot may also hold epochs whose reports the killed driver never
+received (the trial writes a checkpoint before its report reaches the driver): each checkpoint
+keeps the trial's reports up to it (:data:`~tune_nas.trial.reporting.REPORTS_FILE`), and
+:func:`checkpoint_reports` reads them back so that the driver records them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 
 import pyarrow.fs
 from ray.tune import Checkpoint
+
+from tune_nas.trial.reporting import REPORTS_FILE, parse_reports
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")
 _FINISHED = ("TERMINATED", "ERROR")
@@ -66,3 +73,15 @@ def repair_missing_checkpoints(trials: list[Any]) -> dict[str, str | None]:
             trial.storage.current_checkpoint_index = max(trial.storage.current_checkpoint_index, index)
             repaired[trial.trial_id] = path
     return repaired
+
+
+def checkpoint_reports(checkpoint: Checkpoint) -> list[dict[str, Any]]:
+    """The trial's report of each epoch up to ``checkpoint``, ascending (none when it was written
+    without them). Raises ValueError naming the file when it is not such a list."""
+    path = f"{checkpoint.path.rstrip('/')}/{REPORTS_FILE}"
+    try:
+        with checkpoint.filesystem.open_input_stream(path) as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        return []
+    return parse_reports(text, path)

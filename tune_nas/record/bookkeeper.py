@@ -390,6 +390,10 @@ class Bookkeeper:
         self.dir.mkdir(parents=True, exist_ok=True)
         _append(self.journal_path, json.dumps(row, default=str) + "\n")
 
+    def last_recorded_epoch(self, trial_id: str) -> int:
+        """The highest epoch a running trial has a curve row of (0: none)."""
+        return max(self._epochs.get(trial_id, ()), default=0)
+
     def trial_paused(self, trial_id: str) -> None:
         """The scheduler set the trial aside after its last epoch (to resume it later or end it
         PRUNED): PAUSED until it starts again. Nothing is written: a paused trial's rows and

@@ -39,7 +39,13 @@ from tune_nas.metric_keys import (  # noqa: F401
 from tune_nas.models import create_model_for
 from tune_nas.trial.cost import count_parameters, flops_per_sample, sample_latency_ms
 from tune_nas.trial.module import TrialModule, resolve_precision
-from tune_nas.trial.reporting import Reporter, trial_seed  # noqa: F401  (re-exported)
+from tune_nas.trial.reporting import (  # noqa: F401  (Reporter, trial_seed re-exported)
+    REPORTS_FILE,
+    Reporter,
+    parse_reports,
+    reports_json,
+    trial_seed,
+)
 
 if TYPE_CHECKING:
     from tune_nas.trial.data_parallel import TrialGroup
@@ -133,16 +139,33 @@ def failure_report(epoch: int, error: str, measured: dict[str, Any] | None = Non
     return report
 
 
+def earlier_reports(resume_dir: str | None) -> list[dict[str, Any]]:
+    """The reports kept beside the checkpoint in ``resume_dir`` (:data:`REPORTS_FILE`); none
+    for a fresh trial, a checkpoint written without them, or a file that cannot be read (they
+    are a record, not what the fit resumes from)."""
+    path = os.path.join(resume_dir, REPORTS_FILE) if resume_dir else None
+    if path is None or not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_reports(f.read(), path)
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"{exc}; the trial's next checkpoint keeps only the epochs it runs now", stacklevel=2)
+        return []
+
+
 class _EpochReport:
     """One report per epoch (test metrics and a checkpoint when due); a plain class that
-    :func:`_callback` hands to Lightning as a callback."""
+    :func:`_callback` hands to Lightning as a callback. A checkpoint keeps every epoch's
+    report up to it (:data:`REPORTS_FILE`): ``reports`` are those of the checkpoint resumed from."""
 
     def __init__(self, reporter: Reporter, train: TensorBatches, test: TensorBatches,
                  setup: TrialSetup, cost: dict[str, float], task: str = "classification",
-                 rng_state: dict[str, Any] | None = None) -> None:
+                 rng_state: dict[str, Any] | None = None, reports: list[dict[str, Any]] | None = None) -> None:
         self.reporter, self.train, self.test = reporter, train, test
         self.setup, self.cost, self.task = setup, cost, task
         self.rng_state = rng_state  # from the checkpoint resumed from (RNG_CKPT_KEY)
+        self.reports = list(reports or [])
         self.started = 0.0
 
     def on_train_start(self, trainer, module) -> None:
@@ -173,6 +196,7 @@ class _EpochReport:
             per_s = "test/images_per_s" if self.task == "classification" else "test/samples_per_s"
             metrics.update({**{f"test/{k}": v for k, v in test.items()}, "test/seconds": seconds,
                             per_s: len(self.test.images) / max(seconds, 1e-9)})
+        self.reports = [r for r in self.reports if r["epoch"] < epoch] + [metrics]
         due = (epoch % self.setup.checkpoint_every == 0 or epoch >= self.setup.max_epochs
                or epoch in self.setup.checkpoint_epochs)
         if not due:
@@ -181,6 +205,8 @@ class _EpochReport:
         ckpt_dir = tempfile.mkdtemp(prefix="tune_nas-ckpt-")
         try:
             trainer.save_checkpoint(os.path.join(ckpt_dir, CHECKPOINT_FILE))
+            with open(os.path.join(ckpt_dir, REPORTS_FILE), "w", encoding="utf-8") as f:
+                f.write(reports_json(self.reports))
             self.reporter.report(metrics, ckpt_dir)
         finally:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -318,7 +344,8 @@ def _train(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup, repor
         cost[BUDGET] = setup.max_epochs
     if training.compile:
         module.model = torch.compile(module.model)
-    report = _EpochReport(reporter, train, test, setup, cost, task, rng_state=resumed.get(RNG_CKPT_KEY))
+    report = _EpochReport(reporter, train, test, setup, cost, task, rng_state=resumed.get(RNG_CKPT_KEY),
+                          reports=earlier_reports(os.path.dirname(ckpt_path)) if ckpt_path else None)
     parallel = {"devices": 1} if group is None else {
         "devices": world_size, "num_nodes": 1, "strategy": group.strategy(device.type),
         "use_distributed_sampler": False}  # the batches are sharded already
