@@ -393,6 +393,9 @@ CASES: list = [
     pytest.param(launch("--trials-dir", "{tmp}/somefile", needle="somefile", setup=a_file("somefile")),
                  id="trials-dir-is-a-file"),
     pytest.param(launch("--trials-dir", "", needle="--trials-dir: ''"), id="trials-dir-empty"),
+    # access() says a root user may write /proc: creating a directory there fails all the same
+    pytest.param(launch("--trials-dir", "/proc/tune_nas_trials", needle="/proc/tune_nas_trials"),
+                 id="trials-dir-where-no-directory-can-be-made"),
     pytest.param(launch("--trials-dir", "nosuchscheme://bucket/x", needle="nosuchscheme://bucket/x"),
                  id="trials-dir-unknown-uri-scheme"),
     pytest.param(launch("--storage", "not a url", needle="not a url"), id="storage-not-a-url"),

@@ -12,6 +12,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -89,6 +90,10 @@ def unwritable_reason(directory: Path) -> str | None:
         return "is a file" if existing == directory else f"is below the file {existing}"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    try:  # what access() cannot tell (root on a pseudo or read-only-mounted file system): try it
+        os.rmdir(tempfile.mkdtemp(prefix=".tune_nas-probe-", dir=existing))
+    except OSError as exc:
+        return f"no directory can be created in {existing} ({exc.strerror or exc})"
     return None
 
 
