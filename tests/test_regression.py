@@ -130,6 +130,62 @@ def test_bad_csv_files_are_refused_naming_the_line_or_column(tmp_path, text, mes
         load_array_file(tmp_path / "bad.csv", outputs=("out",))
 
 
+_CELLS = ["1", "-2.5", "1e3", "0.1", "7", "3.25", "-0", "007", "+4", ".5", "1.", "1E-5"]
+_ODD_CELLS = [" 3 ", "", "nan", "inf", "NA", "null", "x", "1_0", "0x1", "True", "1e400", "-", "1,5",
+              "123456789012345678901"]  # an integer beyond 64 bits: pandas leaves it text
+
+
+def _random_csv(rng: np.random.Generator) -> str:
+    """A comma-separated file of 14 rows that is mostly numbers, now and then an odd cell, a
+    row with a field too many or too few, a blank or whitespace line, an unused text column."""
+    note = rng.random() < 0.3
+    lines = ["a,b,out" + (",note" if note else "")]
+    for _ in range(14):
+        cells = [str(rng.choice(_ODD_CELLS if rng.random() < 0.006 else _CELLS)) for _ in range(3)]
+        if note:
+            cells.append(str(rng.choice(["", "run 1", "x", "2"])))
+        shape = rng.random()
+        if shape < 0.004:
+            cells.append("9")
+        elif shape < 0.008:
+            cells.pop()
+        elif shape < 0.02:
+            lines.append(str(rng.choice(["", "  ", ",,"])))
+        lines.append(",".join(cells))
+    return "\n".join(lines) + ("\n" if rng.random() < 0.8 else "")
+
+
+def _outcome(path):
+    try:
+        splits = load_array_file(path, inputs=("a", "b"), outputs=("out",))  # a note column is not read
+    except DataError as exc:
+        return str(exc)
+    return [getattr(splits, k).tolist() for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")]
+
+
+def test_a_csv_read_at_once_is_read_as_row_by_row(tmp_path, monkeypatch):
+    """Comma-separated files read by pandas' C reader give what the row-by-row reader gives
+    (the same arrays, or the same refusal): pandas is used only where it cannot differ."""
+    import tune_nas.data.arrays as arrays
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(300):
+        files.append(tmp_path / f"f{i}.csv")
+        files[-1].write_text(_random_csv(rng))
+    accepted = []
+    whole = arrays._whole_columns
+    monkeypatch.setattr(arrays, "_whole_columns", lambda *a: accepted.append(whole(*a)) or accepted[-1])
+    at_once = [_outcome(f) for f in files]
+    monkeypatch.setattr(arrays, "_whole_columns", lambda *a: None)
+    row_by_row = [_outcome(f) for f in files]
+    for file, a, b in zip(files, at_once, row_by_row):
+        assert a == b, (file.read_text(), a, b)
+    read_at_once = sum(c is not None for c in accepted)
+    refused = sum(isinstance(o, str) for o in row_by_row)
+    assert read_at_once > 180 and refused > 40, (read_at_once, refused)  # both kinds seen
+
+
 @pytest.mark.parametrize("x, y, message", [
     (np.zeros((20, 2)), np.zeros((21, 1)), "x has 20 rows but y has 21"),
     (np.zeros((20, 2, 2, 2)), np.zeros((20, 1)), "N × inputs"),

@@ -24,6 +24,7 @@ that disagree, NaNs or infinities, too few rows, text in a number column) are re
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, replace
@@ -207,6 +208,69 @@ def _number(cell: str, decimal_comma: bool) -> float:
         raise
 
 
+#: Where ``str.splitlines`` ends a line besides ``\n`` and ``\r`` (pandas ends lines at those two only).
+_OTHER_LINE_ENDS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _whole_columns(text: str, lines: list[str], header: list[str], used: list[str]) -> dict[str, np.ndarray] | None:
+    """The ``used`` columns of a comma-separated ``text`` (``lines``: no quotes, lines ended by
+    ``\n`` or ``\r``) read at once by pandas' C reader (benchmarks/csv_loading.py), or None
+    wherever its reading could differ from :func:`_row_columns`' rules, which then read the
+    file: a row whose fields are not the header's, an empty used cell, a used cell that is no
+    plain number."""
+    fields = len(header) - 1
+    if any(line.count(",") != fields and line.replace(",", "").strip() for line in lines):
+        return None  # a row the row-by-row reader refuses (rows of blank cells it skips)
+    import pandas as pd
+
+    # pandas 3 reads floats as float() does; older ones need the round-trip converter for it
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=",", header=0, **exact)
+    except ValueError:  # pandas' ParserError among them
+        return None
+    if frame.shape[1] != len(header):
+        return None
+    columns = {c: frame.iloc[:, header.index(c)] for c in used}
+    if any(column.dtype.kind not in "iuf" or column.isna().any() for column in columns.values()):
+        return None  # an empty cell, a row of blank cells pandas kept, or a cell that is no plain number
+    return {c: column.to_numpy(dtype=float) for c, column in columns.items()}
+
+
+def _row_columns(name: str, rows: list[list[str]], header: list[str], used: list[str],
+                 decimal_comma: bool) -> dict[str, np.ndarray]:
+    """The ``used`` columns of the CSV ``rows`` (the header first; rows of blank cells skipped)
+    as floats, refusing a row whose fields do not match the header or a cell that is no
+    number, by its line; with ``decimal_comma``, ``0,5`` is 0.5."""
+    body = [r for r in rows[1:] if "".join(r).strip()]
+
+    def line_of(k: int) -> int:
+        """The file line of ``body[k]`` (asked only to name an error)."""
+        return [line for line, r in enumerate(rows[1:], start=2) if "".join(r).strip()][k]
+
+    short = next((k for k, row in enumerate(body) if len(row) != len(header)), None)
+    if short is not None:
+        raise DataError(f"{name}: line {line_of(short)} has {len(body[short])} fields, the header "
+                        f"{len(header)}; rule: one value per column")
+    columns = {}
+    for column in used:
+        j = header.index(column)
+        cells = [row[j] for row in body]
+        try:  # the whole column at once
+            columns[column] = np.fromiter(map(float, cells), dtype=float, count=len(cells))
+            continue
+        except ValueError:  # a decimal comma, or a cell that is no number: cell by cell
+            pass
+        columns[column] = values = np.empty(len(cells))
+        for k, cell in enumerate(cells):
+            try:
+                values[k] = _number(cell, decimal_comma)
+            except ValueError:
+                raise DataError(f"{name}: line {line_of(k)}, column {column!r}: {cell!r} is no number; "
+                                "rule: numbers in the input and output columns") from None
+    return columns
+
+
 def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
     import csv
 
@@ -215,14 +279,16 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
-    first = text.split("\n", 1)[0]
+    lines = text.splitlines()
+    first = lines[0] if lines else ""
     # a comma unless the header is split by semicolons or tabs alone (spreadsheets set to a
     # locale whose decimal mark is the comma write semicolons)
     delimiter = next((d for d in ";\t" if d in first and "," not in first), ",")
-    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    if len(rows) < 2:
-        raise DataError(f"{name}: {len(rows)} line(s); rule: a header and one row per sample")
-    header = [h.strip() for h in rows[0]]
+    quoted = '"' in text  # then a row may span lines: the csv module reads them all
+    rows = list(csv.reader(lines, delimiter=delimiter)) if quoted else None
+    if (len(rows) if quoted else len(lines)) < 2:
+        raise DataError(f"{name}: {len(rows) if quoted else len(lines)} line(s); rule: a header and one row per sample")
+    header = [h.strip() for h in (rows[0] if quoted else first.split(delimiter) if first else [])]
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise DataError(f"{name}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
@@ -238,23 +304,14 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     if not inputs or set(inputs) & set(outputs):
         raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
                         "input column, none of them an output")
-    body = [(line, r) for line, r in enumerate(rows[1:], start=2) if any(cell.strip() for cell in r)]
-    table = np.empty((len(body), len(header)))
-    for i, (line, row) in enumerate(body):
-        if len(row) != len(header):
-            raise DataError(f"{name}: line {line} has {len(row)} fields, the header {len(header)}; "
-                            "rule: one value per column")
-        for j, cell in enumerate(row):
-            if header[j] not in inputs and header[j] not in outputs:
-                continue
-            try:
-                table[i, j] = _number(cell, decimal_comma=delimiter != ",")
-            except ValueError:
-                raise DataError(f"{name}: line {line}, column {header[j]!r}: {cell!r} is no number; "
-                                "rule: numbers in the input and output columns") from None
-    col = {c: j for j, c in enumerate(header)}
-    return split_arrays(name, table[:, [col[c] for c in inputs]], table[:, [col[c] for c in outputs]],
-                        input_names=inputs, output_names=outputs)
+    used = [*inputs, *outputs]
+    plain = delimiter == "," and not quoted and not any(end in text for end in _OTHER_LINE_ENDS)
+    columns = _whole_columns(text, lines, header, used) if plain else None
+    if columns is None:
+        rows = rows if rows is not None else list(csv.reader(lines, delimiter=delimiter))
+        columns = _row_columns(name, rows, header, used, decimal_comma=delimiter != ",")
+    return split_arrays(name, np.column_stack([columns[c] for c in inputs]),
+                        np.column_stack([columns[c] for c in outputs]), input_names=inputs, output_names=outputs)
 
 
 def missing_array_file(path: str | os.PathLike) -> Path:
