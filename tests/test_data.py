@@ -228,6 +228,29 @@ def test_sixteen_bit_and_binary_grey_images_keep_their_values_in_one_channel(tmp
     assert (s.test_x[s.test_y == index["alpha"]] == 90).all()
 
 
+def test_tiff_images_16_bit_and_float_are_read_and_a_float_range_that_is_no_intensity_is_refused(tmp_path):
+    """TIFFs (microscopes, simulations), also with an upper-case suffix: 16-bit grey scaled to 8
+    bits, float grey in [0, 1] scaled by 255 and in [0, 255] rounded; a float image with other
+    values is refused naming the file (rescaling it alone would change what it shows)."""
+    root = tmp_path / "tiffs"
+    ramp16 = (np.arange(36).reshape(6, 6) * 1800).astype(np.uint16)
+    unit = np.linspace(0, 1, 36, dtype=np.float32).reshape(6, 6)
+    for split in ("train", "test"):
+        for i in range(6):
+            _save(root / split / "deep" / f"{i}.tif", ramp16, np.uint16)
+            _save(root / split / "unit" / f"{i}.TIFF", unit, np.float32)
+            _save(root / split / "bytes" / f"{i}.tiff", unit * 200, np.float32)
+    s = load_splits(f"imagefolder:{root}")
+    index = {c: i for i, c in enumerate(s.classes)}
+    assert s.in_channels == 1 and sorted(index) == ["bytes", "deep", "unit"]
+    assert (s.test_x[s.test_y == index["deep"]][:, 0] == np.rint(ramp16 / 257)).all()
+    assert (s.test_x[s.test_y == index["unit"]][:, 0] == np.rint(unit * 255)).all()
+    assert (s.test_x[s.test_y == index["bytes"]][:, 0] == np.rint(unit * 200)).all()
+    _save(root / "train" / "unit" / "6.tif", unit * 1000 - 5, np.float32)
+    with pytest.raises(DataError, match=r"train/unit/6.tif: a float image with values from -5 to 995; rule"):
+        load_splits(f"imagefolder:{root}")
+
+
 def test_images_of_one_square_size_are_left_as_they_are(tmp_path):
     _make_tree(tmp_path / "pets")
     s = load_splits(f"imagefolder:{tmp_path / 'pets'}")

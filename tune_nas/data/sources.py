@@ -44,7 +44,7 @@ import numpy as np
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH", "arrays:PATH",
             "sim:NAME[:SAMPLES]")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 SPLIT_SEED = 0  # the split never depends on the search seed: trials stay comparable
 VAL_FRACTION = 0.1
 
@@ -222,8 +222,10 @@ def _decode(data: bytes, source: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.mode.startswith("I"):  # 16-bit grey (PNG, PGM): the top 8 bits, not clipped
+            if img.mode.startswith("I"):  # 16-bit grey (PNG, PGM, TIFF): the top 8 bits, not clipped
                 return np.rint(np.asarray(img, np.float64).clip(0, 65535) / 257).astype(np.uint8)
+            if img.mode == "F":  # 32-bit float grey (TIFF from a camera or a simulation)
+                return _float_grey(np.asarray(img, np.float64), source)
             if img.mode in ("1", "LA", "La"):  # grey: one channel (the alpha dropped)
                 img = img.convert("L")
             if img.mode not in ("L", "RGB"):  # palette, RGBA, CMYK, YCbCr, ...
@@ -233,6 +235,22 @@ def _decode(data: bytes, source: str) -> np.ndarray:
         reason = str(exc).split(" <")[0] or type(exc).__name__  # without the in-memory file's repr
         raise DataError(f"{source}: not a readable image ({reason}); rule: image files PIL can "
                         f"open ({', '.join(IMAGE_SUFFIXES)})") from None
+
+
+def _float_grey(pixels: np.ndarray, source: str) -> np.ndarray:
+    """A float image as 8-bit grey: values in [0, 1] scaled by 255, values in [0, 255] rounded
+    (so that every image of a folder keeps its intensity relative to the others); any other
+    range is refused, since rescaling each image on its own would change what it shows."""
+    if not np.isfinite(pixels).all():
+        raise DataError(f"{source}: a float image with NaN or infinite pixels; rule: float images "
+                        "hold finite values in [0, 1] or [0, 255]")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low >= 0 and high <= 1:
+        return np.rint(pixels * 255).astype(np.uint8)
+    if low >= 0 and high <= 255:
+        return np.rint(pixels).astype(np.uint8)
+    raise DataError(f"{source}: a float image with values from {low:g} to {high:g}; rule: float images "
+                    "hold values in [0, 1] or [0, 255] (scale the folder's images alike before)")
 
 
 def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
