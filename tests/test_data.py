@@ -251,6 +251,44 @@ def test_tiff_images_16_bit_and_float_are_read_and_a_float_range_that_is_no_inte
         load_splits(f"imagefolder:{root}")
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_split_folders_by_other_names_and_images_in_subfolders_are_read(tmp_path, packed):
+    """Data sets ship their splits as Training/valid/Test and keep images in subfolders of a
+    class (torchvision's ImageFolder reads those): all of them are read; hidden folders (a
+    notebook's .ipynb_checkpoints) are not."""
+    root = tmp_path / "shipped"
+    for split, per_class in (("Training", 6), ("valid", 2), ("TEST", 3)):
+        for cls, value in (("cat", 10), ("dog", 200)):
+            for i in range(per_class):
+                _save(root / split / cls / f"{i}.png", np.full((6, 6), value))
+    for i in range(4):  # more cats, a level down
+        _save(root / "Training" / "cat" / "batch2" / f"{i}.png", np.full((6, 6), 10))
+    _save(root / "Training" / "dog" / ".ipynb_checkpoints" / "0.png", np.full((6, 6), 10))
+    _save(root / "Training" / ".ipynb_checkpoints" / "0.png", np.full((6, 6), 10))
+    source = root
+    if packed:
+        import zipfile
+
+        source = tmp_path / "shipped.zip"
+        with zipfile.ZipFile(source, "w") as z:
+            for f in sorted(root.rglob("*.png")):
+                z.write(f, f.relative_to(tmp_path).as_posix())
+    s = load_splits(f"imagefolder:{source}")
+    assert s.classes == ("cat", "dog")
+    assert (len(s.train_y), len(s.val_y), len(s.test_y)) == (16, 4, 6)  # valid/ is the validation split
+    assert np.bincount(s.train_y).tolist() == [10, 6]
+    assert (s.train_x[s.train_y == 1] == 200).all()  # no cat in the dogs' hidden folder
+
+
+def test_two_folders_of_one_split_are_refused(tmp_path):
+    _make_tree(tmp_path / "twice")
+    for cls in ("cat", "dog"):
+        _save(tmp_path / "twice" / "Validation" / cls / "0.png", np.full((6, 6), 1))
+        _save(tmp_path / "twice" / "val" / cls / "0.png", np.full((6, 6), 1))
+    with pytest.raises(DataError, match=r"Validation/ and val/ both hold the val split; rule: one folder per split"):
+        load_splits(f"imagefolder:{tmp_path / 'twice'}")
+
+
 def test_images_of_one_square_size_are_left_as_they_are(tmp_path):
     _make_tree(tmp_path / "pets")
     s = load_splits(f"imagefolder:{tmp_path / 'pets'}")

@@ -45,6 +45,8 @@ import numpy as np
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH", "arrays:PATH",
             "sim:NAME[:SAMPLES]")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
+#: An image folder's split folders, by the names data sets ship them under (any letter case).
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
 SPLIT_SEED = 0  # the split never depends on the search seed: trials stay comparable
 VAL_FRACTION = 0.1
 
@@ -253,22 +255,33 @@ def _float_grey(pixels: np.ndarray, source: str) -> np.ndarray:
                     "hold values in [0, 1] or [0, 255] (scale the folder's images alike before)")
 
 
+def split_of(folder: str) -> str | None:
+    """The split (``train``, ``val``, ``test``) a top folder of an image folder holds, or None."""
+    return next((split for split, names in SPLIT_FOLDERS.items() if folder.lower() in names), None)
+
+
 def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
+    """{split folder: [(class, path below the class folder, file)]}: every image of each class
+    folder, in its subfolders too (as torchvision's ImageFolder reads them)."""
     members: dict[str, list[tuple[str, str, Path]]] = {}
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            for f in sorted(class_dir.iterdir()):
-                if _is_image_name(f.name):
-                    members.setdefault(split_dir.name, []).append((class_dir.name, f.name, f))
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for folder, dirs, files in os.walk(class_dir, followlinks=True):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .ipynb_checkpoints, ...
+                for file in sorted(f for f in files if _is_image_name(f)):
+                    path = Path(folder, file)
+                    members.setdefault(split_dir.name, []).append(
+                        (class_dir.name, path.relative_to(class_dir).as_posix(), path))
     return members
 
 
 def _find_split_root(names: list[str]) -> str:
-    """The prefix under which ``train/`` lives (``""``, ``cifar10/``, ...)."""
+    """The prefix under which the training split's folder lives (``""``, ``cifar10/``, ...)."""
     for n in sorted(names, key=len):
         parts = n.split("/")
-        if "train" in parts:
-            return "/".join(parts[: parts.index("train")])
+        train = next((i for i, part in enumerate(parts[:-1]) if split_of(part) == "train"), None)
+        if train is not None:
+            return "/".join(parts[:train])
     return ""
 
 
@@ -278,8 +291,12 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     if path.is_dir():
         root = path
-        if not (root / "train").is_dir():
-            subdirs = [p for p in root.iterdir() if (p / "train").is_dir()]
+
+        def holds_train(folder: Path) -> bool:
+            return any(p.is_dir() and split_of(p.name) == "train" for p in folder.iterdir())
+
+        if not holds_train(root):
+            subdirs = [p for p in root.iterdir() if p.is_dir() and holds_train(p)]
             if len(subdirs) == 1:
                 root = subdirs[0]
         try:
@@ -336,11 +353,13 @@ def _archive_images(files: list[tuple[str, Any]],
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     prefix = _find_split_root([name for name, _ in files])
     for name, member in files:
-        rel = name[len(prefix):].lstrip("/").split("/") if prefix else name.split("/")
-        if len(rel) != 3 or not _is_image_name(rel[2]):
+        if prefix and not name.startswith(prefix + "/"):
             continue
-        split, cls, fname = rel
-        raw.setdefault(split, []).append((cls, fname, read(member)))
+        rel = name[len(prefix):].lstrip("/").split("/") if prefix else name.split("/")
+        if len(rel) < 3 or not _is_image_name(rel[-1]) or any(part.startswith(".") for part in rel[1:-1]):
+            continue  # not split/class/.../image, or in a hidden folder
+        split, cls, below = rel[0], rel[1], "/".join(rel[2:])
+        raw.setdefault(split, []).append((cls, below, read(member)))
     return raw
 
 
@@ -410,8 +429,12 @@ def _fingerprint(source: Path) -> str:
     return digest.hexdigest()
 
 
+#: Bumped whenever what an image folder decodes to changes (a cache of an older rule is not read).
+_CACHE_FORMAT = 2
+
+
 def _cache_dir(source: Path) -> Path:
-    key = hashlib.sha1(f"{source.resolve()}|{_fingerprint(source)}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{source.resolve()}|{_fingerprint(source)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
     beside = source.parent / f".{source.name.split('.')[0]}.tune_nas-cache-{key}"
     if os.access(source.parent, os.W_OK):
         return beside
@@ -443,10 +466,21 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
             return ArraySplits(name, **arrays, classes=tuple(classes), note=note)
         except (OSError, ValueError):
             pass  # a cache cut short (a full disk, a killed run): decoded again below
-    tree = _read_image_tree(source)
+    found = _read_image_tree(source)
+    tree: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+    folder_of: dict[str, str] = {}  # split -> the folder it was read from (for messages)
+    for folder in sorted(found):
+        split = split_of(folder)
+        if split in tree:
+            twice = sorted(f for f in found if split_of(f) == split)
+            raise DataError(f"{name}: {' and '.join(f + '/' for f in twice)} both hold the {split} split; "
+                            f"rule: one folder per split (its names: {', '.join(SPLIT_FOLDERS[split])})")
+        if split is not None:
+            tree[split], folder_of[split] = found[folder], folder
     if "train" not in tree or "test" not in tree:
-        raise DataError(f"{name}: found splits {sorted(tree) or 'none'}; rule: the folder must "
-                        "hold train/<class>/<image> and test/<class>/<image>")
+        raise DataError(f"{name}: found splits {sorted(found) or 'none'}; rule: the folder must "
+                        "hold train/<class>/<image> and test/<class>/<image> (val/<class>/<image> "
+                        "optional; also named training, testing, valid, validation, in any letter case)")
     classes = sorted(set(tree["train"][1]))
     index = {c: i for i, c in enumerate(classes)}
     tree = {split: tree[split] for split in ("train", "val", "test") if split in tree}
@@ -456,8 +490,8 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         images, names = tree[split]
         unknown = sorted(set(names) - set(classes))
         if unknown:
-            raise DataError(f"{name}: {split}/ has classes {unknown} that train/ lacks; rule: "
-                            "every class must appear in train/")
+            raise DataError(f"{name}: {folder_of[split]}/ has classes {unknown} that {folder_of['train']}/ "
+                            f"lacks; rule: every class must appear in {folder_of['train']}/")
         if note:  # else every image has the format already
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
