@@ -198,6 +198,28 @@ def test_bad_arrays_are_refused_naming_what_is_wrong(x, y, message):
         split_arrays("bad", x, y)
 
 
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.ones((20, 2)), "y": np.ones(20), "input_names": np.array(["a", "a"])},
+     "the column name 'a' appears 2 times among the input and output names"),
+    ({"x": np.ones((20, 2)), "y": np.ones(20), "seconds_per_sample": -1.0}, "seconds_per_sample is -1.0; rule: one number"),
+    ({"x": np.ones((20, 2)), "y": np.ones(20), "seconds_per_sample": "fast"}, "seconds_per_sample is 'fast'"),
+    ({"x": np.arange(40.0).reshape(20, 2) * 1e299, "y": np.ones(20)},
+     "x column 'x0' holds values up to 3.8e\\+300, too large to standardise"),
+    ({"x": np.ones((20, 2)), "y": np.arange(120.0).reshape(20, 2, 3) * 1e298},
+     "y value 0 of the flattened field holds values up to 1.14e\\+300"),
+])
+def test_bad_npz_files_are_refused_naming_what_is_wrong(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_array_file(tmp_path / "bad.npz")
+
+
+def test_a_file_that_is_no_npz_archive_is_named_so(tmp_path):
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"text.npz: not an .npz archive \(an .npz is a zip of .npy arrays\)"):
+        load_array_file(tmp_path / "text.npz")
+
+
 def test_the_task_follows_the_data_set():
     assert task_of_dataset("sim:burgers") == task_of_dataset("arrays:x.npz") == "regression"
     assert task_of_dataset("digits") == task_of_dataset("imagefolder:x") == "classification"

@@ -149,6 +149,11 @@ def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, o
             row, col = (int(i) for i in np.argwhere(bad)[0])
             raise DataError(f"{name}: {what}[{row}, {col}] is {a[row, col]} ({int(bad.sum())} values not "
                             "finite); rule: finite numbers only")
+    given = [str(n) for names in (input_names, output_names) if names is not None for n in names]
+    twice = next((n for n in given if given.count(n) > 1), None)
+    if twice is not None:
+        raise DataError(f"{name}: the column name {twice!r} appears {given.count(twice)} times among the "
+                        "input and output names; rule: each column named once")
     input_names = tuple(str(n) for n in input_names) if input_names is not None else \
         tuple(f"x{i}" for i in range(x.shape[1]))
     output_names = tuple(str(n) for n in output_names) if output_names is not None else \
@@ -160,8 +165,16 @@ def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, o
     n_test = max(1, int(round(len(x) * TEST_FRACTION)))
     n_val = max(1, int(round((len(x) - n_test) * VAL_FRACTION)))
     test, val, train = np.sort(order[:n_test]), np.sort(order[n_test:n_test + n_val]), np.sort(order[n_test + n_val:])
-    x_mean, x_std = _column_stats(x[train])
-    y_mean, y_std = _column_stats(y[train])
+    with np.errstate(over="ignore"):  # an overflow shows as a statistic that is not finite
+        x_mean, x_std = _column_stats(x[train])
+        y_mean, y_std = _column_stats(y[train])
+    for what, names_, mean, std, a in (("x", input_names, x_mean, x_std, x), ("y", output_names, y_mean, y_std, y)):
+        bad = ~(np.isfinite(mean) & np.isfinite(std))
+        if bad.any():
+            col = int(np.argmax(bad))
+            where = f"column {names_[col]!r}" if what == "x" or not output_shape else f"value {col} of the flattened field"
+            raise DataError(f"{name}: {what} {where} holds values up to {np.abs(a[:, col]).max():g}, too large to "
+                            "standardise (the squares overflow); rule: values below 1e150 in magnitude")
 
     def standard(a, mean, std):
         return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
@@ -180,15 +193,30 @@ def _names(archive, key: str) -> tuple[str, ...] | None:
     return tuple(str(v) for v in np.asarray(archive[key]).reshape(-1))
 
 
+def _seconds_per_sample(archive, name: str) -> float:
+    """An .npz's ``seconds_per_sample``: one number of seconds > 0."""
+    value = np.asarray(archive["seconds_per_sample"])
+    if value.size != 1 or value.dtype.kind not in "iuf" or not math.isfinite(float(value.reshape(-1)[0])) \
+            or float(value.reshape(-1)[0]) <= 0:
+        shown = value.reshape(-1)[0].item() if value.size == 1 else f"an array of shape {value.shape}"
+        raise DataError(f"{name}: seconds_per_sample is {shown!r}; rule: one number of seconds > 0 (what "
+                        "one run of the simulator that made the data costs)")
+    return float(value.reshape(-1)[0])
+
+
 def load_npz(path: Path, name: str) -> RegressionSplits:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{name}: not an .npz archive (an .npz is a zip of .npy arrays); rule: "
+                        "numpy.savez(path, x=..., y=...) without object arrays")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [k for k in ("x", "y") if k not in archive]
             if missing:
                 raise DataError(f"{name}: no {missing[0]!r} array (it holds {sorted(archive.files)}); "
                                 "rule: an .npz with arrays x (N × inputs) and y (N × outputs)")
-            seconds = float(np.asarray(archive["seconds_per_sample"]).reshape(-1)[0]) \
-                if "seconds_per_sample" in archive else math.nan
+            seconds = _seconds_per_sample(archive, name) if "seconds_per_sample" in archive else math.nan
             return split_arrays(name, archive["x"], archive["y"], input_names=_names(archive, "input_names"),
                                 output_names=_names(archive, "output_names"), seconds_per_sample=seconds)
     except (OSError, ValueError, EOFError) as exc:
