@@ -87,6 +87,22 @@ def test_every_checkpoint_keeps_the_reports_of_the_epochs_up_to_it(digits, tmp_p
     assert "test/acc" in kept[3] and "test/acc" not in kept[2]
 
 
+def test_a_trial_resumed_from_its_last_epochs_checkpoint_reports_its_final_result_again(digits, tmp_path):
+    """Retried, or its driver killed before the last report reached it, a trial resumed from the
+    checkpoint of its last epoch trains nothing and ends with its final result (test metrics
+    included), not with whatever older result Ray held."""
+    first = Recorder(tmp_path)
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=2), first)
+    again = Recorder()
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=2), again, resume_dir=str(tmp_path / "epoch2"))
+    (final,) = again.results
+    assert final["epoch"] == 2 and final["test/acc"] == first.results[-1]["test/acc"]
+    assert final["train/loss"] == first.results[-1]["train/loss"]
+    longer = Recorder()  # a longer budget than the checkpoint's: training goes on
+    run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=3), longer, resume_dir=str(tmp_path / "epoch2"))
+    assert [r["epoch"] for r in longer.results] == [3]
+
+
 def test_a_checkpoint_with_unreadable_reports_is_still_resumed_from(digits, tmp_path):
     run_trial(CONFIG, digits, TrialSetup("small_cnn", max_epochs=1), Recorder(tmp_path))
     (tmp_path / "epoch1" / REPORTS_FILE).write_text("[{]")

@@ -27,7 +27,7 @@ def trial_seed(experiment_seed: int, trial_number: int) -> int:
 def _plain(value: Any) -> Any:
     """A report's value as JSON keeps it (a non-finite float as None), or None when it is not
     a number, a string or a flag."""
-    if isinstance(value, bool) or isinstance(value, (int, str)):
+    if isinstance(value, (int, str)):  # a flag too
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None

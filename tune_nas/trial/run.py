@@ -300,6 +300,14 @@ def _train(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup, repor
         setup = dataclasses.replace(setup, max_epochs=max(1, min(setup.max_epochs, int(warm["epochs"]))))
         training = dataclasses.replace(training, lr=training.lr * float(warm.get("lr_scale", 1.0)),
                                        warmup_epochs=float(warm.get("warmup_epochs", training.warmup_epochs)))
+    earlier = earlier_reports(os.path.dirname(ckpt_path)) if ckpt_path else []
+    if earlier and earlier[-1]["epoch"] >= setup.max_epochs:
+        # resumed from the checkpoint of its last epoch (retried, or its driver was killed before
+        # that epoch's report reached it): nothing is left to train; the last report is said
+        # again, so that the trial ends with its final result instead of an older one
+        if rank == 0:
+            reporter.report(earlier[-1], None)
+        return
     if warm and measured is None:  # its parent's weights, morphed
         from tune_nas.trial.warm_start import WarmStartError, warm_started_model
 
@@ -345,7 +353,7 @@ def _train(config: dict[str, Any], splits: ArraySplits, setup: TrialSetup, repor
     if training.compile:
         module.model = torch.compile(module.model)
     report = _EpochReport(reporter, train, test, setup, cost, task, rng_state=resumed.get(RNG_CKPT_KEY),
-                          reports=earlier_reports(os.path.dirname(ckpt_path)) if ckpt_path else None)
+                          reports=earlier)
     parallel = {"devices": 1} if group is None else {
         "devices": world_size, "num_nodes": 1, "strategy": group.strategy(device.type),
         "use_distributed_sampler": False}  # the batches are sharded already
