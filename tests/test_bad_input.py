@@ -517,6 +517,18 @@ CASES: list = [
         PARAM_SPACE = {"width": 0}
         """, needle="width=0"), id="param-space-model-cannot-build"),
     pytest.param(space("""
+        from ray import tune
+        EXPERIMENT = {"seed": 0}
+        PARAM_SPACE = {"width": tune.choice([-8, 16, 24, 32]), "depth": tune.randint(1, 3)}
+        """, needle="with width=-8"), id="param-space-a-choice-no-model-builds-with"),
+    pytest.param(space("""
+        EXPERIMENT = {}
+        def define_by_run(trial):
+            if trial.suggest_categorical("optimizer", ["sgd", "adamw"]) == "sgd":
+                return {"width": 0}
+            trial.suggest_int("width", 8, 16)
+        """, needle="width=0"), id="define-by-run-a-branch-no-model-builds-with"),  # a draw (seed 0) misses both
+    pytest.param(space("""
         EXPERIMENT = {}
         PARAM_SPACE = {"lr": 0.01}
         def define_by_run(trial):

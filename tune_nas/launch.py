@@ -420,18 +420,37 @@ def _check_table_lookup(space):
     return TableData(space.spec.dataset)
 
 
+#: At most this many distinct architectures are built before a search (a sampled one first,
+#: then the space's edges: every choice, both ends of each range, one at a time).
+MAX_BUILDS_CHECKED = 48
+
+
 def _check_model_builds(space, splits) -> None:
-    """Build the model once for a sampled config, so a bad architecture fails here."""
+    """Build the model for a sampled config and for the space's edges (every choice of an
+    architecture argument, both ends of its range), so that a value no trial could build fails
+    here, naming it, instead of failing the trials that draw it."""
+    from tune_nas.config.space_file import SpaceError
     from tune_nas.config.training import split_config
     from tune_nas.models import create_model_for
 
+    built: set[str] = set()
     try:
-        _, arch = split_config(space.sample())
-        create_model_for(space.spec.model, splits, **arch)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        rule = "" if "rule:" in str(exc) else "; rule: the space's architecture arguments must build the model"
-        _fail(f"{space.path}: model {space.spec.model!r} cannot be built for "
-              f"{splits.describe()}: {exc}{rule}")
+        configs = [space.sample(), *space.edge_configs()]
+    except SpaceError as exc:
+        _fail(str(exc))
+    for config in configs:
+        _, arch = split_config(config)
+        key = repr(sorted(arch.items(), key=lambda item: str(item[0])))
+        if key in built or len(built) >= MAX_BUILDS_CHECKED:
+            continue
+        built.add(key)
+        try:
+            create_model_for(space.spec.model, splits, **arch)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            rule = "" if "rule:" in str(exc) else "; rule: the space's architecture arguments must build the model"
+            shown = ", ".join(f"{k}={v!r}" for k, v in arch.items())
+            _fail(f"{space.path}: model {space.spec.model!r} cannot be built for {splits.describe()} "
+                  f"with {shown or 'its defaults'}: {exc}{rule}")
 
 
 def _check_packing(space, splits) -> None:

@@ -205,6 +205,27 @@ class SearchSpace:
             config.update(genotype.random(np.random.RandomState(seed)))
         return config
 
+    def edge_configs(self) -> list[dict[str, Any]]:
+        """Configurations worth building before a search, beyond :meth:`sample`: the sample with
+        one ``PARAM_SPACE`` domain at each of its edges (every choice, both ends of a range), or
+        every explored branch of a define-by-run space. None for a cell space, whose edges one
+        at a time are no valid cells (the sample is one)."""
+        if self.cell_genotype() is not None:
+            return []
+        if self.define_by_run is not None:
+            from tune_nas.config.define_by_run import DefineByRunError, explore
+
+            try:
+                return [branch.config for branch in explore(self.define_by_run)]
+            except DefineByRunError as exc:
+                raise SpaceError(f"{_in_branch(str(self.path), exc.branch)}: {exc}") from None
+        if all(_is_constant(value) for value in self.param_space.values()):
+            return []
+        from tune_nas.ray_tune.domains import edge_values
+
+        sample = self.sample()
+        return [{**sample, key: value} for key, domain in self.param_space.items() for value in edge_values(domain)]
+
     def _sample(self, seed: int) -> dict[str, Any]:
         if self.define_by_run is not None:
             from tune_nas.config.define_by_run import DefineByRunError
