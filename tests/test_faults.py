@@ -160,7 +160,8 @@ def explain(proc) -> str:
 def load_study(exp: Path):
     import optuna
 
-    return optuna.load_study(study_name=exp.name, storage=f"sqlite:///{exp / 'optuna.db'}")
+    name = json.loads((exp / "experiment.json").read_text())["name"]  # the name it began with
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{exp / 'optuna.db'}")
 
 
 def curve_epochs(exp: Path) -> dict[int, list[int]]:
@@ -426,6 +427,28 @@ def test_a_driver_killed_while_ray_rewrote_its_snapshot_still_trains_every_trial
         if record["state"] != "RUNNING":
             assert after[number]["state"] == record["state"]
             assert after[number]["epochs"] == record["epochs"]
+
+
+@pytest.mark.slow
+def test_a_killed_experiment_renamed_before_its_resume_trains_every_trial_in_its_new_directory(tmp_path, ray_env):
+    """``mv trials/old trials/new`` then ``--resume --name new``: Ray moves the trials it
+    restores, not the experiment its search generator saved, so every trial created after the
+    resume was written to the old directory and failed; the study kept its first name and was
+    looked up under the new one (refused). Now: every trial trains, in the new directory."""
+    num_samples = 6
+    space = write_space(tmp_path / "renamed_space.py", num_samples=num_samples, max_epochs=3, step_seconds=0.02)
+    exp = tmp_path / "trials" / "before"
+    driver = search_until_two_trials_end(exp, space, tmp_path, ray_env, stderr=subprocess.STDOUT)
+    with killed_when_done(driver, ray_env):
+        assert _finished(exp) < num_samples
+    moved = exp.rename(tmp_path / "trials" / "after")
+
+    proc = launch("--name", "after", "--trials-dir", str(tmp_path / "trials"), "--resume", env=ray_env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    summary = assert_nothing_lost(moved, num_samples, allow_orphans=True)
+    assert summary["counts"] == {"COMPLETE": num_samples, "PRUNED": 0, "FAIL": 0}, summary["trials"]
+    assert summary["study"]["name"] == "before"  # the study keeps the name it began with
+    assert not exp.exists(), sorted(p.name for p in exp.rglob("*"))  # nothing written where it was
 
 
 def _snapshot_checkpoint_indices(exp: Path) -> dict[str, tuple[str, str, int]]:

@@ -183,8 +183,8 @@ def prepare(args: argparse.Namespace):
             _fail(f"{saved}: cannot be read back ({type(exc).__name__}: {exc}); rule: resume "
                   "needs the files the first run wrote")
         name = args.name
-        if not storage:
-            _check_saved_study(experiment_dir, name)
+        if not storage:  # the study keeps the name the experiment began with (its directory may be renamed since)
+            _check_saved_study(experiment_dir, str(resolved.get("name") or name))
     else:
         try:
             space = load_space(args.space).with_overrides(**_overrides(args))

@@ -98,6 +98,8 @@ class TrialEvents(tune.Callback):
                 for trial_id in lost:  # a concurrency limiter: free the slots they held
                     self.generator.searcher.on_trial_complete(trial_id, error=True)
             if self.generator is not None:
+                if trials:  # the experiment's directory may have been renamed or moved since
+                    self.generator.relocate(trials[0].storage)
                 self.generator.reconcile(len(trials))
                 if self.num_samples:  # trials that ended before and Ray no longer holds count too
                     self.generator.expect(self.num_samples - sum(i not in held for i in self.ended_before))

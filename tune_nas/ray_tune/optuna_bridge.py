@@ -4,6 +4,7 @@ check of its trial count on resume."""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import Any
@@ -38,6 +39,21 @@ class CheckedSearchGenerator(SearchGenerator):
         ``num_samples`` as 1 (measured with Ray 2.60): the trials that ended before count
         towards the total, the rest are created anew."""
         self._total_samples = max(self._total_samples, total)
+
+    def relocate(self, storage: Any) -> None:
+        """Create trials where ``storage`` (a restored trial's) says the experiment is now. Ray
+        moves the trials it restores into a renamed or moved experiment directory, but not the
+        experiment this generator saved: the trials it creates would otherwise be written to the
+        old directory and fail ("Unable to set up cluster storage", measured with Ray 2.60)."""
+        current = getattr(self._experiment, "storage", None)
+        where = ("storage_fs_path", "experiment_dir_name")
+        if current is None or all(getattr(current, a) == getattr(storage, a) for a in where):
+            return
+        moved = copy.copy(current)
+        for attribute in ("storage_filesystem", *where):
+            setattr(moved, attribute, getattr(storage, attribute))
+        self._experiment.storage = moved
+        self._experiment.spec["storage"] = moved
 
     def reconcile(self, known_trials: int) -> int:
         """Count exactly the ``known_trials`` the restored experiment holds; returns how many
