@@ -38,6 +38,25 @@ def run_python(code: str, timeout: float = 120) -> str:
     return out.stdout.strip()
 
 
+def lr_searcher(storage=None):
+    """A ``RecordingOptunaSearch`` of one learning rate (study ``s``, maximising ``val/acc``,
+    random sampler of seed 0) in ``storage``: an Optuna storage, or the URL of a study (its
+    ``storage_url`` then set, as the launcher sets it)."""
+    import optuna
+    from ray import tune
+
+    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
+    from tune_nas.storage.study_db import open_storage
+
+    url = storage if isinstance(storage, str) else None
+    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
+                                     mode="max", study_name="s", storage=open_storage(url) if url else storage,
+                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    if url:
+        searcher.storage_url = url
+    return searcher
+
+
 @pytest.fixture(scope="session")
 def small_search(tmp_path_factory) -> Path:
     """A real 4-trial × 3-epoch ASHA + Optuna search on digits; returns its experiment dir."""

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow.fs
 import pytest
+from conftest import lr_searcher
 from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
 from ray.train._internal.storage import StorageContext
 from ray.tune import Checkpoint, CheckpointConfig
@@ -96,20 +97,14 @@ def test_epochs_the_killed_driver_never_received_are_recorded_from_the_checkpoin
     reached it. Resumed from checkpoint 2, epoch 3 is recorded from its reports: the curves
     and the study hold every epoch, none twice."""
     import optuna
-    from ray import tune
 
     from tune_nas.objectives import Objective
     from tune_nas.ray_tune.callbacks import TrialEvents
-    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
     from tune_nas.record.bookkeeper import Bookkeeper
     from tune_nas.record.console import ProgressPrinter
-    from tune_nas.storage.study_db import open_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=open_storage(url),
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher.storage_url = url
+    searcher = lr_searcher(url)
     config = searcher.suggest("a")
     experiment = tmp_path / "experiment"
     keeper = Bookkeeper(experiment, Objective(), max_epochs=4)

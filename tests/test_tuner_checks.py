@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+from conftest import lr_searcher
 
 from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.ray_tune import cluster as tuner
@@ -108,14 +109,10 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     """After a driver restart Ray re-runs trials that ended after its last snapshot (minutes
     old on object storage); their results must not reach the finished Optuna trial."""
     import optuna
-    from ray import tune
 
-    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
 
     storage = optuna.storages.InMemoryStorage()
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=storage,
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher = lr_searcher(storage)
     config = searcher.suggest("ray-a")
     searcher.on_trial_result("ray-a", {"val/acc": 0.5, "epoch": 1})
     assert searcher.finish("ray-a", "PRUNED", None, {"epochs": 1}) == config["trial_number"]
@@ -142,20 +139,14 @@ def test_a_driver_killed_between_telling_the_study_and_the_journal_records_what_
     from types import SimpleNamespace
 
     import optuna
-    from ray import tune
 
     from tune_nas.objectives import Objective
     from tune_nas.ray_tune.callbacks import TrialEvents
-    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
     from tune_nas.record.bookkeeper import Bookkeeper
     from tune_nas.record.console import ProgressPrinter
-    from tune_nas.storage.study_db import open_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=open_storage(url),
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher.storage_url = url
+    searcher = lr_searcher(url)
     config = searcher.suggest("ray-a")
     saved = pickle.dumps(searcher)  # Ray's last snapshot: the trial is running
     keeper = Bookkeeper(tmp_path, Objective(), max_epochs=3)
@@ -195,14 +186,10 @@ def test_a_restored_searcher_and_experiment_from_different_moments_are_reconcile
     never runs (FAIL "orphaned", its concurrency slot freed); a trial only Ray held is told
     when it ends; a trial asked after both snapshots is FAIL "orphaned"."""
     import optuna
-    from ray import tune
 
-    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
 
     storage = optuna.storages.InMemoryStorage()
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=storage,
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher = lr_searcher(storage)
     numbers = {rid: searcher.suggest(rid)["trial_number"] for rid in ("ray-a", "ray-b", "ray-d")}
     del searcher._ot_trials["ray-d"]  # the searcher's state was saved before ray-d was asked
     asked_late = searcher._ot_study.ask().number  # asked after every snapshot
@@ -253,18 +240,12 @@ def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_n
     import shutil
 
     import optuna
-    from ray import tune
 
-    from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
-    from tune_nas.storage.study_db import open_storage
 
     first = tmp_path / "first" / "optuna.db"
     first.parent.mkdir()
     url = f"sqlite:///{first}"
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=open_storage(url),
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher.storage_url = url
+    searcher = lr_searcher(url)
     done, running = searcher.suggest("ray-a"), searcher.suggest("ray-b")
     searcher.finish("ray-a", "COMPLETE", 0.9, {"epochs": 3})
     saved = pickle.dumps(searcher)
@@ -429,16 +410,11 @@ def test_the_searcher_keeps_only_the_ids_of_trials_the_study_was_told_the_end_of
     pickled searcher (Ray's snapshot) restores with them, and a resume's reconciliation still
     knows the told trials (it attaches nothing, fails nothing)."""
     import optuna
-    from ray import tune
 
     from tune_nas.ray_tune.optuna_bridge import RecordingOptunaSearch
-    from tune_nas.storage.study_db import open_storage
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = RecordingOptunaSearch(space={"lr": tune.loguniform(1e-3, 1e-1)}, metric="val/acc",
-                                     mode="max", study_name="s", storage=open_storage(url),
-                                     sampler=optuna.samplers.RandomSampler(seed=0))
-    searcher.storage_url = url
+    searcher = lr_searcher(url)
     numbers = {rid: searcher.suggest(rid)["trial_number"] for rid in ("ray-a", "ray-b", "ray-c")}
     assert searcher.finish("ray-a", "COMPLETE", 0.9, {"epochs": 3}) == numbers["ray-a"]
     assert searcher.finish("ray-b", "FAIL", None, {"error": "boom"}) == numbers["ray-b"]
