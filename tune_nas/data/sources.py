@@ -295,11 +295,11 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
         def holds_train(folder: Path) -> bool:
             return any(p.is_dir() and split_of(p.name) == "train" for p in folder.iterdir())
 
-        if not holds_train(root):
-            subdirs = [p for p in root.iterdir() if p.is_dir() and holds_train(p)]
-            if len(subdirs) == 1:
-                root = subdirs[0]
         try:
+            if not holds_train(root):
+                subdirs = [p for p in root.iterdir() if p.is_dir() and holds_train(p)]
+                if len(subdirs) == 1:
+                    root = subdirs[0]
             for split, items in _folder_members(root).items():
                 raw[split] = [(c, n, f.read_bytes()) for c, n, f in items]
         except OSError as exc:
