@@ -214,6 +214,42 @@ def test_bad_npz_files_are_refused_naming_what_is_wrong(tmp_path, arrays, messag
         load_array_file(tmp_path / "bad.npz")
 
 
+def test_a_parquet_file_loads_as_the_same_table_written_as_csv(tmp_path):
+    """Simulation outputs are often Parquet: its columns are picked as a CSV's, integers and
+    flags read as numbers, and the splits equal those of the same table as a CSV."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "n": rng.integers(0, 9, 40), "on": rng.random(40) > 0.5,
+                          "note": [f"run {i}" for i in range(40)], "out": rng.normal(size=40)})
+    frame.to_parquet(tmp_path / "t.parquet")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    inputs, outputs = ("a", "n", "on"), ("out",)
+    parquet = load_array_file(tmp_path / "t.parquet", inputs, outputs)
+    csv_ = load_array_file(tmp_path / "t.csv", ("a", "n"), outputs)  # a CSV flag is text ("True")
+    assert parquet.input_names == inputs and parquet.output_names == outputs
+    np.testing.assert_array_equal(parquet.train_x[:, :2], csv_.train_x)
+    np.testing.assert_array_equal(parquet.test_y, csv_.test_y)
+    flags = parquet.original_inputs(parquet.train_x)[:, 2]  # standardised in float32, undone
+    assert np.allclose(flags, np.round(flags), atol=1e-6) and set(np.round(flags)) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("frame, inputs, message", [
+    ({"a": ["x"] * 20, "out": [1.0] * 20}, ("a",), "column 'a' holds (string|large_string); rule: numbers"),
+    ({"a": [1.0] * 19 + [None], "out": [1.0] * 20}, ("a",), "column 'a' has 1 missing values"),
+    ({"a": [1.0] * 20, "out": [1.0] * 20}, ("b",), "no column 'b'"),
+])
+def test_bad_parquet_files_are_refused_naming_the_column(tmp_path, frame, inputs, message):
+    import pandas as pd
+
+    pd.DataFrame(frame).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(DataError, match=message):
+        load_array_file(tmp_path / "bad.parquet", inputs, ("out",))
+    (tmp_path / "text.parquet").write_text("a,out\n1,2\n")
+    with pytest.raises(DataError, match="text.parquet: not a readable Parquet file"):
+        load_array_file(tmp_path / "text.parquet", inputs, ("out",))
+
+
 def test_a_file_that_is_no_npz_archive_is_named_so(tmp_path):
     (tmp_path / "text.npz").write_text("x,y\n1,2\n")
     with pytest.raises(DataError, match=r"text.npz: not an .npz archive \(an .npz is a zip of .npy arrays\)"):

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="space file (path) or preset name in search_spaces/ (default: default)")
     p.add_argument("--dataset", default=None, help="digits, mnist, fashion_mnist, cifar10 or "
                    "imagefolder:PATH (a directory, .tar.gz or .zip with train/ and test/); regression "
-                   "data: arrays:PATH (.npz with x, y or .csv) or sim:NAME[:SAMPLES] (sim:burgers); with "
+                   "data: arrays:PATH (.npz with x, y, .csv or .parquet) or sim:NAME[:SAMPLES] (sim:burgers); with "
                    "evaluation 'tabular' the NAS-Bench-201 table: cifar10, cifar100, imagenet16; "
                    "overrides the space file")
     p.add_argument("--data-dir", default=None,

@@ -14,7 +14,9 @@ Files (``arrays:PATH``):
 * ``.csv`` with a header: the experiment's ``outputs`` name the output columns, ``inputs`` the
   input columns (default: every other column). Cells are split by commas, or by semicolons or
   tabs when the header has those and no comma (then ``0,5`` reads as 0.5, as spreadsheets in
-  such locales write it); a byte-order mark is dropped; a column name may appear once.
+  such locales write it); a byte-order mark is dropped; a column name may appear once;
+* ``.parquet`` (or ``.pq``): columns picked as a CSV's, numbers (integers, floats, flags) with
+  no missing value in the input and output columns.
 
 The split is deterministic (seeded by :data:`~tune_nas.data.sources.SPLIT_SEED`, never by the
 search seed): 20 % test, then 10 % of the rest validation. Bad files (missing keys, shapes
@@ -299,6 +301,58 @@ def _row_columns(name: str, rows: list[list[str]], header: list[str], used: list
     return columns
 
 
+def _pick_columns(name: str, header: list[str], inputs: tuple[str, ...],
+                  outputs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The input and output columns of a table whose columns are named ``header`` (a CSV's
+    header, a Parquet file's columns): ``outputs`` as given, ``inputs`` as given or every other
+    column; :class:`DataError` for a repeated name, no outputs, a name not in ``header``, or no input."""
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataError(f"{name}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
+                        "rule: one name per column")
+    if not outputs:
+        raise DataError(f"{name}: which columns are outputs? rule: the space's EXPERIMENT names them: "
+                        f"\"outputs\": [...] among the header's {header}")
+    unknown = [c for c in (*outputs, *inputs) if c not in header]
+    if unknown:
+        raise DataError(f"{name}: no column {unknown[0]!r}; rule: inputs and outputs name columns of the "
+                        f"header {header}")
+    inputs = inputs or tuple(c for c in header if c not in outputs)
+    if not inputs or set(inputs) & set(outputs):
+        raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
+                        "input column, none of them an output")
+    return inputs, outputs
+
+
+def load_parquet(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
+    """A Parquet file's columns, picked as a CSV's (its column names are the header): numbers
+    (integers, floats or flags) in every row of the input and output columns."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:  # Ray brings pyarrow; a bare install may lack it
+        raise DataError(f"{name}: reading Parquet needs pyarrow; rule: pip install pyarrow") from None
+    try:
+        table = pyarrow.parquet.read_table(path)
+    except (OSError, pyarrow.ArrowException) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{name}: not a readable Parquet file ({reason[:200]}); rule: a Parquet table of "
+                        "number columns (e.g. pandas' DataFrame.to_parquet)") from None
+    inputs, outputs = _pick_columns(name, list(table.column_names), inputs, outputs)
+    columns = {}
+    for column in (*inputs, *outputs):
+        values = table.column(column)
+        kind = values.type
+        if not (pyarrow.types.is_integer(kind) or pyarrow.types.is_floating(kind) or pyarrow.types.is_boolean(kind)):
+            raise DataError(f"{name}: column {column!r} holds {kind}; rule: numbers in the input and output columns")
+        if values.null_count:
+            raise DataError(f"{name}: column {column!r} has {values.null_count} missing values; rule: a number "
+                            "in every row of the input and output columns")
+        columns[column] = values.to_numpy().astype(np.float64)
+    return split_arrays(name, np.column_stack([columns[c] for c in inputs]),
+                        np.column_stack([columns[c] for c in outputs]), input_names=inputs, output_names=outputs)
+
+
 def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
     import csv
 
@@ -317,21 +371,7 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     if (len(rows) if quoted else len(lines)) < 2:
         raise DataError(f"{name}: {len(rows) if quoted else len(lines)} line(s); rule: a header and one row per sample")
     header = [h.strip() for h in (rows[0] if quoted else first.split(delimiter) if first else [])]
-    twice = sorted({h for h in header if header.count(h) > 1})
-    if twice:
-        raise DataError(f"{name}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
-                        "rule: one name per column")
-    if not outputs:
-        raise DataError(f"{name}: which columns are outputs? rule: the space's EXPERIMENT names them: "
-                        f"\"outputs\": [...] among the header's {header}")
-    unknown = [c for c in (*outputs, *inputs) if c not in header]
-    if unknown:
-        raise DataError(f"{name}: no column {unknown[0]!r}; rule: inputs and outputs name columns of the "
-                        f"header {header}")
-    inputs = inputs or tuple(c for c in header if c not in outputs)
-    if not inputs or set(inputs) & set(outputs):
-        raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
-                        "input column, none of them an output")
+    inputs, outputs = _pick_columns(name, header, inputs, outputs)
     used = [*inputs, *outputs]
     plain = delimiter == "," and not quoted and not any(end in text for end in _OTHER_LINE_ENDS)
     columns = _whole_columns(text, lines, header, used) if plain else None
@@ -346,12 +386,12 @@ def missing_array_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path; :class:`DataError` when it is no file."""
     source = Path(path).expanduser()
     if not source.is_file():
-        raise DataError(f"arrays:{path}: no such file; rule: arrays:PATH names an existing .npz or .csv file")
+        raise DataError(f"arrays:{path}: no such file; rule: arrays:PATH names an existing .npz, .csv or .parquet file")
     return source
 
 
 def load_array_file(path: str | os.PathLike, inputs=(), outputs=()) -> RegressionSplits:
-    """``arrays:PATH``: an .npz or a .csv (see the module's docstring)."""
+    """``arrays:PATH``: an .npz, a .csv or a .parquet (see the module's docstring)."""
     source = missing_array_file(path)
     name = f"arrays:{path}"
     suffix = source.suffix.lower()
@@ -361,4 +401,6 @@ def load_array_file(path: str | os.PathLike, inputs=(), outputs=()) -> Regressio
         return load_npz(source, name)
     if suffix == ".csv":
         return load_csv(source, name, tuple(inputs), tuple(outputs))
-    raise DataError(f"{name}: suffix {suffix!r}; rule: arrays:PATH is an .npz or a .csv file")
+    if suffix in (".parquet", ".pq"):
+        return load_parquet(source, name, tuple(inputs), tuple(outputs))
+    raise DataError(f"{name}: suffix {suffix!r}; rule: arrays:PATH is an .npz, a .csv or a .parquet file")
