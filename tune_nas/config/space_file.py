@@ -105,12 +105,8 @@ class SearchSpace:
                 self._check_key(key, where)
             sample = self.sample()
             self._check_training_values(sample, where)
-            if not all(_is_constant(value) for value in self.param_space.values()):
-                from tune_nas.ray_tune.domains import edge_values
-
-                for key, domain in self.param_space.items():  # every choice, both range ends
-                    for value in edge_values(domain):
-                        self._check_training_values({**sample, key: value}, where)
+            for config in self._param_edges(sample):  # every choice, both range ends
+                self._check_training_values(config, where)
             return
         from tune_nas.config.define_by_run import DefineByRunError, explore
 
@@ -219,11 +215,15 @@ class SearchSpace:
                 return [branch.config for branch in explore(self.define_by_run)]
             except DefineByRunError as exc:
                 raise SpaceError(f"{_in_branch(str(self.path), exc.branch)}: {exc}") from None
+        return self._param_edges(self.sample())
+
+    def _param_edges(self, sample: dict[str, Any]) -> list[dict[str, Any]]:
+        """``sample`` with one ``PARAM_SPACE`` domain at each of its edges (every choice, both
+        ends of a range), one at a time; none for a space of constants."""
         if all(_is_constant(value) for value in self.param_space.values()):
             return []
         from tune_nas.ray_tune.domains import edge_values
 
-        sample = self.sample()
         return [{**sample, key: value} for key, domain in self.param_space.items() for value in edge_values(domain)]
 
     def _sample(self, seed: int) -> dict[str, Any]:

@@ -198,12 +198,12 @@ def _names(archive, key: str) -> tuple[str, ...] | None:
 def _seconds_per_sample(archive, name: str) -> float:
     """An .npz's ``seconds_per_sample``: one number of seconds > 0."""
     value = np.asarray(archive["seconds_per_sample"])
-    if value.size != 1 or value.dtype.kind not in "iuf" or not math.isfinite(float(value.reshape(-1)[0])) \
-            or float(value.reshape(-1)[0]) <= 0:
+    seconds = float(value.reshape(-1)[0]) if value.size == 1 and value.dtype.kind in "iuf" else math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
         shown = value.reshape(-1)[0].item() if value.size == 1 else f"an array of shape {value.shape}"
         raise DataError(f"{name}: seconds_per_sample is {shown!r}; rule: one number of seconds > 0 (what "
                         "one run of the simulator that made the data costs)")
-    return float(value.reshape(-1)[0])
+    return seconds
 
 
 def load_npz(path: Path, name: str) -> RegressionSplits:
@@ -324,6 +324,13 @@ def _pick_columns(name: str, header: list[str], inputs: tuple[str, ...],
     return inputs, outputs
 
 
+def _split_columns(name: str, columns: dict[str, np.ndarray], inputs: tuple[str, ...],
+                   outputs: tuple[str, ...]) -> RegressionSplits:
+    """:func:`split_arrays` of a table's picked columns (a CSV's, a Parquet file's)."""
+    return split_arrays(name, np.column_stack([columns[c] for c in inputs]),
+                        np.column_stack([columns[c] for c in outputs]), input_names=inputs, output_names=outputs)
+
+
 def load_parquet(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
     """A Parquet file's columns, picked as a CSV's (its column names are the header): numbers
     (integers, floats or flags) in every row of the input and output columns."""
@@ -349,8 +356,7 @@ def load_parquet(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[
             raise DataError(f"{name}: column {column!r} has {values.null_count} missing values; rule: a number "
                             "in every row of the input and output columns")
         columns[column] = values.to_numpy().astype(np.float64)
-    return split_arrays(name, np.column_stack([columns[c] for c in inputs]),
-                        np.column_stack([columns[c] for c in outputs]), input_names=inputs, output_names=outputs)
+    return _split_columns(name, columns, inputs, outputs)
 
 
 def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
@@ -378,8 +384,7 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     if columns is None:
         rows = rows if rows is not None else list(csv.reader(lines, delimiter=delimiter))
         columns = _row_columns(name, rows, header, used, decimal_comma=delimiter != ",")
-    return split_arrays(name, np.column_stack([columns[c] for c in inputs]),
-                        np.column_stack([columns[c] for c in outputs]), input_names=inputs, output_names=outputs)
+    return _split_columns(name, columns, inputs, outputs)
 
 
 def missing_array_file(path: str | os.PathLike) -> Path:
