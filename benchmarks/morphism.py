@@ -372,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
                         "e.g. widen,widen_all,deepen,skip,kernel)")
     parser.add_argument("--child-epochs", type=int, help="override the preset's child_epochs (searcher option)")
     parser.add_argument("--child-lr-scale", type=float, help="override the preset's child_lr_scale (searcher option)")
+    parser.add_argument("--seed-trials", type=int, help="override the preset's seed_trials (searcher option: trials "
+                        "trained from scratch before the first child; evolution's population size follows it)")
     parser.add_argument("--tournament", type=int, help="override the morphism's tournament size (searcher option "
                         "sample_size; evolution keeps the preset's)")
     parser.add_argument("--tag", default="preset", help="prefix of the experiment names: <tag>-<dataset>-s<seed>-<method>")
@@ -408,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--child-lr-scale {args.child_lr_scale}: rule: 0 < scale <= 1")
     if args.tournament is not None and args.tournament < 1:
         parser.error(f"--tournament {args.tournament}: rule: an integer >= 1")
+    if args.seed_trials is not None and args.seed_trials < 1:
+        parser.error(f"--seed-trials {args.seed_trials}: rule: an integer >= 1")
     morph_options: dict[str, Any] = {}
     if ops is not None:
         morph_options["ops"] = ops
@@ -417,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
         morph_options["child_lr_scale"] = args.child_lr_scale
     if args.tournament is not None:
         morph_options["sample_size"] = args.tournament
+    if args.seed_trials is not None:
+        morph_options["seed_trials"] = args.seed_trials
     preset = load_space(PRESET)
     settings = morphism_settings({**preset.spec.searcher_options, **morph_options})
     evolution_tournament = morphism_settings(preset.spec.searcher_options)["sample_size"]

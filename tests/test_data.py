@@ -228,26 +228,41 @@ def test_sixteen_bit_and_binary_grey_images_keep_their_values_in_one_channel(tmp
     assert (s.test_x[s.test_y == index["alpha"]] == 90).all()
 
 
-def test_tiff_images_16_bit_and_float_are_read_and_a_float_range_that_is_no_intensity_is_refused(tmp_path):
+def test_tiff_images_16_bit_and_float_are_read_on_one_scale_per_folder(tmp_path):
     """TIFFs (microscopes, simulations), also with an upper-case suffix: 16-bit grey scaled to 8
-    bits, float grey in [0, 1] scaled by 255 and in [0, 255] rounded; a float image with other
-    values is refused naming the file (rescaling it alone would change what it shows)."""
-    root = tmp_path / "tiffs"
+    bits; float grey on one scale for the whole folder — ×255 when every float image is in
+    [0, 1], rounded when they reach up to 255 (a dark image stays dark next to bright ones, not
+    stretched to full brightness on its own); a float range that is neither is refused naming
+    the file (rescaling it alone would change what it shows)."""
     ramp16 = (np.arange(36).reshape(6, 6) * 1800).astype(np.uint16)
     unit = np.linspace(0, 1, 36, dtype=np.float32).reshape(6, 6)
+    root = tmp_path / "unit"
     for split in ("train", "test"):
         for i in range(6):
             _save(root / split / "deep" / f"{i}.tif", ramp16, np.uint16)
-            _save(root / split / "unit" / f"{i}.TIFF", unit, np.float32)
-            _save(root / split / "bytes" / f"{i}.tiff", unit * 200, np.float32)
+            _save(root / split / "bright" / f"{i}.TIFF", unit, np.float32)
+            _save(root / split / "dim" / f"{i}.tiff", unit / 4, np.float32)
     s = load_splits(f"imagefolder:{root}")
     index = {c: i for i, c in enumerate(s.classes)}
-    assert s.in_channels == 1 and sorted(index) == ["bytes", "deep", "unit"]
+    assert s.in_channels == 1 and sorted(index) == ["bright", "deep", "dim"]
     assert (s.test_x[s.test_y == index["deep"]][:, 0] == np.rint(ramp16 / 257)).all()
-    assert (s.test_x[s.test_y == index["unit"]][:, 0] == np.rint(unit * 255)).all()
-    assert (s.test_x[s.test_y == index["bytes"]][:, 0] == np.rint(unit * 200)).all()
-    _save(root / "train" / "unit" / "6.tif", unit * 1000 - 5, np.float32)
-    with pytest.raises(DataError, match=r"train/unit/6.tif: a float image with values from -5 to 995; rule"):
+    assert (s.test_x[s.test_y == index["bright"]][:, 0] == np.rint(unit * 255)).all()
+    assert (s.test_x[s.test_y == index["dim"]][:, 0] == np.rint(unit / 4 * 255)).all()
+    assert "24 float images in [0, 1] scaled by 255" in s.describe()
+
+    root = tmp_path / "bytes"
+    for split in ("train", "test"):
+        for i in range(6):
+            _save(root / split / "bright" / f"{i}.tif", unit * 200, np.float32)
+            _save(root / split / "dark" / f"{i}.tif", unit * 0.8, np.float32)  # below 1, yet no [0, 1] image
+    s = load_splits(f"imagefolder:{root}")
+    index = {c: i for i, c in enumerate(s.classes)}
+    assert (s.test_x[s.test_y == index["bright"]][:, 0] == np.rint(unit * 200)).all()
+    assert (s.test_x[s.test_y == index["dark"]][:, 0] == np.rint(unit * 0.8)).all()  # 0 or 1, not 0 .. 204
+    assert "24 float images in [0, 255] rounded (12 of them hold values <= 1 only" in s.describe()
+
+    _save(root / "train" / "bright" / "6.tif", unit * 1000 - 5, np.float32)
+    with pytest.raises(DataError, match=r"train/bright/6.tif: a float image with values from -5 to 995; rule"):
         load_splits(f"imagefolder:{root}")
 
 

@@ -34,7 +34,7 @@ import shutil
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,8 +226,8 @@ def _decode(data: bytes, source: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             if img.mode.startswith("I"):  # 16-bit grey (PNG, PGM, TIFF): the top 8 bits, not clipped
                 return np.rint(np.asarray(img, np.float64).clip(0, 65535) / 257).astype(np.uint8)
-            if img.mode == "F":  # 32-bit float grey (TIFF from a camera or a simulation)
-                return _float_grey(np.asarray(img, np.float64), source)
+            if img.mode == "F":  # 32-bit float grey (TIFF): scaled with the folder's others
+                return _finite_float_grey(np.asarray(img, np.float32), source)
             if img.mode in ("1", "LA", "La"):  # grey: one channel (the alpha dropped)
                 img = img.convert("L")
             if img.mode not in ("L", "RGB"):  # palette, RGBA, CMYK, YCbCr, ...
@@ -239,20 +239,42 @@ def _decode(data: bytes, source: str) -> np.ndarray:
                         f"open ({', '.join(IMAGE_SUFFIXES)})") from None
 
 
-def _float_grey(pixels: np.ndarray, source: str) -> np.ndarray:
-    """A float image as 8-bit grey: values in [0, 1] scaled by 255, values in [0, 255] rounded
-    (so that every image of a folder keeps its intensity relative to the others); any other
-    range is refused, since rescaling each image on its own would change what it shows."""
+def _finite_float_grey(pixels: np.ndarray, source: str) -> np.ndarray:
+    """A float image's pixels as they are (the folder's float images are scaled together, by
+    :func:`_scale_float_images`); :class:`DataError` for a NaN or infinite pixel."""
     if not np.isfinite(pixels).all():
         raise DataError(f"{source}: a float image with NaN or infinite pixels; rule: float images "
                         "hold finite values in [0, 1] or [0, 255]")
-    low, high = float(pixels.min()), float(pixels.max())
-    if low >= 0 and high <= 1:
-        return np.rint(pixels * 255).astype(np.uint8)
-    if low >= 0 and high <= 255:
-        return np.rint(pixels).astype(np.uint8)
-    raise DataError(f"{source}: a float image with values from {low:g} to {high:g}; rule: float images "
-                    "hold values in [0, 1] or [0, 255] (scale the folder's images alike before)")
+    return pixels
+
+
+def _scale_float_images(splits: Sequence[tuple[list[np.ndarray], list[str]]]) -> str:
+    """Bring the float images of an image folder's splits (each: its images, where each came
+    from) to 8-bit grey, in place, on **one** scale for the folder: ×255 when every float image
+    holds values in [0, 1], else rounded when every one holds values in [0, 255] — judged over
+    the folder, so that a dark image keeps its intensity relative to the others; any other range
+    is refused naming the file that breaks it, since rescaling images one by one would change
+    what they show side by side. Returns what was done, for the data set's note ("" without
+    float images)."""
+    floats = [(images, i, where[i]) for images, where in splits for i, image in enumerate(images)
+              if image.dtype.kind == "f"]
+    if not floats:
+        return ""
+    ranges = [(float(images[i].min()), float(images[i].max())) for images, i, _ in floats]
+    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if low < 0 or high > 255:
+        k = next(k for k, r in enumerate(ranges) if r[0] == low) if low < 0 else \
+            next(k for k, r in enumerate(ranges) if r[1] == high)
+        raise DataError(f"{floats[k][2]}: a float image with values from {ranges[k][0]:g} to {ranges[k][1]:g}; "
+                        "rule: the folder's float images hold values in [0, 1] or [0, 255] (scale them alike before)")
+    unit = high <= 1
+    for images, i, _ in floats:
+        images[i] = np.rint(images[i] * 255 if unit else images[i]).astype(np.uint8)
+    if unit:
+        return f"{len(floats)} float images in [0, 1] scaled by 255"
+    dark = sum(r[1] <= 1 for r in ranges)
+    return (f"{len(floats)} float images in [0, 255] rounded"
+            + (f" ({dark} of them hold values <= 1 only: near-black on that scale)" if dark else ""))
 
 
 def split_of(folder: str) -> str | None:
@@ -285,9 +307,11 @@ def _find_split_root(names: list[str]) -> str:
     return ""
 
 
-def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]]:
-    """{split: (images, class names)} decoded from a directory or an archive, in sorted order;
-    :class:`DataError` for an archive that is not one or a file that is not an image."""
+def _read_image_tree(path: Path) -> tuple[dict[str, tuple[list[np.ndarray], list[str]]], dict[str, list[str]]]:
+    """{split folder: (images, class names)} decoded from a directory or an archive, in sorted
+    order (float images still float: :func:`_scale_float_images` scales them), and {split
+    folder: where each image came from, for messages}; :class:`DataError` for an archive that
+    is not one or a file that is not an image."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     if path.is_dir():
         root = path
@@ -307,14 +331,14 @@ def _read_image_tree(path: Path) -> dict[str, tuple[list[np.ndarray], list[str]]
                             f"{exc.filename}); rule: a directory of readable image files") from None
     else:
         raw = _read_archive(path)
-    out = {}
+    out, wheres = {}, {}
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for split, items in raw.items():
             items.sort(key=lambda t: (t[0], t[1]))
-            where = [f"imagefolder:{path}: {split}/{c}/{n}" for c, n, _ in items]
-            images = list(pool.map(_decode, [b for _, _, b in items], where, chunksize=256))
+            wheres[split] = [f"imagefolder:{path}: {split}/{c}/{n}" for c, n, _ in items]
+            images = list(pool.map(_decode, [b for _, _, b in items], wheres[split], chunksize=256))
             out[split] = (images, [c for c, _, _ in items])
-    return out
+    return out, wheres
 
 
 def _is_image_name(name: str) -> bool:
@@ -430,7 +454,7 @@ def _fingerprint(source: Path) -> str:
 
 
 #: Bumped whenever what an image folder decodes to changes (a cache of an older rule is not read).
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 
 
 def _cache_dir(source: Path) -> Path:
@@ -466,7 +490,7 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
             return ArraySplits(name, **arrays, classes=tuple(classes), note=note)
         except (OSError, ValueError):
             pass  # a cache cut short (a full disk, a killed run): decoded again below
-    found = _read_image_tree(source)
+    found, wheres = _read_image_tree(source)
     tree: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     folder_of: dict[str, str] = {}  # split -> the folder it was read from (for messages)
     for folder in sorted(found):
@@ -484,7 +508,9 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
     classes = sorted(set(tree["train"][1]))
     index = {c: i for i, c in enumerate(classes)}
     tree = {split: tree[split] for split in ("train", "val", "test") if split in tree}
-    side, colour, note = common_format(tree)
+    scaled = _scale_float_images([(tree[split][0], wheres[folder_of[split]]) for split in tree])
+    side, colour, reformatted = common_format(tree)
+    note = "; ".join(n for n in (scaled, reformatted) if n)
 
     def xy(split):
         images, names = tree[split]
@@ -492,7 +518,7 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         if unknown:
             raise DataError(f"{name}: {folder_of[split]}/ has classes {unknown} that {folder_of['train']}/ "
                             f"lacks; rule: every class must appear in {folder_of['train']}/")
-        if note:  # else every image has the format already
+        if reformatted:  # else every image has the format already
             with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 images = list(pool.map(conform, images, [side] * len(images), [colour] * len(images)))
         return _stack(images), np.array([index[c] for c in names], np.int64)
