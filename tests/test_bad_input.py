@@ -584,6 +584,8 @@ CASES: list = [
                      recorded_experiment), id="study-plots-inside-the-experiment"),
     pytest.param(Bad("study", ("{tmp}/trials/exp", "--plots", "{tmp}/afile"), "afile",
                      both(recorded_experiment, a_file("afile"))), id="study-plots-a-file"),
+    pytest.param(Bad("study", ("{tmp}/trials/exp", "--plots", "/proc/tune_nas_plots"), "--plots /proc/tune_nas_plots",
+                     recorded_experiment), id="study-plots-where-no-directory-can-be-made"),
     pytest.param(Bad("study", ("{tmp}/trials/exp", "--bogus"), "--bogus", recorded_experiment), id="study-unknown-flag"),
     pytest.param(Bad("study", ("--storage", "sqlite:///{tmp}/trials/exp/optuna.db", "--fidelity"), "--fidelity",
                      recorded_experiment), id="study-fidelity-without-experiment-dir"),
@@ -612,6 +614,8 @@ CASES: list = [
                  id="replay-trial-set-unknown"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--out", "{tmp}/afile/replay.json"), "afile",
                      both(recorded_experiment, a_file("afile"))), id="replay-out-below-a-file"),
+    pytest.param(Bad("replay", ("{tmp}/trials/exp", "--out", "/proc/tune_nas_replay.json"), "--out /proc/tune_nas_replay",
+                     recorded_experiment), id="replay-out-where-no-file-can-be-made"),
     # ---- compare
     pytest.param(Bad("compare", ("--models", "vgg", "--datasets", "digits"), "'vgg'"), id="compare-model-unknown"),
     pytest.param(Bad("compare", ("--models", "small_cnn,small_cnn", "--datasets", "digits"), "small_cnn,small_cnn"),

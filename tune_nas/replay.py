@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
-from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser
+from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser, unwritable_reason
 from tune_nas.layout import CURVES_FILE
 from tune_nas.objectives import (  # noqa: F401  (REFERENCE_MARGIN, reference_point: the replay's, re-exported)
     REFERENCE_MARGIN,
@@ -681,6 +681,9 @@ def _out_file(out: Path) -> Path:
     if not target.parent.is_dir():
         _fail(f"--out {out}: {target.parent} is not a directory; rule: a file in an existing "
               f"directory, or a directory for {REPLAY_FILE}")
+    unwritable = unwritable_reason(target.parent)
+    if unwritable:
+        _fail(f"--out {out}: {unwritable}; rule: a file in a directory this user may write")
     return target
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
-from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser, number
+from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser, number, unwritable_reason
 from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, hypervolume, is_number
 from tune_nas.objectives import reference_point as objectives_reference_point
@@ -736,6 +736,9 @@ def _check_plots_dir(plots: str, source: Source) -> Path:
     if inside:
         _fail(f"--plots {plots}: inside the experiment {source.experiment_dir}; rule: "
                   "inspection never writes into an experiment, choose a directory outside it")
+    unwritable = unwritable_reason(out)
+    if unwritable:
+        _fail(f"--plots {plots}: {unwritable}; rule: a directory this user may create and write")
     return out
 
 
