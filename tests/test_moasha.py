@@ -54,8 +54,12 @@ def test_kept_at_rung_keeps_the_top_ceil_n_over_eta_and_every_copy_of_a_kept_vec
     points = [(0.60, 500), (0.90, 3000), (0.60, 500)]
     assert dominance_order(points, ACC_PARAMS) == [0, 1, 2]  # the twin 2 sits inside the crowd
     assert kept_at_rung(points, ACC_PARAMS, 2) == [0, 1, 2]  # top ceil(3/2) = 2, and 0's twin
-    assert kept_at_rung(points, ACC_PARAMS, 3) == [0, 2]  # top ceil(3/3) = 1: 0 and its twin
-    assert kept_at_rung(points[:2], ACC_PARAMS, 2) == [0]  # a tie of rank and crowding: arrival
+    assert kept_at_rung(points, ACC_PARAMS, 3) == [0, 1, 2]  # top ceil(3/3) = 1: 0, its tie 1 (the other end), 0's twin
+    assert kept_at_rung(points + [(0.8, 1000)], ACC_PARAMS, 4) == [0, 1, 2]  # top 1, the ends tie; 3 has 3 ahead
+    # two ends of a front tie (rank 0, infinite crowding): both continue, arrival never decides
+    assert kept_at_rung(points[:2], ACC_PARAMS, 2) == [0, 1]
+    assert kept_at_rung(points[:2] + [(0.5, 600)], ACC_PARAMS, 3) == [0, 1]  # top ceil(3/3) = 1 and its tie
+    assert kept_at_rung([(0.6, 500), (0.9, 3000), (0.8, 1000)], ACC_PARAMS, 3) == [0, 1]  # the middle: 2 ahead
 
 
 # --------------------------------------------------------------------------- rung decisions
@@ -65,25 +69,28 @@ def test_moasha_rung_decisions_on_a_hand_made_stream():
     policy = MoashaPolicy(ACC_PARAMS, max_t=4, grace_period=1, reduction_factor=2)
     assert policy.milestones == [1, 2, 4]
     rung_1 = [("small", 1, (0.60, 500)),   # first at the rung
-              ("big", 1, (0.90, 3000)),    # n=2, keep 1: both on the front, small came first
-              ("twin", 1, (0.60, 500)),    # n=3, keep 2: {small, big}; small is its twin
-              ("worse", 1, (0.50, 600)),   # n=4, keep 2: dominated by small
-              ("mid", 1, (0.80, 1000))]    # n=5, keep 3: small, big, mid (crowding 2 > twin's 0.87)
-    assert feed(policy, rung_1) == [CONTINUE, STOP, CONTINUE, STOP, CONTINUE]
+              ("big", 1, (0.90, 3000)),    # n=2, keep 1: both ends of the front (a tie): continues
+              ("twin", 1, (0.60, 500)),    # n=3, keep 2: small is its twin, an end
+              ("worse", 1, (0.50, 600)),   # n=4, keep 2: dominated by small and twin
+              ("mid", 1, (0.80, 1000)),    # n=5, keep 3: behind small, big (ends); ahead of twin (0.87 < 2)
+              ("mid2", 1, (0.70, 800))]    # n=6, keep 3: 3 ahead (small, big, mid: crowding 1.03 < 1.2)
+    assert feed(policy, rung_1) == [CONTINUE, CONTINUE, CONTINUE, STOP, CONTINUE, STOP]
     rung_2 = [("small", 2, (0.70, 500)),   # first at rung 2
               ("twin", 2, (0.65, 500)),    # n=2, keep 1: dominated by small
               ("mid", 2, (0.85, 1000)),    # n=3, keep 2: small and mid on the front
+              ("big", 2, (0.80, 3000)),    # n=4, keep 2: dominated by mid
               ("small", 3, (0.10, 500))]   # epoch 3 is no rung: not judged
-    assert feed(policy, rung_2) == [CONTINUE, STOP, CONTINUE, CONTINUE]
-    assert policy.stopped == {"big": 1, "worse": 1, "twin": 2}
+    assert feed(policy, rung_2) == [CONTINUE, STOP, CONTINUE, STOP, CONTINUE]
+    assert policy.stopped == {"worse": 1, "mid2": 1, "twin": 2, "big": 2}
     assert policy.on_result("mid", 4, (0.86, 1000)) == STOP  # the budget's end
     assert policy.rungs[0].recorded == {}  # ... recorded by on_end, not on_result
     policy.on_end("mid", 4, (0.86, 1000))
-    policy.on_end("big", 1, (0.90, 3000))  # stopped at rung 1, already recorded there: no change
+    policy.on_end("big", 2, (0.80, 3000))  # stopped at rung 2, already recorded there: no change
     assert [policy.rungs[0].recorded, policy.rungs[1].recorded] == [
-        {"mid": (0.86, 1000.0)}, {"small": (0.70, 500.0), "twin": (0.65, 500.0), "mid": (0.85, 1000.0)}]
-    assert list(policy.rungs[2].recorded) == ["small", "big", "twin", "worse", "mid"]
-    assert "MoashaPolicy(val/acc (max), model/params (min)" in repr(policy) and "3 stopped early" in repr(policy)
+        {"mid": (0.86, 1000.0)},
+        {"small": (0.70, 500.0), "twin": (0.65, 500.0), "mid": (0.85, 1000.0), "big": (0.80, 3000.0)}]
+    assert list(policy.rungs[2].recorded) == ["small", "big", "twin", "worse", "mid", "mid2"]
+    assert "MoashaPolicy(val/acc (max), model/params (min)" in repr(policy) and "4 stopped early" in repr(policy)
 
 
 def test_a_large_model_must_be_accurate_from_the_first_rung():
@@ -330,7 +337,7 @@ def test_adapter_runs_moasha_as_the_policy_decides_alone():
     scheduler = PolicyScheduler(MoashaPolicy(ACC_PARAMS, 4, 1, 2), ACC_PARAMS)
     ray_decisions = [scheduler.on_trial_result(None, FakeTrial(t), result(e, a, p)) for t, e, a, p in stream]
     assert ray_decisions == feed(alone, [(t, e, (a, p)) for t, e, a, p in stream]) == [
-        CONTINUE, STOP, CONTINUE, STOP, CONTINUE]
+        CONTINUE, CONTINUE, CONTINUE, STOP, CONTINUE]
     clone = pickle.loads(pickle.dumps(scheduler))  # Ray's experiment state
     assert clone.policy.rungs[-1].recorded == scheduler.policy.rungs[-1].recorded
 

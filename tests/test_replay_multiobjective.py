@@ -25,6 +25,7 @@ from tune_nas.replay import (
 )
 from tune_nas.schedulers.moasha import MoashaPolicy
 from tune_nas.schedulers.none import NoStopping
+from tune_nas.schedulers.policy import STOP
 
 ACC, PARAMS = Objective("val/acc", "max"), Objective("model/params", "min")
 OBJECTIVES = (ACC, PARAMS)
@@ -111,15 +112,15 @@ def test_moasha_spends_fewer_epochs_and_its_front_is_judged_against_no_stopping(
     assert (none.epochs, none.fraction_of_full, none.front, none.gap) == (20, 1.0, [0, 1, 2, 4], 0.0)
     assert none.hypervolume == pytest.approx(FULL_HV) and none.hypervolume_fraction == pytest.approx(1.0)
 
-    # g=1, rf=2 (rungs 1, 2, 4), one trial after another: 1 is dominated by 0 at epoch 1, 2 is
-    # the smallest but loses rung 2's single place to 0 (both on the front, 0 came first), 3 is
-    # dominated at epoch 1, 4 is the accuracy extreme at both rungs.
-    assert g1.stopped == {1: 1, 2: 2, 3: 1} and g1.full_trials == [0, 4]
-    assert (g1.epochs, g1.fraction_of_full) == (4 + 1 + 2 + 1 + 4, pytest.approx(12 / 20))
-    assert g1.front == [0, 4]
-    assert g1.hypervolume == pytest.approx(0.203 * 7075 + 0.1 * 75)
-    assert g1.hypervolume_fraction == pytest.approx((0.203 * 7075 + 0.1 * 75) / FULL_HV)
-    assert math.isinf(g1.gap) and g1.unmatched == [2]  # nothing returned as small as trial 2
+    # g=1, rf=2 (rungs 1, 2, 4), one trial after another: 1 is dominated by 0 at epoch 1, 3 too;
+    # 2 is the smallest: at rungs 1 and 2 it and 0 are the two ends of the front (a tie), so it
+    # continues (a tie-break by arrival stopped it at rung 2, and the front lost its small end);
+    # 4 is the accuracy extreme at both rungs.
+    assert g1.stopped == {1: 1, 3: 1} and g1.full_trials == [0, 2, 4]
+    assert (g1.epochs, g1.fraction_of_full) == (4 + 1 + 4 + 1 + 4, pytest.approx(14 / 20))
+    assert g1.front == [0, 2, 4]
+    assert g1.hypervolume == pytest.approx(FULL_HV - 0.05 * 4000)
+    assert g1.gap == pytest.approx(0.05) and g1.unmatched == []  # 1's 0.85 at 4000 vs 0's 0.80
 
     # g=2, rf=2 (rungs 2, 4): 1 and 3 stop at epoch 2; 2 keeps the small end of the front
     assert g2.stopped == {1: 2, 3: 2} and g2.full_trials == [0, 2, 4] and g2.epochs == 16
@@ -130,15 +131,33 @@ def test_moasha_spends_fewer_epochs_and_its_front_is_judged_against_no_stopping(
     assert report.best_policy is none  # the only one with gap 0
     data = report.as_dict()
     assert [o["metric"] for o in data["objectives"]] == ["val/acc", "model/params"]
-    assert data["policies"][1]["gap"] is None and data["policies"][1]["unmatched"] == [2]
+    assert data["policies"][1]["gap"] == pytest.approx(0.05) and data["policies"][1]["unmatched"] == []
     assert data["policies"][2]["gap"] == pytest.approx(0.05) and data["policies"][2]["stopped"] == {"1": 2, "3": 2}
+
+
+class StopsTheSmallest(NoStopping):
+    """Stops trial 2 (the smallest net) after its first epoch: a front without its small end."""
+
+    def on_result(self, trial_id, epoch, value):
+        return STOP if trial_id == "2" else super().on_result(trial_id, epoch, value)
+
+
+def test_a_front_that_lost_its_small_end_has_an_infinite_gap_told_as_null_in_json():
+    spec = PolicySpec("stops-2", lambda: StopsTheSmallest(4))
+    report = replay_fronts(recorded(TRIALS), policies() + [spec], 4, OBJECTIVES)
+    outcome = report.outcomes[1]
+    assert outcome.stopped == {2: 1} and outcome.front == [0, 1, 4]
+    assert math.isinf(outcome.gap) and outcome.unmatched == [2]  # nothing returned as small as trial 2
+    data = report.as_dict()["policies"][1]
+    assert data["gap"] is None and data["unmatched"] == [2] and data["stopped"] == {"2": 1}
+    assert report.text().splitlines()[4].split()[-1] == "inf"
 
 
 def test_replay_experiment_reads_vectors_from_curves_and_the_cli_prints_and_writes(tmp_path, capsys):
     exp = write_experiment(tmp_path / "exp", TRIALS)
     report = replay_experiment(exp, grace_periods=(1, 2), reduction_factors=(2,), thresholds=(0.05,))
     assert [o.policy for o in report.outcomes] == ["none", "moasha(g=1,rf=2)", "moasha(g=2,rf=2)"]
-    assert [o.epochs for o in report.outcomes] == [20, 12, 16]
+    assert [o.epochs for o in report.outcomes] == [20, 14, 16]
     assert report.outcomes[2].seconds == pytest.approx(8.0)  # 16 epochs of 0.5 s
     assert report.outcomes[2].gap == pytest.approx(0.05)
 
@@ -149,7 +168,7 @@ def test_replay_experiment_reads_vectors_from_curves_and_the_cli_prints_and_writ
     assert "No-stopping front: trial(s) 0, 1, 2, 4; hypervolume 1645" in text
     g2_line = next(line for line in text.splitlines() if "moasha(g=2,rf=2)" in line)
     assert g2_line.split() == ["moasha(g=2,rf=2)", "16", "80%", "8.0", "3", "0", "3", "1445", "88%", "0.0500"]
-    assert next(line for line in text.splitlines() if "moasha(g=1,rf=2)" in line).split()[-1] == "inf"
+    assert next(line for line in text.splitlines() if "moasha(g=1,rf=2)" in line).split()[-1] == "0.0500"
     assert "Best policy: none (gap 0.0000, 20 epochs = 100% of no stopping)." in text
     assert sorted(p.name for p in exp.iterdir()) == before  # inspection writes nothing
 

@@ -237,17 +237,26 @@ def crowding_distances(points: Sequence[Sequence[Any]], indices: Sequence[int]) 
     return distance
 
 
+def dominance_keys(points: Sequence[Sequence[Any]], objectives: Sequence[Objective]) -> list[tuple[float, float]]:
+    """Each point's place by dominance as a sort key, smaller first: (non-domination rank,
+    minus its crowding distance within the rank); ``(inf, inf)`` for a point with a missing
+    value."""
+    ranks = nondominated_ranks(points, objectives)
+    keys = [(math.inf, math.inf)] * len(points)
+    for rank in sorted({r for r in ranks if r is not None}):
+        members = [i for i, r in enumerate(ranks) if r == rank]
+        distance = crowding_distances(points, members)
+        for i in members:
+            keys[i] = (float(rank), -distance[i])
+    return keys
+
+
 def dominance_order(points: Sequence[Sequence[Any]], objectives: Sequence[Objective]) -> list[int]:
     """Indices of ``points``, best first: by non-domination rank, ties broken by crowding
     distance within the rank (larger first: the spread of the front is kept), then by index;
     points with a missing value last, by index."""
-    ranks = nondominated_ranks(points, objectives)
-    order: list[int] = []
-    for rank in sorted({r for r in ranks if r is not None}):
-        members = [i for i, r in enumerate(ranks) if r == rank]
-        distance = crowding_distances(points, members)
-        order += sorted(members, key=lambda i: (-distance[i], i))
-    return order + [i for i, r in enumerate(ranks) if r is None]
+    keys = dominance_keys(points, objectives)
+    return sorted(range(len(points)), key=lambda i: (keys[i], i))
 
 
 def selection_order(results: Sequence[Mapping[str, Any]], objectives: Sequence[Objective],

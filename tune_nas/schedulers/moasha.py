@@ -11,13 +11,18 @@ instead of by one value. Here, as a pure policy:
   ``grace_period · η^k`` epochs, a trial recorded once per rung, its final result recorded
   when it ends;
 * a trial reaching a rung is recorded there with its vector of values (``spec.objective_list``
-  order, in the objectives' own units); it continues iff it is among the top ``⌈n/η⌉`` of the
-  ``n`` vectors recorded at that rung (itself included), ordered by
-  :func:`tune_nas.objectives.dominance_order`: non-domination rank, then crowding distance
-  (larger first, so the spread of the front survives), then arrival (the earlier wins);
-* identical vectors are one point to the ranking: a trial continues when any vector equal to
-  its own is in the top ``⌈n/η⌉`` (arrival order never separates equals; ASHA likewise lets a
-  value at the cutoff continue);
+  order, in the objectives' own units); it continues iff fewer than ``⌈n/η⌉`` of the ``n``
+  vectors recorded at that rung (itself included) rank strictly before it by
+  :func:`tune_nas.objectives.dominance_keys`: non-domination rank, then crowding distance
+  (larger first, so the spread of the front survives);
+* a tie at the cutoff continues, as in ASHA (where a value at the cutoff continues): arrival
+  order never decides. It matters at the ends of the front, whose crowding distance is
+  infinite: with an earlier tie-break by arrival, a trial that extends the rung's front at
+  its other end (the smallest model so far, when the first trial was a large one) stopped
+  whenever ``n < 2η``, and a search could end with its front cut off at one end
+  (``benchmarks/multiobjective_digits.py``, README "Multi-objective search");
+* identical vectors share a decision: a trial takes the best place among the vectors equal
+  to its own (crowding distance alone would set twins apart);
 * a vector with a missing or NaN value is recorded (the trial is not judged again at that rung)
   but never stops the trial and is not counted in ``n`` of later trials: as ASHA ignores NaN in
   its cutoff and never stops on one;
@@ -43,7 +48,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from tune_nas.objectives import Objective, dominance_order, dominates, is_number
+from tune_nas.objectives import Objective, dominance_keys, dominates, is_number
 from tune_nas.schedulers.policy import Value
 from tune_nas.schedulers.rungs import RungPolicy, rung_settings
 
@@ -57,17 +62,23 @@ def _complete(vector: Vector) -> bool:
     return all(is_number(v) for v in vector)
 
 
-def top_vectors(vectors: Sequence[Vector], objectives: Sequence[Objective], keep: int) -> set[Vector]:
-    """The vectors among the first ``keep`` of ``vectors`` by
-    :func:`~tune_nas.objectives.dominance_order`."""
-    return {tuple(vectors[i]) for i in dominance_order(vectors, objectives)[:keep]}
+def ranked_ahead(vectors: Sequence[Vector], objectives: Sequence[Objective], index: int,
+                 keys: Sequence[tuple[float, float]] | None = None) -> int:
+    """How many of ``vectors`` rank strictly before ``vectors[index]`` by
+    :func:`~tune_nas.objectives.dominance_keys` (given as ``keys`` when known), the vector
+    taking the best place among its twins."""
+    keys = dominance_keys(vectors, objectives) if keys is None else keys
+    own = min(key for key, vector in zip(keys, vectors) if tuple(vector) == tuple(vectors[index]))
+    return sum(key < own for key in keys)
 
 
 def kept_at_rung(vectors: Sequence[Vector], objectives: Sequence[Objective], reduction_factor: float) -> list[int]:
-    """Indices of ``vectors`` (the complete ones recorded at a rung) that rank in the top
-    ``⌈n/η⌉`` by :func:`~tune_nas.objectives.dominance_order`, or equal one that does."""
-    top = top_vectors(vectors, objectives, math.ceil(len(vectors) / reduction_factor))
-    return [i for i, vector in enumerate(vectors) if tuple(vector) in top]
+    """Indices of ``vectors`` (the complete ones recorded at a rung) that fewer than ``⌈n/η⌉``
+    of them rank strictly before (:func:`ranked_ahead`): the top ``⌈n/η⌉``, every tie at the
+    cutoff and every copy of a kept vector."""
+    keys = dominance_keys(vectors, objectives)
+    keep = math.ceil(len(vectors) / reduction_factor)
+    return [i for i in range(len(vectors)) if ranked_ahead(vectors, objectives, i, keys) < keep]
 
 
 class MoashaPolicy(RungPolicy):
@@ -107,7 +118,7 @@ class MoashaPolicy(RungPolicy):
         if sum(dominates(v, score, self.objectives) for v in vectors) >= keep:
             return False
         contenders = [v for v in vectors if not dominates(score, v, self.objectives)] + [score]
-        return score in top_vectors(contenders, self.objectives, keep)
+        return len(contenders) <= keep or ranked_ahead(contenders, self.objectives, len(contenders) - 1) < keep
 
     def __repr__(self) -> str:
         objectives = ", ".join(o.describe() for o in self.objectives)
