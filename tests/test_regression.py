@@ -130,6 +130,59 @@ def test_bad_csv_files_are_refused_naming_the_line_or_column(tmp_path, text, mes
         load_array_file(tmp_path / "bad.csv", outputs=("out",))
 
 
+def test_csv_files_written_by_numpy_and_pandas_load_by_their_column_names(tmp_path):
+    """numpy's savetxt writes its header as a comment (``# a,b,out``), other tools put comment
+    lines before the header: both read as the plain file; pandas' to_csv writes its index as
+    a column without a name, refused as an input by default (taken when the inputs are listed)."""
+    import pandas as pd
+
+    values = np.array([(i / 4, (i * 7) % 11 - 0.5, i * 0.75 + 1) for i in range(30)])
+    np.savetxt(tmp_path / "plain.csv", values, delimiter=",", header="a,b,out", comments="")
+    np.savetxt(tmp_path / "savetxt.csv", values, delimiter=",", header="a,b,out")
+    (tmp_path / "commented.csv").write_text("# made by a simulator\n#   run 7\n"
+                                            + (tmp_path / "plain.csv").read_text())
+    plain = load_array_file(tmp_path / "plain.csv", outputs=("out",))
+    for file in ("savetxt.csv", "commented.csv"):
+        splits = load_array_file(tmp_path / file, outputs=("out",))
+        assert splits.input_names == ("a", "b"), file
+        np.testing.assert_array_equal(splits.train_x, plain.train_x, err_msg=file)
+        np.testing.assert_array_equal(splits.test_y, plain.test_y, err_msg=file)
+    lines = (tmp_path / "commented.csv").read_text().splitlines()
+    lines[9] = "1,x,3"  # the file's line 10
+    (tmp_path / "commented.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="line 10, column 'b': 'x' is no number"):
+        load_array_file(tmp_path / "commented.csv", outputs=("out",))
+
+    pd.DataFrame(values, columns=["a", "b", "out"]).to_csv(tmp_path / "indexed.csv")  # index=True
+    with pytest.raises(DataError, match=r"indexed.csv: column 1 of the header has no name \(pandas' to_csv"):
+        load_array_file(tmp_path / "indexed.csv", outputs=("out",))
+    trailing = "".join(line + ",\n" for line in (tmp_path / "plain.csv").read_text().splitlines())
+    (tmp_path / "trailing.csv").write_text(trailing)
+    with pytest.raises(DataError, match=r"column 4 of the header has no name \(a separator at the end of every line"):
+        load_array_file(tmp_path / "trailing.csv", outputs=("out",))
+    listed = load_array_file(tmp_path / "indexed.csv", inputs=("a", "b"), outputs=("out",))
+    np.testing.assert_array_equal(listed.train_x, plain.train_x)
+    np.savetxt(tmp_path / "headless.csv", values, delimiter=",")
+    with pytest.raises(DataError, match=r"headless.csv: line 1 holds numbers \(0.00+e\+00, .*not column names"):
+        load_array_file(tmp_path / "headless.csv", outputs=("out",))
+
+
+def test_a_parquet_files_pandas_index_is_no_input(tmp_path):
+    """pandas stores a DataFrame's index in Parquet as a column (``__index_level_0__``): it
+    labels the rows, it is no input (as pandas.read_parquet makes it the index again)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"a": rng.normal(size=30), "out": rng.normal(size=30)}, index=rng.permutation(30) * 10)
+    frame.to_parquet(tmp_path / "indexed.parquet")
+    frame.to_parquet(tmp_path / "plain.parquet", index=False)
+    indexed = load_array_file(tmp_path / "indexed.parquet", outputs=("out",))
+    assert indexed.input_names == ("a",)
+    np.testing.assert_array_equal(indexed.train_x, load_array_file(tmp_path / "plain.parquet", outputs=("out",)).train_x)
+    named = load_array_file(tmp_path / "indexed.parquet", inputs=("a", "__index_level_0__"), outputs=("out",))
+    assert named.input_names == ("a", "__index_level_0__")  # asked for: taken
+
+
 _CELLS = ["1", "-2.5", "1e3", "0.1", "7", "3.25", "-0", "007", "+4", ".5", "1.", "1E-5"]
 _ODD_CELLS = [" 3 ", "", "nan", "inf", "NA", "null", "x", "1_0", "0x1", "True", "1e400", "-", "1,5",
               "123456789012345678901"]  # an integer beyond 64 bits: pandas leaves it text

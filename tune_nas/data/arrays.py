@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -238,6 +239,28 @@ def _number(cell: str, decimal_comma: bool) -> float:
         raise
 
 
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _without_comment_lines(lines: list[str]) -> tuple[list[str], int]:
+    """A CSV's lines without the ``#`` lines before its header, and the header's line in the
+    file (1 without them). numpy's ``savetxt(..., header="a,b,y")`` writes the header as the
+    last of them (``# a,b,y``): when the first line after them holds numbers only, that
+    comment, less its ``#``, is the header."""
+    skip = next((k for k, line in enumerate(lines) if not line.lstrip().startswith("#")), len(lines))
+    if not skip:
+        return lines, 1
+    rest = lines[skip:]
+    if rest and all(_is_number(cell) for cell in re.split(r"[,;\t]", rest[0])):
+        return [lines[skip - 1].lstrip().lstrip("#").strip(), *rest], skip
+    return rest, skip + 1
+
+
 #: Where ``str.splitlines`` ends a line besides ``\n`` and ``\r`` (pandas ends lines at those two only).
 _OTHER_LINE_ENDS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
@@ -268,15 +291,16 @@ def _whole_columns(text: str, lines: list[str], header: list[str], used: list[st
 
 
 def _row_columns(name: str, rows: list[list[str]], header: list[str], used: list[str],
-                 decimal_comma: bool) -> dict[str, np.ndarray]:
-    """The ``used`` columns of the CSV ``rows`` (the header first; rows of blank cells skipped)
-    as floats, refusing a row whose fields do not match the header or a cell that is no
-    number, by its line; with ``decimal_comma``, ``0,5`` is 0.5."""
+                 decimal_comma: bool, header_line: int = 1) -> dict[str, np.ndarray]:
+    """The ``used`` columns of the CSV ``rows`` (the header first, on the file's line
+    ``header_line``; rows of blank cells skipped) as floats, refusing a row whose fields do not
+    match the header or a cell that is no number, by its line; with ``decimal_comma``, ``0,5``
+    is 0.5."""
     body = [r for r in rows[1:] if "".join(r).strip()]
 
     def line_of(k: int) -> int:
         """The file line of ``body[k]`` (asked only to name an error)."""
-        return [line for line, r in enumerate(rows[1:], start=2) if "".join(r).strip()][k]
+        return [line for line, r in enumerate(rows[1:], start=header_line + 1) if "".join(r).strip()][k]
 
     short = next((k for k, row in enumerate(body) if len(row) != len(header)), None)
     if short is not None:
@@ -302,10 +326,12 @@ def _row_columns(name: str, rows: list[list[str]], header: list[str], used: list
 
 
 def _pick_columns(name: str, header: list[str], inputs: tuple[str, ...],
-                  outputs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+                  outputs: tuple[str, ...], index: tuple[str, ...] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The input and output columns of a table whose columns are named ``header`` (a CSV's
     header, a Parquet file's columns): ``outputs`` as given, ``inputs`` as given or every other
-    column; :class:`DataError` for a repeated name, no outputs, a name not in ``header``, or no input."""
+    column but the ``index`` ones (a table's row labels, as pandas stores its index in Parquet);
+    :class:`DataError` for a repeated name, no outputs, a name not in ``header``, a column without
+    a name among the inputs by default (pandas' ``to_csv`` writes its index so), or no input."""
     twice = sorted({h for h in header if header.count(h) > 1})
     if twice:
         raise DataError(f"{name}: column {twice[0]!r} appears {header.count(twice[0])} times in the header; "
@@ -317,7 +343,14 @@ def _pick_columns(name: str, header: list[str], inputs: tuple[str, ...],
     if unknown:
         raise DataError(f"{name}: no column {unknown[0]!r}; rule: inputs and outputs name columns of the "
                         f"header {header}")
-    inputs = inputs or tuple(c for c in header if c not in outputs)
+    if not inputs and "" in header and "" not in outputs:
+        position = header.index("") + 1
+        why = (" (pandas' to_csv writes its index so; index=False leaves it out)" if position == 1 else
+               " (a separator at the end of every line makes one)" if position == len(header) else "")
+        raise DataError(f"{name}: column {position} of the header has no name{why}; rule: a name for every "
+                        "column the inputs take by default, or the inputs listed in the space's EXPERIMENT: "
+                        "\"inputs\": [...]")
+    inputs = inputs or tuple(c for c in header if c not in outputs and c not in index)
     if not inputs or set(inputs) & set(outputs):
         raise DataError(f"{name}: inputs {list(inputs)} and outputs {list(outputs)}; rule: at least one "
                         "input column, none of them an output")
@@ -345,7 +378,9 @@ def load_parquet(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{name}: not a readable Parquet file ({reason[:200]}); rule: a Parquet table of "
                         "number columns (e.g. pandas' DataFrame.to_parquet)") from None
-    inputs, outputs = _pick_columns(name, list(table.column_names), inputs, outputs)
+    pandas = table.schema.pandas_metadata or {}  # a DataFrame's index, stored as columns
+    index = tuple(c for c in pandas.get("index_columns", []) if isinstance(c, str))
+    inputs, outputs = _pick_columns(name, list(table.column_names), inputs, outputs, index)
     columns = {}
     for column in (*inputs, *outputs):
         values = table.column(column)
@@ -368,6 +403,8 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
     lines = text.splitlines()
+    lines, header_line = _without_comment_lines(lines)
+    text = "\n".join(lines) + "\n" if header_line > 1 else text
     first = lines[0] if lines else ""
     # a comma unless the header is split by semicolons or tabs alone (spreadsheets set to a
     # locale whose decimal mark is the comma write semicolons)
@@ -377,13 +414,17 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     if (len(rows) if quoted else len(lines)) < 2:
         raise DataError(f"{name}: {len(rows) if quoted else len(lines)} line(s); rule: a header and one row per sample")
     header = [h.strip() for h in (rows[0] if quoted else first.split(delimiter) if first else [])]
+    if header and all(_is_number(h) for h in header):
+        shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+        raise DataError(f"{name}: line {header_line} holds numbers ({shown}), not column names; rule: a header "
+                        "line naming the columns first (numpy: np.savetxt(path, data, delimiter=',', header='a,b,y'))")
     inputs, outputs = _pick_columns(name, header, inputs, outputs)
     used = [*inputs, *outputs]
     plain = delimiter == "," and not quoted and not any(end in text for end in _OTHER_LINE_ENDS)
     columns = _whole_columns(text, lines, header, used) if plain else None
     if columns is None:
         rows = rows if rows is not None else list(csv.reader(lines, delimiter=delimiter))
-        columns = _row_columns(name, rows, header, used, decimal_comma=delimiter != ",")
+        columns = _row_columns(name, rows, header, used, decimal_comma=delimiter != ",", header_line=header_line)
     return _split_columns(name, columns, inputs, outputs)
 
 
