@@ -295,6 +295,25 @@ def test_split_folders_by_other_names_and_images_in_subfolders_are_read(tmp_path
     assert (s.train_x[s.train_y == 1] == 200).all()  # no cat in the dogs' hidden folder
 
 
+def test_linked_folders_are_followed_but_a_link_back_to_a_folder_above_is_not(tmp_path):
+    """A link to more images of a class is followed (as torchvision's ImageFolder does); a link
+    back to a folder above (a cycle) would read the tree again and again: it is skipped."""
+    root, extra = tmp_path / "linked", tmp_path / "more_cats"
+    for split in ("train", "test"):
+        for cls, value in (("cat", 10), ("dog", 200)):
+            for i in range(6):
+                _save(root / split / cls / f"{i}.png", np.full((6, 6), value))
+    for i in range(3):
+        _save(extra / f"{i}.png", np.full((6, 6), 10))
+    (root / "train" / "cat" / "more").symlink_to(extra)
+    (root / "train" / "cat" / "all").symlink_to(root / "train")  # a cycle
+    (root / "train" / "dog" / "up").symlink_to(tmp_path)  # above the whole folder
+    s = load_splits(f"imagefolder:{root}")
+    assert len(s.train_y) + len(s.val_y) == 15 and len(s.test_y) == 12
+    assert np.bincount(np.concatenate([s.train_y, s.val_y])).tolist() == [9, 6]
+    assert (s.train_x[s.train_y == 1] == 200).all()  # no image read twice into another class
+
+
 def test_two_folders_of_one_split_are_refused(tmp_path):
     _make_tree(tmp_path / "twice")
     for cls in ("cat", "dog"):

@@ -282,14 +282,30 @@ def split_of(folder: str) -> str | None:
     return next((split for split, names in SPLIT_FOLDERS.items() if folder.lower() in names), None)
 
 
+def _walk(top: Path):
+    """(folder, file names) of ``top`` and every folder below it, sorted, following links (as
+    torchvision's ImageFolder does) but not hidden folders (``.ipynb_checkpoints``) nor a link
+    back to a folder it is in (``cat/all -> ..``), which would read the same images again and
+    again until the system's link limit."""
+    for folder, dirs, files in os.walk(top, followlinks=True):
+        here = os.path.realpath(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _is_within(here, os.path.join(folder, d)))
+        yield folder, files
+
+
+def _is_within(here: str, link: str) -> bool:
+    """Whether the folder ``link`` leads to is ``here`` or a folder that holds it."""
+    target = os.path.realpath(link)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+
+
 def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
     """{split folder: [(class, path below the class folder, file)]}: every image of each class
     folder, in its subfolders too (as torchvision's ImageFolder reads them)."""
     members: dict[str, list[tuple[str, str, Path]]] = {}
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for folder, dirs, files in os.walk(class_dir, followlinks=True):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .ipynb_checkpoints, ...
+            for folder, files in _walk(class_dir):
                 for file in sorted(f for f in files if _is_image_name(f)):
                     path = Path(folder, file)
                     members.setdefault(split_dir.name, []).append(
@@ -444,8 +460,7 @@ def _fingerprint(source: Path) -> str:
         stat = source.stat()
         return f"{stat.st_size}|{stat.st_mtime_ns}"
     digest = hashlib.sha1()
-    for folder, dirs, files in os.walk(source, followlinks=True):  # as the images are read
-        dirs.sort()
+    for folder, files in _walk(source):  # as the images are read
         for file in sorted(f for f in files if _is_image_name(f)):
             stat = os.stat(os.path.join(folder, file))
             digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{stat.st_size}|"
