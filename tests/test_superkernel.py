@@ -339,12 +339,12 @@ def test_latency_cost_uses_the_measured_table_of_the_chosen_op():
         assert layer.latency_table.shape == (4, 3) and bool((layer.latency_table > 0).all())
         layer.latency_table = torch.arange(1.0, 13.0).view(4, 3)  # hand-set: L[i, j] = 3i + j + 1
     # every threshold at its initial 0: the full op (k9, e9) everywhere -> cost 1
-    assert float(net.expected_cost()) == pytest.approx(1.0)
+    assert float(net.expected_cost().detach()) == pytest.approx(1.0)
     # thresholds the kernel rings cannot pass: 3x3 kernels, expansion still 9 -> L[0, 2] = 3
     for layer in net.layers:
         with torch.no_grad():
             layer.kernel_thresholds.fill_(1e6)
     expected = sum(3.0 for _ in net.layers) / sum(12.0 for _ in net.layers)
-    assert float(net.expected_cost()) == pytest.approx(expected)
+    assert float(net.expected_cost().detach()) == pytest.approx(expected)
     net.expected_cost().backward()  # straight-through: the thresholds get a gradient
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.arch_parameters())
