@@ -3,8 +3,9 @@
 Validation accuracy (max) and trainable parameters (min): the search returns a Pareto front,
 not one trial (summary.json's ``pareto``; the launcher prints the front; ``python -m
 tune_nas.study`` lists and plots it). The width, depth and dropout set the size; the
-optimiser's settings the accuracy at that size. MOASHA (grace 3, η = 3: the best trade-off
-of a replay over a no-stopping run's curves, see README) stops trials whose (accuracy, size)
+optimiser's settings the accuracy at that size. MOASHA (grace 3, η = 3: about 56 % of the
+epochs of no stopping; the README's "Multi-objective search" replays other settings and says
+what each costs the front) stops trials whose (accuracy, size)
 ranks in the bottom of its rung by non-dominated sorting; the parameter count is known from
 the first epoch, so a large net that is no more accurate stops at the first rung.
 ``--scheduler none`` trains every trial to the end.

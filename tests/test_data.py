@@ -314,6 +314,13 @@ def test_linked_folders_are_followed_but_a_link_back_to_a_folder_above_is_not(tm
     assert (s.train_x[s.train_y == 1] == 200).all()  # no image read twice into another class
 
 
+def test_a_split_folder_given_for_the_whole_folder_is_named_so(tmp_path):
+    _make_tree(tmp_path / "pets")
+    with pytest.raises(DataError, match=r"found splits none \(train/ is itself a train split folder: name the "
+                                        r"folder above it\); rule: the folder must hold train/<class>/<image>"):
+        load_splits(f"imagefolder:{tmp_path / 'pets' / 'train'}")
+
+
 def test_two_folders_of_one_split_are_refused(tmp_path):
     _make_tree(tmp_path / "twice")
     for cls in ("cat", "dog"):

@@ -248,8 +248,8 @@ def _is_number(cell: str) -> bool:
 
 
 def _without_comment_lines(lines: list[str]) -> tuple[list[str], int]:
-    """A CSV's lines without the ``#`` lines before its header, and the header's line in the
-    file (1 without them). numpy's ``savetxt(..., header="a,b,y")`` writes the header as the
+    """A CSV's lines without the ``#`` lines before its header (``lines`` itself when there are
+    none), and the header's line in the file. numpy's ``savetxt(..., header="a,b,y")`` writes the header as the
     last of them (``# a,b,y``): when the first line after them holds numbers only, that
     comment, less its ``#``, is the header."""
     skip = next((k for k, line in enumerate(lines) if not line.lstrip().startswith("#")), len(lines))
@@ -403,8 +403,9 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
     lines = text.splitlines()
-    lines, header_line = _without_comment_lines(lines)
-    text = "\n".join(lines) + "\n" if header_line > 1 else text
+    cleaned, header_line = _without_comment_lines(lines)
+    if cleaned is not lines:  # what pandas reads at once too
+        lines, text = cleaned, "\n".join(cleaned) + "\n"
     first = lines[0] if lines else ""
     # a comma unless the header is split by semicolons or tabs alone (spreadsheets set to a
     # locale whose decimal mark is the comma write semicolons)

@@ -517,7 +517,9 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         if split is not None:
             tree[split], folder_of[split] = found[folder], folder
     if "train" not in tree or "test" not in tree:
-        raise DataError(f"{name}: found splits {sorted(found) or 'none'}; rule: the folder must "
+        inside = split_of(source.name.split(".")[0]) if source.is_dir() else None
+        hint = f" ({source.name}/ is itself a {inside} split folder: name the folder above it)" if inside else ""
+        raise DataError(f"{name}: found splits {sorted(found) or 'none'}{hint}; rule: the folder must "
                         "hold train/<class>/<image> and test/<class>/<image> (val/<class>/<image> "
                         "optional; also named training, testing, valid, validation, in any letter case)")
     classes = sorted(set(tree["train"][1]))
