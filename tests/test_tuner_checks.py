@@ -110,7 +110,6 @@ def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     old on object storage); their results must not reach the finished Optuna trial."""
     import optuna
 
-
     storage = optuna.storages.InMemoryStorage()
     searcher = lr_searcher(storage)
     config = searcher.suggest("ray-a")
@@ -187,7 +186,6 @@ def test_a_restored_searcher_and_experiment_from_different_moments_are_reconcile
     when it ends; a trial asked after both snapshots is FAIL "orphaned"."""
     import optuna
 
-
     storage = optuna.storages.InMemoryStorage()
     searcher = lr_searcher(storage)
     numbers = {rid: searcher.suggest(rid)["trial_number"] for rid in ("ray-a", "ray-b", "ray-d")}
@@ -240,7 +238,6 @@ def test_the_saved_searcher_names_no_storage_and_reopens_the_study_where_it_is_n
     import shutil
 
     import optuna
-
 
     first = tmp_path / "first" / "optuna.db"
     first.parent.mkdir()

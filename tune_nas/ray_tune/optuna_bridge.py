@@ -142,6 +142,11 @@ class RecordingOptunaSearch(OptunaSearch):
             self.told_trials[trial_id] = (ot_trial._trial_id, ot_trial.number)
 
     @property
+    def study_name(self) -> str:
+        """The study's name: the one the experiment began with, kept when its directory is renamed."""
+        return self._study_name
+
+    @property
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 

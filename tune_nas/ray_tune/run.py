@@ -175,8 +175,7 @@ def run_search(space: SearchSpace, splits: ArraySplits, experiment_dir: Path, na
         for mirror in (c for c in callbacks if isinstance(c, MirrorUpload)):
             mirror.upload.local_dir = experiment_dir  # this machine's mirror
         keeper = _fit(tuner, events.bookkeeper, events, spec.time_budget_s)
-        # the study's name is the one the experiment began with (its directory may be renamed since)
-        return SearchOutcome(keeper, events.searcher._study_name, mask_url(storage_url), storage_url)
+        return SearchOutcome(keeper, events.searcher.study_name, mask_url(storage_url), storage_url)
 
     sampler = create_sampler(spec.searcher, spec.searcher_settings())
     genotype = space.cell_genotype()
