@@ -268,6 +268,12 @@ CASES: list = [
                         setup=a_file("afile")), id="data-dir-below-a-file"),
     pytest.param(launch("--dataset", "mnist", "--data-dir", "{tmp}/nodata", needle="nodata", offline=True),
                  id="data-dir-absent-offline"),
+    pytest.param(launch("--dataset", "mnist", "--data-dir", "{tmp}/data", needle="data", offline=True,
+                        setup=a_file("data/keep.txt")), id="data-dir-present-offline-leaves-no-mnist-folder"),
+    pytest.param(experiment_key("image_size", "100000", "image_size=100000"), id="exp-image-size-beyond-memory"),
+    pytest.param(space('EXPERIMENT = {"dataset": "digits", "workers_per_trial": 2, "cpus_per_trial": 0.5}\n'
+                       'PARAM_SPACE = {"batch_size": 1}\n', needle="batch_size 1"),
+                 id="workers-per-trial-above-every-batch-size"),
     # ---- launch: regression data (arrays:, sim:) and what a regression experiment refuses
     pytest.param(launch(*EMU, "arrays:{tmp}/nowhere.npz", needle="nowhere.npz"), id="arrays-missing"),
     pytest.param(launch(*EMU, "arrays:{tmp}/data.txt",
@@ -313,7 +319,8 @@ CASES: list = [
     pytest.param(launch("--dataset", "sim:burgers", needle="small_cnn"), id="sim-with-an-image-model"),
     pytest.param(launch(*EMU, "digits", needle="'mlp'"),
                  id="regression-model-on-images"),
-    pytest.param(launch("--space", "emulator_burgers", "--metric", "val/acc", needle="val/acc"),
+    pytest.param(space(REGRESSION_SPACE.format(extra=', "metric": "val/acc"', param=""), needle="metric='val/acc'",
+                       setup_extra=OK_NPZ),
                  id="regression-metric-accuracy"),
     pytest.param(space(REGRESSION_SPACE.format(extra="", param=', "crop_pad": 2'), needle="crop_pad",
                        setup_extra=OK_NPZ),
@@ -411,7 +418,16 @@ CASES: list = [
     pytest.param(launch("--storage", "sqlite:///{tmp}/fresh.db", "--dataset", "imagefolder:{tmp}/nowhere",
                         needle="nowhere"),
                  id="storage-sqlite-not-created-on-other-bad-input"),
+    pytest.param(launch("--storage", "sqlite://", needle="sqlite://"), id="storage-sqlite-in-memory"),
+    pytest.param(launch("--storage", "sqlite:///:memory:", needle=":memory:"), id="storage-sqlite-memory-file"),
+    pytest.param(launch("--scheduler", "none", "--grace-period", "100", needle="--grace-period 100"),
+                 id="grace-period-with-no-scheduler"),
     pytest.param(launch("--resume", needle="--resume"), id="resume-without-name"),
+    pytest.param(launch("--resume", "--name", "old", "--num-samples", "3", "--searcher", "random",
+                        needle="--num-samples, --searcher", setup=saved_experiment("{}")),
+                 id="resume-with-setting-flags"),
+    pytest.param(launch("--resume", "--name", "old", "--space", "default", needle="--space",
+                        setup=saved_experiment("{}")), id="resume-with-a-space"),
     pytest.param(launch("--resume", "--name", "", needle="--name: ''"), id="resume-with-empty-name"),
     pytest.param(launch("--resume", "--name", "never_ran", needle="never_ran"), id="resume-missing-experiment"),
     pytest.param(launch("--resume", "--name", "../x", needle="'../x'"), id="resume-name-outside-trials-dir"),
@@ -596,6 +612,8 @@ CASES: list = [
     pytest.param(Bad("replay", ("{tmp}/trials/old",), "curves.csv", both(
         saved_experiment("{}"), random_bytes("trials/old/curves.csv"))), id="replay-garbage-curves"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--grace", "0"), "'0'", recorded_experiment), id="replay-grace-zero"),
+    pytest.param(Bad("replay", ("{tmp}/trials/exp", "--grace", "3,5"), "--grace 3,5", recorded_experiment),
+                 id="replay-grace-at-or-beyond-max-epochs"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--grace", "1,x"), "'1,x'", recorded_experiment),
                  id="replay-grace-not-numbers"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--grace", ","), "','", recorded_experiment),
@@ -618,6 +636,8 @@ CASES: list = [
                      recorded_experiment), id="replay-out-where-no-file-can-be-made"),
     # ---- compare
     pytest.param(Bad("compare", ("--models", "vgg", "--datasets", "digits"), "'vgg'"), id="compare-model-unknown"),
+    pytest.param(Bad("compare", ("--models", "small_cnn", "--datasets", "digits", "--final-cpus", "100000"),
+                     "--final-cpus 100000"), id="compare-final-cpus-beyond-this-machine"),
     pytest.param(Bad("compare", ("--models", "small_cnn,small_cnn", "--datasets", "digits"), "small_cnn,small_cnn"),
                  id="compare-model-twice"),
     pytest.param(Bad("compare", ("--models", "", "--datasets", "digits"), "--models ''"), id="compare-models-empty"),
@@ -773,13 +793,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: Bad, tmp_path, ca
         for key, value in case.env.items():
             monkeypatch.setenv(key, value.format(**values))
         monkeypatch.setattr(sys, "dont_write_bytecode", False)  # what a user's Python does
-        if case.offline:
-            import torchvision
+        if case.offline:  # the network call fails; what torchvision does before it (MNIST/raw/) happens
+            from urllib.error import URLError
+
+            import torchvision.datasets.mnist
 
             def offline(*a, **k):
-                raise OSError("network is unreachable")
+                raise URLError("network is unreachable")
 
-            monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+            monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
         code, out, err = _in_process(case, argv, capsys, monkeypatch)
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err, err

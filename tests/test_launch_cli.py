@@ -132,3 +132,17 @@ def test_the_report_is_made_while_ray_stops_and_its_errors_reach_the_caller():
     with pytest.raises(OSError, match="disk full"):
         while_ray_stops(failing_report, stop_ray)
     assert stopped == [True]  # Ray was stopped all the same
+
+
+def test_the_default_name_of_a_long_space_file_is_a_valid_directory_name():
+    """``<space>-<timestamp>`` from a space file whose name takes 250 bytes (or 100 two-byte
+    letters) is cut to at most 255 bytes, whole letters, and keeps its timestamp."""
+    import re
+
+    from tune_nas.launch import _default_name
+
+    for stem in ("L" * 250, "é" * 200, "short"):
+        name = _default_name(stem)
+        assert len(name.encode()) <= 255 and re.search(r"-\d{8}-\d{6}$", name), name
+        assert stem.startswith(name[:-16]) and name[:-16], name
+    assert _default_name("short").startswith("short-")

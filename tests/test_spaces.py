@@ -67,9 +67,33 @@ BAD = [
     ("EXPERIMENT = {}\nPARAM_SPACE = {'lr': {'a': 1}}\n", "rule: a tune search domain"),
     ("EXPERIMENT = {}\nPARAM_SPACE = {}\n", "a non-empty dict"),
     ("EXPERIMENT = {}\ndef define_by_run(trial):\n    return 3\n", "returned int"),
-    ("EXPERIMENT = {}\ndef define_by_run(trial):\n    trial.suggest_float('lr', 1, 0)\n", "define_by_run raised"),
+    ("EXPERIMENT = {}\ndef define_by_run(trial):\n    trial.suggest_float('lr', 1, 0)\n",
+     "define_by_run at trial.suggest_float('lr', low=1, high=0"),
     ("EXPERIMENT = {}\ndef define_by_run(trial):\n    trial.suggest_int('depht', 1, 3)\n", "unknown hyperparameter 'depht'"),
     ("EXPERIMENT = {\n", "syntax error"),
+    # a fourth sweep of bad input (2026-12-03): each was a traceback, or accepted and then failed or ignored
+    ("from ray import tune\nEXPERIMENT = {}\nPARAM_SPACE = {1: tune.choice([8, 16]), 'lr': 0.01}\n",
+     "hyperparameter name 1; rule: a non-empty string"),
+    ("EXPERIMENT = {}\nPARAM_SPACE = {'batch_size': float('inf')}\n", "batch_size=inf: rule: a finite number"),
+    ("EXPERIMENT = {}\nPARAM_SPACE = {'batch_size': float('nan')}\n", "batch_size=nan: rule: a finite number"),
+    ("EXPERIMENT = {}\nPARAM_SPACE = {'warmup_epochs': float('inf')}\n", "warmup_epochs=inf: rule: a finite number"),
+    ("EXPERIMENT = {}\nPARAM_SPACE = {'weight_decay': float('inf')}\n", "weight_decay=inf: rule: a finite number"),
+    ("EXPERIMENT = {'task': ['classification']}\nPARAM_SPACE = {'lr': 0.1}\n", "task=['classification']"),
+    ("from ray import tune\nEXPERIMENT = {}\nPARAM_SPACE = {'width': tune.qrandint(8, 64, 0)}\n",
+     "PARAM_SPACE['width'] is quantized with q=0; rule: q > 0"),
+    ("from ray import tune\nEXPERIMENT = {}\nPARAM_SPACE = {'lr': tune.randn(0.01, 0.001)}\n",
+     "PARAM_SPACE['lr'] is a normal distribution"),
+    ("EXPERIMENT = {'objectives': {'val/acc': 'max', 'table/train_s': 'min'}}\nPARAM_SPACE = {'lr': 0.1}\n",
+     "'table/train_s' is no reported metric"),
+    ("EXPERIMENT = {'constraints': {'table/train_s': ('<=', 5.0)}}\nPARAM_SPACE = {'lr': 0.1}\n",
+     "'table/train_s' is no reported metric"),
+    ("EXPERIMENT = {'metric': 'val/loss', 'objectives': {'val/acc': 'max', 'model/params': 'min'}}\n"
+     "PARAM_SPACE = {'lr': 0.1}\n", "metric='val/loss' but the first of objectives is 'val/acc'"),
+    ("EXPERIMENT = {'mode': 'min', 'objectives': {'val/acc': 'max'}}\nPARAM_SPACE = {'lr': 0.1}\n",
+     "mode='min' but the first of objectives"),
+    ("EXPERIMENT = {'cpus_per_trial': 0.00001}\nPARAM_SPACE = {'lr': 0.1}\n", "cpus_per_trial=1e-05: rule: a number >= 0.0001"),
+    ("EXPERIMENT = {'model': 'morph_net', 'searcher': 'morphism', 'max_epochs': 6, "
+     "'searcher_options': {'child_epochs': 50}}\nPARAM_SPACE = {'lr': 0.1}\n", "child_epochs']=50 > max_epochs=6"),
     ("import no_such_module\n", "importing it raised ModuleNotFoundError"),
 ]
 
@@ -147,7 +171,8 @@ BRANCH_PROBLEMS = [
     optimizer = trial.suggest_categorical("optimizer", ["sgd", "adamw"])
     if optimizer == "sgd":
         trial.suggest_float("lr", 1.0, 0.1)
-    """, "(branch optimizer='sgd'): define_by_run raised ValueError"),
+    """, "(branch optimizer='sgd'): define_by_run at trial.suggest_float('lr', low=1.0, high=0.1, step=None) "
+         "raised ValueError"),
 ]
 
 

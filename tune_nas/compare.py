@@ -768,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name or f"compare-{datetime.now():%Y%m%d-%H%M%S}"
         if "/" in name or name in (".", ".."):
             raise CompareError(f"--name {name!r}: rule: a plain directory name")
+        cpus = os.cpu_count() or 1
+        if args.final_cpus and args.final_cpus > cpus and not os.environ.get("RAY_ADDRESS"):
+            raise CompareError(f"--final-cpus {args.final_cpus:g}: this machine has {cpus} CPU(s) and the final "
+                               "trial runs on it; rule: at most its CPUs (or RAY_ADDRESS of a cluster that has them)")
         pairs = resolve_pairs(models, datasets, args.preset_suffix, overrides)
         _check_data(datasets, args.data_dir, pairs)
         if is_uri(args.trials_dir):

@@ -162,6 +162,13 @@ def prepare(args: argparse.Namespace):
     if args.resume:
         if not args.name:
             _fail("--resume needs --name NAME: rule: name the experiment to continue")
+        given = [f"--{k.replace('_', '-')}" for k, v in _overrides(args).items() if v is not None]
+        if args.space is not None:
+            given.insert(0, "--space")
+        if given:
+            _fail(f"--resume with {', '.join(given)}: rule: a resumed experiment keeps the space and settings "
+                  f"it began with ({EXPERIMENT_FILE}); leave {'that flag' if len(given) == 1 else 'those flags'} "
+                  "out, or start a new experiment")
         experiment_dir = trials_dir / args.name
         saved = experiment_dir / EXPERIMENT_FILE
         if remote and not saved.is_file() and remote.exists(args.name):
@@ -190,7 +197,11 @@ def prepare(args: argparse.Namespace):
             space = load_space(args.space).with_overrides(**_overrides(args))
         except SpaceError as exc:
             _fail(str(exc))
-        name = args.name or f"{space.path.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+        if args.grace_period is not None and space.spec.scheduler == "none":
+            _fail(f"--grace-period {args.grace_period} with scheduler 'none': it sets the first rung of a "
+                  "scheduler that stops trials, and 'none' stops none; rule: leave it out, or choose "
+                  "--scheduler asha, moasha, ...")
+        name = args.name or _default_name(space.path.stem)
         if "/" in name or name in (".", ".."):
             _fail(f"--name {name!r}: rule: {NAME_RULE}")
         storage = args.storage
@@ -228,6 +239,14 @@ def prepare(args: argparse.Namespace):
     _check_packing(space, search_splits)
     splits = (search_splits, splits)
     return space, splits, name, experiment_dir, storage, remote
+
+
+def _default_name(stem: str) -> str:
+    """``<space>-<timestamp>``, the space file's name cut so that the whole is a directory name
+    of at most 255 bytes (NAME_RULE)."""
+    stamp = f"-{datetime.now():%Y%m%d-%H%M%S}"
+    room = 255 - len(stamp.encode())
+    return stem.encode()[:room].decode(errors="ignore") + stamp
 
 
 def _prior_trials(source_text: str, study_name: str | None, space):
@@ -438,6 +457,12 @@ def _check_model_builds(space, splits) -> None:
         configs = [space.sample(), *space.edge_configs()]
     except SpaceError as exc:
         _fail(str(exc))
+    workers, images = space.spec.workers_per_trial, len(splits.train_x)
+    if workers > 1 and all(min(split_config(c)[0].batch_size, images) < workers for c in configs):
+        sizes = sorted({split_config(c)[0].batch_size for c in configs})
+        _fail(f"{space.path}: batch_size {', '.join(map(str, sizes))} (train set of {images}) with "
+              f"workers_per_trial={workers}: no trial could run; rule: every worker gets at least one image "
+              "of each batch (batch_size >= workers_per_trial)")
     for config in configs:
         _, arch = split_config(config)
         key = repr(sorted(arch.items(), key=lambda item: str(item[0])))

@@ -697,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_number_list("--workers", int, 0, "one integer >= 1"),
                    default=[1], help="trials running at once in simulated time")
     p.add_argument("--grace", type=_number_list("--grace", int, 0, "integers >= 1, comma-separated"),
-                   default=[1, 2, 3], help="ASHA (or, with several objectives, MOASHA) grace periods")
+                   default=None, help="ASHA (or, with several objectives, MOASHA) grace periods, each "
+                   "below the experiment's max_epochs (default: 1,2,3)")
     p.add_argument("--rf", type=_number_list("--rf", float, 1, "numbers > 1, comma-separated"),
                    default=[2, 3, 4], help="ASHA (or MOASHA) reduction factors")
     p.add_argument("--thresholds", type=_number_list("--thresholds", float, 0,
@@ -728,8 +729,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(trials/<name>) holding curves.csv")
     out = _out_file(args.out) if args.out is not None else None
     try:
-        report = replay_experiment(args.experiment, trial_set=args.trials,
-                                   workers=args.workers[0], grace_periods=args.grace,
+        experiment = load_experiment(args.experiment)
+        grace = args.grace or [1, 2, 3]
+        if args.grace:  # asked for: one at or above max_epochs would stop nothing, and is said
+            max_epochs = experiment.spec.max_epochs
+            beyond = [g for g in args.grace if g >= max_epochs]
+            if len(beyond) == len(args.grace):
+                _fail(f"--grace {','.join(map(str, args.grace))}: the experiment's trials train {max_epochs} "
+                      f"epoch(s); rule: grace periods below max_epochs ({max_epochs})")
+            if beyond:
+                print(f"tune_nas.replay: --grace {','.join(map(str, beyond))} left out: at or above the "
+                      f"experiment's max_epochs ({max_epochs}), a rung there stops nothing", file=sys.stderr)
+        report = replay_experiment(experiment, trial_set=args.trials,
+                                   workers=args.workers[0], grace_periods=grace,
                                    reduction_factors=args.rf, thresholds=args.thresholds,
                                    min_epochs=args.min_epochs)
     except ValueError as exc:  # ExperimentError among them: not an experiment, no curves yet

@@ -63,8 +63,9 @@ def call(define_by_run: DefineByRun, trial: optuna.trial.Trial) -> Branch:
     try:
         constants = define_by_run(trial)
     except Exception as exc:
-        raise DefineByRunError(f"define_by_run raised {type(exc).__name__}: {' '.join(str(exc).split())}; rule: "
-                               "it must only call trial.suggest_* and return None or a dict",
+        raise DefineByRunError(f"define_by_run{_failed_suggestion(exc)} raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())}; rule: it must only call trial.suggest_* (with "
+                               "finite bounds, low <= high) and return None or a dict",
                                _made_so_far(trial)) from None
     if constants is not None and not isinstance(constants, Mapping):
         raise DefineByRunError(f"define_by_run returned {type(constants).__name__}; rule: None or a dict of "
@@ -72,6 +73,21 @@ def call(define_by_run: DefineByRun, trial: optuna.trial.Trial) -> Branch:
     distributions = trial.distributions
     params = tuple((name, value, _is_discrete(distributions[name])) for name, value in trial.params.items())
     return Branch(params, dict(constants or {}))
+
+
+def _failed_suggestion(exc: BaseException) -> str:
+    """`` at trial.suggest_float('lr', low=0.001, high=inf)`` when ``exc`` came out of Optuna's
+    ``Trial.suggest_*`` (its frame still holds the name and the bounds it was given); else ""."""
+    tb, found = exc.__traceback__, ""
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name.startswith("suggest_") and isinstance(frame.f_locals.get("name"), str):
+            shown = [repr(frame.f_locals["name"])] + [f"{key}={frame.f_locals[key]!r}" for key in
+                                                       ("low", "high", "step", "choices") if key in frame.f_locals]
+            found = f" at trial.{frame.f_code.co_name}({', '.join(shown)})"
+            break  # the outermost suggest_* call: what the user wrote
+        tb = tb.tb_next
+    return found
 
 
 def sample(define_by_run: DefineByRun, seed: int = 0) -> Branch:

@@ -26,13 +26,16 @@ MORPHABLE_MODELS = ("morph_net",)
 #: What an objective or a constraint may name besides a task's per-epoch metrics: the tabular
 #: lookups' training time.
 TABULAR_METRICS = ("table/train_s",)
+#: The smallest fraction of a CPU or GPU Ray reserves (``ray._raylet.RESOURCE_UNIT_SCALING``: 10⁴).
+RESOURCE_UNIT = 1e-4
 #: The model an experiment trains when its space file names none.
 DEFAULT_MODELS = {"classification": "small_cnn", "regression": "mlp"}
 
 
-def objective_metrics(task: str) -> tuple[str, ...]:
-    """What an objective or a constraint of a ``task`` experiment may name."""
-    return metrics_of(task) + TABULAR_METRICS
+def objective_metrics(task: str, evaluation: str = "train") -> tuple[str, ...]:
+    """What an objective or a constraint of a ``task`` experiment may name (the tabular
+    lookups' own metrics only with ``evaluation`` "tabular": nothing else reports them)."""
+    return metrics_of(task) + (TABULAR_METRICS if evaluation == "tabular" else ())
 
 
 class SpaceError(ValueError):
@@ -100,7 +103,7 @@ class ExperimentSpec:
             object.__setattr__(self, "mode", mode)
         if self.task == "":
             object.__setattr__(self, "task", task_of_dataset(self.dataset))
-        if self.model == "" and self.task in DEFAULT_MODELS:
+        if self.model == "" and isinstance(self.task, str) and self.task in DEFAULT_MODELS:
             object.__setattr__(self, "model", DEFAULT_MODELS[self.task])
         if self.metric == "":
             from tune_nas.tasks import task_named
@@ -167,9 +170,11 @@ class ExperimentSpec:
              and all(isinstance(k, str) for k in self.searcher_options),
              "a dict of the searcher's options (name -> value)"),
             ("num_samples", positive_int(self.num_samples), "a positive integer"),
-            ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial > 0,
-             "a number > 0"),
-            ("gpus_per_trial", nonneg_num(self.gpus_per_trial), "a number >= 0"),
+            ("cpus_per_trial", nonneg_num(self.cpus_per_trial) and self.cpus_per_trial >= RESOURCE_UNIT,
+             f"a number >= {RESOURCE_UNIT:g} (the smallest share of a CPU Ray gives)"),
+            ("gpus_per_trial", nonneg_num(self.gpus_per_trial) and (self.gpus_per_trial == 0
+                                                                    or self.gpus_per_trial >= RESOURCE_UNIT),
+             f"0 or a number >= {RESOURCE_UNIT:g} (the smallest share of a GPU Ray gives)"),
             ("workers_per_trial", positive_int(self.workers_per_trial),
              "a positive integer (data-parallel processes per trial)"),
             ("max_concurrent_trials", nonneg_int(self.max_concurrent_trials),
@@ -241,6 +246,10 @@ class ExperimentSpec:
             create_sampler(self.searcher, self.searcher_settings())  # its options, checked
         except SearcherError as exc:
             raise SpaceError(f"{where}: {exc}") from None
+        child_epochs = self.searcher_options.get("child_epochs") if self.searcher == "morphism" else None
+        if child_epochs is not None and child_epochs > self.max_epochs:
+            raise SpaceError(f"{where}: searcher_options['child_epochs']={child_epochs} > max_epochs={self.max_epochs}: "
+                             "rule: a child trains at most the budget of a trial (child_epochs <= max_epochs)")
         return self
 
     def _objective_rules(self) -> list[tuple[str, bool, str]]:
@@ -256,7 +265,7 @@ class ExperimentSpec:
         ]
         if not all(ok for _, ok, _ in rules):
             return rules
-        allowed = objective_metrics(self.task if self.task in TASKS else "classification")
+        allowed = objective_metrics(self.task if self.task in TASKS else "classification", self.evaluation)
         known = ", ".join(allowed)
         for metric, direction in objectives.items():
             rules += [("objectives", metric in allowed, f"{metric!r} is no reported metric; one of {known}"),

@@ -166,6 +166,8 @@ class SearchSpace:
             raise SpaceError(f"{where or self.path}: {exc}") from None
 
     def _check_key(self, key: str, where: str) -> None:
+        if not isinstance(key, str) or not key:
+            raise SpaceError(f"{where}: hyperparameter name {key!r}; rule: a non-empty string")
         allowed = set(TrainingConfig.keys()) | set(architecture_args(self.spec.model))
         if key in RESERVED_KEYS:
             raise SpaceError(f"{where}: {key!r} is reserved for bookkeeping; rule: choose another name")
@@ -240,6 +242,20 @@ class SearchSpace:
         from tune_nas.ray_tune.domains import sample_param_space
 
         return sample_param_space(self.param_space, seed)
+
+
+def _check_primary_objective(path: Path, experiment: Mapping[str, Any]) -> None:
+    """``metric``/``mode`` written beside ``objectives`` must say what its first entry says (the
+    primary objective): a different one would be replaced without a word."""
+    objectives = experiment.get("objectives")
+    if not (isinstance(objectives, Mapping) and objectives):
+        return
+    metric, mode = next(iter(objectives.items()))
+    for key, primary in (("metric", metric), ("mode", mode)):
+        if key in experiment and experiment[key] not in ("", primary):
+            raise SpaceError(f"{path}: {key}={experiment[key]!r} but the first of objectives is "
+                             f"{metric!r}: {mode!r}; rule: leave {key} out with objectives (the first "
+                             "objective is the primary one), or make them agree")
 
 
 def _in_branch(where: str, choices: str) -> str:
@@ -340,6 +356,7 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
         except PluginError as exc:
             raise SpaceError(f"{path}: {exc}") from None
         experiment = {**experiment, "plugins": plugins}
+    _check_primary_objective(path, experiment)
     spec = ExperimentSpec(**experiment).check(str(path), data_files=False)  # flags may replace the data set
 
     param_space = getattr(module, "PARAM_SPACE", None)

@@ -47,6 +47,8 @@ class TrainingConfig:
             if kind in ("float", "int") and not (isinstance(value, (int, float))
                                                  and not isinstance(value, bool)):
                 raise ValueError(f"{f.name}={value!r}: rule: a number")
+            if kind in ("float", "int") and not math.isfinite(value):
+                raise ValueError(f"{f.name}={value!r}: rule: a finite number")
             if kind == "bool" and not (isinstance(value, bool) or value in (0, 1)):
                 raise ValueError(f"{f.name}={value!r}: rule: true or false")
         rules = [

@@ -185,12 +185,18 @@ def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySpli
         except RuntimeError:
             pass
         created = _first_missing(root)
+        before = set(root.iterdir()) if created is None and root.is_dir() else set()
         try:
             root.mkdir(parents=True, exist_ok=True)
             return cls(str(root), train=train, download=True)
         except Exception as exc:  # offline, read-only, corrupt
-            if created is not None:  # a failed download leaves nothing behind
-                shutil.rmtree(created, ignore_errors=True)
+            # a failed download leaves nothing behind: the directories it made (MNIST/raw/, ...)
+            new = sorted(set(root.iterdir()) - before) if created is None and root.is_dir() else []
+            for made in [created] if created is not None else new:
+                if made.is_dir() and not made.is_symlink():
+                    shutil.rmtree(made, ignore_errors=True)
+                elif made.is_symlink() or made.exists():
+                    made.unlink()
             raise DataError(
                 f"--data-dir {root}: {name} is not there and could not be downloaded "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -615,6 +621,32 @@ def check_dataset_exists(dataset: str) -> None:
 # ---------------------------------------------------------------- low fidelity
 
 
+def _available_memory() -> int:
+    """Bytes of memory this machine can still give (Linux's MemAvailable; physical memory where
+    that cannot be read)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # psutil comes with Ray; without it, the pages the OS reports free
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _check_resized_size(splits: ArraySplits, train_images: int, image_size: int) -> None:
+    """A DataError when ``splits`` resized to ``image_size`` px would not fit in memory: the
+    resized images (bytes) and the largest split as float32 while it is resized."""
+    channels = splits.train_x.shape[1]
+    counts = (train_images, len(splits.val_x), len(splits.test_x))
+    pixels = channels * image_size * image_size
+    needed = sum(counts) * pixels + max(counts) * pixels * 4
+    available = _available_memory()
+    if needed > available // 2:
+        raise DataError(f"image_size={image_size}: {splits.name} resized to {image_size} px needs "
+                        f"{needed / 2**30:,.1f} GiB of memory ({sum(counts)} images × {channels} × "
+                        f"{image_size}²), this machine has {available / 2**30:,.1f} GiB available; rule: a "
+                        "size whose images fit in half of it")
+
+
 def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size: int = 0,
                     seed: int = SPLIT_SEED) -> ArraySplits:
     """A cheaper proxy of ``splits`` for search: a stratified ``train_fraction`` of the training
@@ -644,6 +676,9 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
                             f"{splits.name} (the smallest has {smallest}); rule: a fraction that keeps one "
                             f"image of every class, above {0.5 / smallest:.2g}")
         train_x, train_y = train_x[keep], train_y[keep]
+
+    if image_size not in (0, splits.image_size):
+        _check_resized_size(splits, len(train_x), image_size)
 
     def resize(x: np.ndarray) -> np.ndarray:
         if image_size in (0, x.shape[2]):

@@ -7,6 +7,7 @@ loading a define-by-run space, or a param space of constants, never imports Ray.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +35,16 @@ def check_domain(key: str, value: Any) -> None:
         lo, hi = value.lower, value.upper
         if lo is None or hi is None or not lo < hi:
             raise DomainError(f"PARAM_SPACE[{key!r}] has low={lo} and high={hi}; rule: low < high")
-        sampler = type(value.get_sampler()).__name__
+        sampler = value.get_sampler()
+        quantum = getattr(sampler, "q", None)
+        sampler = type(getattr(sampler, "sampler", sampler)).__name__  # a quantized one wraps another
+        if "Normal" in sampler:
+            raise DomainError(f"PARAM_SPACE[{key!r}] is a normal distribution (tune.randn/qrandn); rule: a "
+                              "range Optuna can sample: tune.uniform/loguniform/randint/qrandint/choice")
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise DomainError(f"PARAM_SPACE[{key!r}] has low={lo} and high={hi}; rule: finite bounds")
+        if quantum is not None and not (isinstance(quantum, (int, float)) and quantum > 0 and math.isfinite(quantum)):
+            raise DomainError(f"PARAM_SPACE[{key!r}] is quantized with q={quantum!r}; rule: q > 0")
         if "LogUniform" in sampler and lo <= 0:
             raise DomainError(f"PARAM_SPACE[{key!r}] is log-uniform from {lo}; rule: low > 0 for a log scale")
     elif isinstance(value, Categorical):

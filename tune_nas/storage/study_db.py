@@ -52,6 +52,12 @@ def check_storage(url: str) -> None:
     if scheme not in SCHEMES:
         raise StorageError(f"--storage {mask_url(url)}: unsupported scheme {scheme!r}; rule: "
                            f"one of {', '.join(s + '://' for s in SCHEMES)}")
+    database = parsed.database or ""
+    if scheme == "sqlite" and (database in ("", ":memory:") or "memory" in str(parsed.query.get("mode", ""))
+                               or database.startswith("file::memory:")):
+        raise StorageError(f"--storage {mask_url(url)}: an in-memory SQLite database (gone with its "
+                           "connection: the summary, the study command and --resume open their own); rule: a "
+                           "file (sqlite:///PATH) or a database server")
     try:
         open_storage(url)
     except ModuleNotFoundError as exc:
