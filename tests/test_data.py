@@ -362,3 +362,35 @@ def test_imagefolder_without_test_split_is_refused(tmp_path):
     (d / "0.png").write_bytes(_png((1, 2, 3)))
     with pytest.raises(DataError, match="test/"):
         load_splits(f"imagefolder:{tmp_path / 'x'}")
+
+
+@pytest.mark.parametrize("odd, message", [
+    ("dangling", r"train/cat/odd\.png: a link to .*gone\.png, which does not exist; rule: image files"),
+    ("fifo", r"train/cat/odd\.png: not a regular file; rule: image files"),  # reading it would wait forever
+])
+def test_an_image_name_that_is_no_readable_file_is_named(tmp_path, odd, message):
+    _make_tree(tmp_path / "pets")
+    path = tmp_path / "pets" / "train" / "cat" / "odd.png"
+    if odd == "dangling":
+        path.symlink_to(tmp_path / "gone.png")
+    else:
+        os.mkfifo(path)
+    with pytest.raises(DataError, match=message):
+        load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert not list(tmp_path.glob(".pets.tune_nas-cache-*"))  # refused before anything is written
+
+
+def test_an_image_beyond_pils_decompression_bomb_limit_is_named(tmp_path, monkeypatch):
+    _make_tree(tmp_path / "pets")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # a 6×6 image is 3.6 times the limit: PIL refuses it
+    with pytest.raises(DataError, match=r"(train|test)/cat/0\.png: Image size \(36 pixels\) exceeds limit of 20 .*"
+                                        r"rule: images of at most Image.MAX_IMAGE_PIXELS"):
+        load_splits(f"imagefolder:{tmp_path / 'pets'}")
+
+
+def test_a_float_image_with_nan_is_named_once(tmp_path):
+    _make_tree(tmp_path / "pets")
+    Image.fromarray(np.full((6, 6), np.nan, np.float32)).save(tmp_path / "pets" / "train" / "cat" / "nan.tif")
+    with pytest.raises(DataError) as info:
+        load_splits(f"imagefolder:{tmp_path / 'pets'}")
+    assert str(info.value).count("rule:") == 1 and "NaN or infinite pixels" in str(info.value)

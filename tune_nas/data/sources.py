@@ -239,6 +239,12 @@ def _decode(data: bytes, source: str) -> np.ndarray:
             if img.mode not in ("L", "RGB"):  # palette, RGBA, CMYK, YCbCr, ...
                 img = img.convert("RGB")
             return np.asarray(img)
+    except DataError:
+        raise  # says what is wrong with the pixels already
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{source}: {' '.join(str(exc).split()[:8])} (PIL's limit against decompression bombs); "
+                        "rule: images of at most Image.MAX_IMAGE_PIXELS pixels (scale such scans down "
+                        "before)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL's "cannot identify", truncated files
         reason = str(exc).split(" <")[0] or type(exc).__name__  # without the in-memory file's repr
         raise DataError(f"{source}: not a readable image ({reason}); rule: image files PIL can "
@@ -299,6 +305,21 @@ def _walk(top: Path):
         yield folder, files
 
 
+def _image_files(folder: str, files: list[str], top: Path) -> list[str]:
+    """The names among ``files`` (in ``folder``, below the image folder ``top``) that an image
+    is read from, sorted; :class:`DataError` for one that is no regular file: a link to nothing
+    (it could not be read) or a pipe or device (reading it could wait forever)."""
+    names = sorted(f for f in files if _is_image_name(f))
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            what = (f"a link to {os.readlink(path)}, which does not exist" if os.path.islink(path)
+                    and not os.path.exists(path) else "not a regular file")
+            raise DataError(f"imagefolder:{top}: {os.path.relpath(path, top)}: {what}; rule: image files "
+                            "(or links to image files) only")
+    return names
+
+
 def _is_within(here: str, link: str) -> bool:
     """Whether the folder ``link`` leads to is ``here`` or a folder that holds it."""
     target = os.path.realpath(link)
@@ -312,7 +333,7 @@ def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for folder, files in _walk(class_dir):
-                for file in sorted(f for f in files if _is_image_name(f)):
+                for file in _image_files(folder, files, root):
                     path = Path(folder, file)
                     members.setdefault(split_dir.name, []).append(
                         (class_dir.name, path.relative_to(class_dir).as_posix(), path))
@@ -467,7 +488,7 @@ def _fingerprint(source: Path) -> str:
         return f"{stat.st_size}|{stat.st_mtime_ns}"
     digest = hashlib.sha1()
     for folder, files in _walk(source):  # as the images are read
-        for file in sorted(f for f in files if _is_image_name(f)):
+        for file in _image_files(folder, files, source):
             stat = os.stat(os.path.join(folder, file))
             digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{stat.st_size}|"
                           f"{stat.st_mtime_ns}\n".encode())
