@@ -483,3 +483,18 @@ def test_a_space_files_data_set_replaced_by_a_flag_need_not_exist(tmp_path):
     assert space.with_overrides(dataset=f"arrays:{tmp_path / 'now.csv'}").spec.dataset.endswith("now.csv")
     with pytest.raises(SpaceError, match="gone.csv: no such file"):
         space.with_overrides(dataset=f"arrays:{tmp_path / 'gone.csv'}")
+
+
+@pytest.mark.parametrize("suffix, ok", [(".csv", True), (".parquet", True), (".pq", True), (".PARQUET", True),
+                                        (".npz", False)])
+def test_outputs_name_the_columns_of_any_table(suffix, ok):
+    """``outputs`` with a Parquet file is what its loader asks for (it was refused as "a CSV's
+    only", so no Parquet file could reach a trial)."""
+    from tune_nas.config.experiment import ExperimentSpec, SpaceError
+
+    spec = ExperimentSpec(dataset=f"arrays:/data/table{suffix}", outputs=("y",))
+    if ok:
+        spec.check("space.py", data_files=False)
+    else:
+        with pytest.raises(SpaceError, match=r"outputs=\('y',\): rule: inputs/outputs name the columns of a table"):
+            spec.check("space.py", data_files=False)

@@ -26,6 +26,8 @@ MORPHABLE_MODELS = ("morph_net",)
 #: What an objective or a constraint may name besides a task's per-epoch metrics: the tabular
 #: lookups' training time.
 TABULAR_METRICS = ("table/train_s",)
+#: The data files whose columns ``inputs``/``outputs`` name.
+COLUMN_FILES = (".csv", ".parquet", ".pq")
 #: The smallest fraction of a CPU or GPU Ray reserves (``ray._raylet.RESOURCE_UNIT_SCALING``: 10⁴).
 RESOURCE_UNIT = 1e-4
 #: The model an experiment trains when its space file names none.
@@ -54,7 +56,8 @@ class ExperimentSpec:
     model: str = ""  # "": the task's default (small_cnn, mlp)
     metric: str = ""  # "": the task's default objective (val/acc, val/mse)
     mode: str = ""  # "": the direction in which the metric improves
-    #: A CSV data set's input and output columns (``arrays:PATH.csv``; inputs default to the rest).
+    #: A table's input and output columns (``arrays:PATH.csv``, ``.parquet``, ``.pq``; inputs default
+    #: to the rest).
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     max_epochs: int = 9
@@ -202,10 +205,10 @@ class ExperimentSpec:
             rules.append(("task", self.task == task_of_dataset(self.dataset),
                           f"the task of dataset {self.dataset!r}: {task_of_dataset(self.dataset)} "
                           "(arrays: and sim: data are regression data, every other data set images)"))
-        if (self.inputs or self.outputs) and not (self.dataset.startswith("arrays:")
-                                                 and self.dataset.lower().endswith(".csv")):
+        if (self.inputs or self.outputs) and not (isinstance(self.dataset, str) and self.dataset.startswith("arrays:")
+                                                 and self.dataset.lower().endswith(COLUMN_FILES)):
             rules.append(("outputs" if self.outputs else "inputs", False,
-                          "inputs/outputs name the columns of a CSV data set (dataset arrays:PATH.csv)"))
+                          "inputs/outputs name the columns of a table (dataset arrays:PATH.csv, .parquet or .pq)"))
         rules = self._objective_rules() + rules  # before metric/mode, which follow the first objective
         if self.searcher == "morphism":
             rules.append(("model", self.model in MORPHABLE_MODELS, f"searcher 'morphism' grows trained networks "
