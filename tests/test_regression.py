@@ -498,3 +498,20 @@ def test_outputs_name_the_columns_of_any_table(suffix, ok):
     else:
         with pytest.raises(SpaceError, match=r"outputs=\('y',\): rule: inputs/outputs name the columns of a table"):
             spec.check("space.py", data_files=False)
+
+
+def test_a_column_in_si_units_is_standardised_like_any_other():
+    """Picofarads in farads (5e-12 ± 1e-13) and a target in femtocoulombs vary by far less than
+    1e-12: they are columns like any other, not constants left unscaled (which trained a model
+    that learned nothing, R² 0, with no word)."""
+    rng = np.random.default_rng(0)
+    c = 5e-12 + 1e-13 * rng.standard_normal(400)
+    r = rng.uniform(1e3, 1e4, 400)
+    q = c * 1e-3
+    splits = split_arrays("si", np.stack([c, r], 1), q[:, None])
+    for a in (splits.train_x, splits.train_y):
+        assert np.allclose(a.mean(0), 0, atol=1e-5) and np.allclose(a.std(0), 1, atol=1e-5)
+    back = splits.original_outputs(splits.test_y)[:, 0]  # in coulombs again, each a test row's own value
+    assert np.abs(back[:, None] - q[None]).min(axis=1).max() < 1e-6 * q.std()
+    constant = split_arrays("flat", np.stack([np.full(400, 3e-15), r], 1), q[:, None])
+    assert constant.x_std[0] == 1.0 and np.abs(constant.train_x[:, 0]).max() < 1e-20  # a true constant stays ~0

@@ -118,9 +118,13 @@ class RegressionSplits:
 
 
 def _column_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and standard deviation (1 for a constant column). Constant is judged
+    relative to the column's own magnitude, never against an absolute floor: a column in SI
+    units (picofarads as 5e-12 F, femtocoulombs) varies by 1e-13 and is standardised like any."""
+    a = np.asarray(a, np.float64)
     mean = a.mean(axis=0)
     std = a.std(axis=0)
-    return mean, np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean, np.where((std > 0) & (std > 1e-12 * np.abs(mean)), std, 1.0)
 
 
 def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, output_names=None,
