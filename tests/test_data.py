@@ -394,3 +394,52 @@ def test_a_float_image_with_nan_is_named_once(tmp_path):
     with pytest.raises(DataError) as info:
         load_splits(f"imagefolder:{tmp_path / 'pets'}")
     assert str(info.value).count("rule:") == 1 and "NaN or infinite pixels" in str(info.value)
+
+
+def test_hard_and_symbolic_links_in_a_tar_archive_are_read_like_the_directory(tmp_path):
+    """GNU tar stores the second name of a hard-linked file as a link member: the archive gives
+    the split sizes of the directory it was made from (it dropped those images)."""
+    src = tmp_path / "linked"
+    _make_tree(src)
+    for split in ("train", "test"):
+        os.link(src / split / "cat" / "0.png", src / split / "cat" / "hard.png")
+        (src / split / "dog" / "soft.png").symlink_to("0.png")
+    with tarfile.open(tmp_path / "linked.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname="linked")
+    assert any(m.islnk() for m in tarfile.open(tmp_path / "linked.tar.gz").getmembers())  # the premise
+    folder, archive = load_splits(f"imagefolder:{src}"), load_splits(f"imagefolder:{tmp_path / 'linked.tar.gz'}")
+    assert archive.describe().split(": ", 1)[1] == folder.describe().split(": ", 1)[1]
+    assert len(archive.test_y) == 6 and np.array_equal(np.sort(archive.test_y), np.sort(folder.test_y))
+
+
+def test_a_class_named_like_a_split_does_not_hide_the_splits_of_an_archive(tmp_path):
+    """A class named ``train`` (``vehicles/test/train/0.png``, a shorter name than any training
+    file) and a ``training/`` folder of notes are no training split: the zip reads as the directory."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "vehicles.zip", "w") as z:
+        for split, n in (("training", 6), ("test", 2)):
+            for cls in ("bus", "train"):
+                for i in range(n):
+                    z.writestr(f"vehicles/{split}/{cls}/{'long_name_' if split == 'training' else ''}{i}.png",
+                               _png((40, 40, 40) if cls == "bus" else (200, 200, 200)))
+        z.writestr("docs/training/notes.txt", "not images")
+    s = load_splits(f"imagefolder:{tmp_path / 'vehicles.zip'}")
+    assert s.classes == ("bus", "train") and len(s.test_y) == 4 and len(s.train_y) + len(s.val_y) == 12
+
+
+def test_a_class_name_with_a_newline_is_one_class_from_the_cache_too(tmp_path):
+    _make_tree(tmp_path / "odd")
+    (tmp_path / "odd" / "train" / "cat").rename(tmp_path / "odd" / "train" / "c\nat")
+    (tmp_path / "odd" / "test" / "cat").rename(tmp_path / "odd" / "test" / "c\nat")
+    first = load_splits(f"imagefolder:{tmp_path / 'odd'}")
+    again = load_splits(f"imagefolder:{tmp_path / 'odd'}")  # from the cache
+    assert first.classes == again.classes == ("c\nat", "dog")
+
+
+def test_thirty_two_bit_integer_images_beyond_sixteen_bits_are_refused_not_clipped(tmp_path):
+    _make_tree(tmp_path / "deep")
+    Image.fromarray(np.full((6, 6), 100_000, np.int32), mode="I").save(tmp_path / "deep" / "train" / "cat" / "x.tif")
+    with pytest.raises(DataError, match=r"train/cat/x\.tif: a I image with values from 100000 to 100000; rule: "
+                                        r"integer grey images hold 0\.\.65535"):
+        load_splits(f"imagefolder:{tmp_path / 'deep'}")

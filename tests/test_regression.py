@@ -244,7 +244,7 @@ def test_a_csv_read_at_once_is_read_as_row_by_row(tmp_path, monkeypatch):
     (np.zeros((20, 2, 2, 2)), np.zeros((20, 1)), "N × inputs"),
     (np.full((20, 2), np.inf), np.zeros((20, 1)), r"x\[0, 0\] is inf"),
     (np.zeros((20, 2)), np.array(["a"] * 20), "numbers"),
-    (np.zeros((3, 2)), np.zeros((3, 1)), "at least 10"),
+    (np.zeros((3, 2)), np.zeros((3, 1)), "at least 20"),
 ])
 def test_bad_arrays_are_refused_naming_what_is_wrong(x, y, message):
     with pytest.raises(DataError, match=message):
@@ -515,3 +515,25 @@ def test_a_column_in_si_units_is_standardised_like_any_other():
     assert np.abs(back[:, None] - q[None]).min(axis=1).max() < 1e-6 * q.std()
     constant = split_arrays("flat", np.stack([np.full(400, 3e-15), r], 1), q[:, None])
     assert constant.x_std[0] == 1.0 and np.abs(constant.train_x[:, 0]).max() < 1e-20  # a true constant stays ~0
+
+
+@pytest.mark.parametrize("head, sep", [("Temperatur, °C;Druck;y", ";"), ("sep=;\na;b;y", ";"),
+                                       ('"a; in m",b,y', ","), ("a\tb\ty", "\t")])
+def test_the_csv_separator_is_the_one_header_and_rows_agree_on(tmp_path, head, sep):
+    """pandas' ``to_csv(sep=";", decimal=",")`` leaves a comma inside a column name unquoted, and
+    Excel may name its separator on a first line: the header's first comma no longer decides."""
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 10, (2, 30))
+    comma = sep == ";"  # decimal commas with semicolons
+    cell = (lambda v: f"{v:.3f}".replace(".", ",")) if comma else (lambda v: f"{v:.3f}")
+    (tmp_path / "t.csv").write_text(head + "\n" + "\n".join(sep.join(map(cell, (p, q, p + q))) for p, q in zip(a, b)))
+    splits = load_array_file(tmp_path / "t.csv", outputs=("y",))
+    assert len(splits.input_names) == 2 and splits.output_names == ("y",)
+    assert np.allclose(splits.original_inputs(splits.test_x).sum(1), splits.original_outputs(splits.test_y)[:, 0],
+                       atol=2e-3)
+
+
+def test_nineteen_rows_are_too_few_for_two_validation_rows():
+    with pytest.raises(DataError, match=r"19 rows; rule: at least 20"):
+        split_arrays("few", np.arange(38.0).reshape(19, 2), np.arange(19.0))
+    assert len(split_arrays("enough", np.arange(40.0).reshape(20, 2), np.arange(20.0)).val_y) == 2

@@ -38,7 +38,7 @@ import numpy as np
 from tune_nas.data.sources import SPLIT_SEED, VAL_FRACTION, DataError
 
 TEST_FRACTION = 0.2
-MIN_ROWS = 10  #: fewer rows cannot fill three splits
+MIN_ROWS = 20  #: fewer rows leave one validation row (its R² is no number) or fill no three splits
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, o
     if len(x) != len(y):
         raise DataError(f"{name}: x has {len(x)} rows but y has {len(y)}; rule: one output row per input row")
     if len(x) < MIN_ROWS:
-        raise DataError(f"{name}: {len(x)} rows; rule: at least {MIN_ROWS} (train, validation and test)")
+        raise DataError(f"{name}: {len(x)} rows; rule: at least {MIN_ROWS} (train, and two or more for "
+                        "validation and for test)")
     if y.ndim == 3:
         output_shape = tuple(int(s) for s in y.shape[1:])
     x = x.reshape(len(x), -1).astype(np.float64)
@@ -398,6 +399,28 @@ def load_parquet(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[
     return _split_columns(name, columns, inputs, outputs)
 
 
+def _delimiter(lines: list[str]) -> tuple[str, list[str]]:
+    """(the field separator, the lines without Excel's ``sep=;`` line). Excel names it on a first
+    line of its own; otherwise a comma, a semicolon (spreadsheets whose decimal mark is the comma)
+    or a tab: the one that splits the header and the first row into the same number of fields,
+    the most fields first, a comma among equals; a header name may hold another of them
+    ("Temperatur, °C;Druck;y")."""
+    import csv
+
+    if lines and lines[0].rstrip("\r\n ").lower() in ("sep=,", "sep=;", "sep=\t"):
+        return lines[0].rstrip("\r\n ")[4:], lines[1:]
+    if not lines:
+        return ",", lines
+
+    def fields(line: str, d: str) -> int:
+        return len(next(csv.reader([line], delimiter=d), []))
+
+    row = lines[1] if len(lines) > 1 else lines[0]
+    ranked = [(fields(lines[0], d) == fields(row, d) and fields(lines[0], d) > 1, fields(lines[0], d), -i, d)
+              for i, d in enumerate(",;\t")]
+    return max(ranked)[3], lines
+
+
 def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> RegressionSplits:
     import csv
 
@@ -410,10 +433,10 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
     cleaned, header_line = _without_comment_lines(lines)
     if cleaned is not lines:  # what pandas reads at once too
         lines, text = cleaned, "\n".join(cleaned) + "\n"
+    delimiter, rest = _delimiter(lines)
+    if rest is not lines:  # Excel's "sep=;" line dropped
+        lines, text, header_line = rest, "\n".join(rest) + "\n", header_line + 1
     first = lines[0] if lines else ""
-    # a comma unless the header is split by semicolons or tabs alone (spreadsheets set to a
-    # locale whose decimal mark is the comma write semicolons)
-    delimiter = next((d for d in ";\t" if d in first and "," not in first), ",")
     quoted = '"' in text  # then a row may span lines: the csv module reads them all
     rows = list(csv.reader(lines, delimiter=delimiter)) if quoted else None
     if (len(rows) if quoted else len(lines)) < 2:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_nas.data.arrays import RegressionSplits, split_arrays
+from tune_nas.data.arrays import MIN_ROWS, RegressionSplits, split_arrays
 from tune_nas.data.sources import DataError
 from tune_nas.simulators import SIMULATORS, SimulatorError, simulator_named
 
@@ -31,7 +31,7 @@ def parse_simulated(dataset: str) -> tuple[str, int]:
     """``sim:burgers`` → (``"burgers"``, its default size); ``sim:burgers:2000`` → 2000 samples.
     Raises :class:`DataError` naming the value and the rule."""
     rule = (f"sim:NAME or sim:NAME:SAMPLES, NAME one of {', '.join(SIMULATORS)}, SAMPLES an integer "
-            f"from 10 to {MAX_SAMPLES:,}")
+            f"from {MIN_ROWS} to {MAX_SAMPLES:,}")
     parts = dataset[len(PREFIX):].split(":")
     if len(parts) > 2:
         raise DataError(f"--dataset {dataset!r}: rule: {rule}")
@@ -45,7 +45,7 @@ def parse_simulated(dataset: str) -> tuple[str, int]:
         samples = int(parts[1])
     except ValueError:
         samples = -1
-    if not 10 <= samples <= MAX_SAMPLES:
+    if not MIN_ROWS <= samples <= MAX_SAMPLES:
         raise DataError(f"--dataset {dataset!r}: samples {parts[1]!r}; rule: {rule}")
     return parts[0], samples
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -231,7 +232,12 @@ def _decode(data: bytes, source: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.mode.startswith("I"):  # 16-bit grey (PNG, PGM, TIFF): the top 8 bits, not clipped
-                return np.rint(np.asarray(img, np.float64).clip(0, 65535) / 257).astype(np.uint8)
+                pixels = np.asarray(img, np.float64)
+                if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):  # 32-bit integers
+                    raise DataError(f"{source}: a {img.mode} image with values from {pixels.min():g} to "
+                                    f"{pixels.max():g}; rule: integer grey images hold 0..65535 (16 bits: "
+                                    "scaled to 8), or float images in [0, 1] or [0, 255]")
+                return np.rint(pixels / 257).astype(np.uint8)
             if img.mode == "F":  # 32-bit float grey (TIFF): scaled with the folder's others
                 return _finite_float_grey(np.asarray(img, np.float32), source)
             if img.mode in ("1", "LA", "La"):  # grey: one channel (the alpha dropped)
@@ -341,13 +347,18 @@ def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
 
 
 def _find_split_root(names: list[str]) -> str:
-    """The prefix under which the training split's folder lives (``""``, ``cifar10/``, ...)."""
-    for n in sorted(names, key=len):
+    """The prefix under which the training split's folder lives (``""``, ``cifar10/``, ...): the
+    shallowest folder named like the training split that holds ``<class>/<image>``; a class
+    named ``train`` (``test/train/0.png``) or a ``training/`` folder of other files is none."""
+    found = []
+    for n in names:
         parts = n.split("/")
-        train = next((i for i, part in enumerate(parts[:-1]) if split_of(part) == "train"), None)
+        if not _is_image_name(parts[-1]):
+            continue
+        train = next((i for i, part in enumerate(parts[:-2]) if split_of(part) == "train"), None)
         if train is not None:
-            return "/".join(parts[:train])
-    return ""
+            found.append((train, "/".join(parts[:train])))
+    return min(found)[1] if found else ""
 
 
 def _read_image_tree(path: Path) -> tuple[dict[str, tuple[list[np.ndarray], list[str]]], dict[str, list[str]]]:
@@ -403,14 +414,29 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
                 raw = _archive_images(files, archive.read)
         else:
             with tarfile.open(path, "r:*") as tar:
-                files = [(m.name, m) for m in tar.getmembers() if m.isfile()]
-                raw = _archive_images(files, lambda m: tar.extractfile(m).read())
+                # hard links (GNU tar stores a second name of a file so) and links to files
+                # inside the archive are read as the directory they were made from reads them
+                files = [(m.name, m) for m in tar.getmembers() if m.isfile() or m.islnk() or m.issym()]
+                raw = _archive_images(files, lambda m: _tar_member_bytes(tar, m, path))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"imagefolder:{path}: not a readable archive ({reason[:200]}); rule: "
                         "imagefolder:PATH is a directory or a .tar/.tar.gz/.zip archive holding "
                         "train/<class>/<image> and test/<class>/<image>") from None
     return raw
+
+
+def _tar_member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> bytes:
+    """The bytes of a file, hard link or symbolic link of ``tar``; :class:`DataError` for a link
+    whose target the archive does not hold."""
+    try:
+        handle = tar.extractfile(member)
+    except KeyError:
+        handle = None
+    if handle is None:
+        raise DataError(f"imagefolder:{path}: {member.name}: a link to {member.linkname}, which the archive does "
+                        "not hold; rule: image files (or links to image files in the archive) only")
+    return handle.read()
 
 
 def _archive_images(files: list[tuple[str, Any]],
@@ -496,7 +522,7 @@ def _fingerprint(source: Path) -> str:
 
 
 #: Bumped whenever what an image folder decodes to changes (a cache of an older rule is not read).
-_CACHE_FORMAT = 3
+_CACHE_FORMAT = 4
 
 
 def _cache_dir(source: Path) -> Path:
@@ -527,7 +553,7 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
     if (cache / "classes.txt").exists():
         try:
             arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
-            classes = (cache / "classes.txt").read_text().split("\n")
+            classes = json.loads((cache / "classes.txt").read_text())  # a class name may hold a newline
             note = (cache / "note.txt").read_text() if (cache / "note.txt").exists() else ""
             return ArraySplits(name, **arrays, classes=tuple(classes), note=note)
         except (OSError, ValueError):
@@ -586,7 +612,7 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
         for k in _ARRAY_NAMES:
             np.save(cache / f"{k}.npy", getattr(splits, k))
         (cache / "note.txt").write_text(note)
-        (cache / "classes.txt").write_text("\n".join(classes))
+        (cache / "classes.txt").write_text(json.dumps(list(classes)))
     except OSError:
         pass  # a cache we cannot write only costs time next run
     return splits
