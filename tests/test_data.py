@@ -443,3 +443,15 @@ def test_thirty_two_bit_integer_images_beyond_sixteen_bits_are_refused_not_clipp
     with pytest.raises(DataError, match=r"train/cat/x\.tif: a I image with values from 100000 to 100000; rule: "
                                         r"integer grey images hold 0\.\.65535"):
         load_splits(f"imagefolder:{tmp_path / 'deep'}")
+
+
+def test_an_archive_holding_two_data_sets_side_by_side_is_refused_as_the_directory_is(tmp_path):
+    for name in ("a_old", "b_new"):
+        _make_tree(tmp_path / "two" / name)
+    with tarfile.open(tmp_path / "two.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "two", arcname="two")
+    with pytest.raises(DataError, match=r"found splits \['a_old', 'b_new'\]"):
+        load_splits(f"imagefolder:{tmp_path / 'two'}")
+    with pytest.raises(DataError, match=r"two\.tar\.gz: found a training split under each of two/a_old/, two/b_new/; "
+                                        r"rule: one data set per archive"):
+        load_splits(f"imagefolder:{tmp_path / 'two.tar.gz'}")

@@ -358,7 +358,14 @@ def _find_split_root(names: list[str]) -> str:
         train = next((i for i, part in enumerate(parts[:-2]) if split_of(part) == "train"), None)
         if train is not None:
             found.append((train, "/".join(parts[:train])))
-    return min(found)[1] if found else ""
+    if not found:
+        return ""
+    depth = min(found)[0]
+    prefixes = sorted({prefix for d, prefix in found if d == depth})
+    if len(prefixes) > 1:  # as a directory holding two such folders is refused
+        raise DataError(f"found a training split under each of {', '.join(p + '/' for p in prefixes)}; rule: one "
+                        "data set per archive: train/<class>/<image> and test/<class>/<image> under one folder")
+    return prefixes[0]
 
 
 def _read_image_tree(path: Path) -> tuple[dict[str, tuple[list[np.ndarray], list[str]]], dict[str, list[str]]]:
@@ -411,13 +418,13 @@ def _read_archive(path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
                 # names with backslashes: zips made by Windows tools that wrote its separator
                 files = [(info.filename.replace("\\", "/"), info) for info in archive.infolist()
                          if not info.is_dir() and not info.filename.startswith("__MACOSX/")]
-                raw = _archive_images(files, archive.read)
+                raw = _archive_images(files, archive.read, path)
         else:
             with tarfile.open(path, "r:*") as tar:
                 # hard links (GNU tar stores a second name of a file so) and links to files
                 # inside the archive are read as the directory they were made from reads them
                 files = [(m.name, m) for m in tar.getmembers() if m.isfile() or m.islnk() or m.issym()]
-                raw = _archive_images(files, lambda m: _tar_member_bytes(tar, m, path))
+                raw = _archive_images(files, lambda m: _tar_member_bytes(tar, m, path), path)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"imagefolder:{path}: not a readable archive ({reason[:200]}); rule: "
@@ -439,12 +446,15 @@ def _tar_member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path)
     return handle.read()
 
 
-def _archive_images(files: list[tuple[str, Any]],
-                    read: Callable[[Any], bytes]) -> dict[str, list[tuple[str, str, bytes]]]:
+def _archive_images(files: list[tuple[str, Any]], read: Callable[[Any], bytes],
+                    path: Path) -> dict[str, list[tuple[str, str, bytes]]]:
     """{split: [(class, file name, bytes)]} of an archive's ``(name, member)`` files under the
     directory that holds ``train/``."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
-    prefix = _find_split_root([name for name, _ in files])
+    try:
+        prefix = _find_split_root([name for name, _ in files])
+    except DataError as exc:
+        raise DataError(f"imagefolder:{path}: {exc}") from None
     for name, member in files:
         if prefix and not name.startswith(prefix + "/"):
             continue
