@@ -416,8 +416,10 @@ def _delimiter(lines: list[str]) -> tuple[str, list[str]]:
         return len(next(csv.reader([line], delimiter=d), []))
 
     row = lines[1] if len(lines) > 1 else lines[0]
-    ranked = [(fields(lines[0], d) == fields(row, d) and fields(lines[0], d) > 1, fields(lines[0], d), -i, d)
-              for i, d in enumerate(",;\t")]
+    ranked = []
+    for i, d in enumerate(",;\t"):
+        n = fields(lines[0], d)
+        ranked.append((n > 1 and n == fields(row, d), n, -i, d))
     return max(ranked)[3], lines
 
 

@@ -32,6 +32,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
 import zipfile
 import zlib
@@ -192,8 +193,9 @@ def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySpli
             return cls(str(root), train=train, download=True)
         except Exception as exc:  # offline, read-only, corrupt
             # a failed download leaves nothing behind: the directories it made (MNIST/raw/, ...)
-            new = sorted(set(root.iterdir()) - before) if created is None and root.is_dir() else []
-            for made in [created] if created is not None else new:
+            made_here = [created] if created is not None else \
+                sorted(set(root.iterdir()) - before) if root.is_dir() else []
+            for made in made_here:
                 if made.is_dir() and not made.is_symlink():
                     shutil.rmtree(made, ignore_errors=True)
                 elif made.is_symlink() or made.exists():
@@ -311,19 +313,24 @@ def _walk(top: Path):
         yield folder, files
 
 
-def _image_files(folder: str, files: list[str], top: Path) -> list[str]:
-    """The names among ``files`` (in ``folder``, below the image folder ``top``) that an image
-    is read from, sorted; :class:`DataError` for one that is no regular file: a link to nothing
-    (it could not be read) or a pipe or device (reading it could wait forever)."""
-    names = sorted(f for f in files if _is_image_name(f))
-    for name in names:
+def _image_files(folder: str, files: list[str], top: Path) -> list[tuple[str, os.stat_result]]:
+    """(name, status) of the names among ``files`` (in ``folder``, below the image folder
+    ``top``) that an image is read from, sorted, each stat-ed once (links followed);
+    :class:`DataError` for one that is no regular file: a link to nothing (it could not be read)
+    or a pipe or device (reading it could wait forever)."""
+    out = []
+    for name in sorted(f for f in files if _is_image_name(f)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            what = (f"a link to {os.readlink(path)}, which does not exist" if os.path.islink(path)
-                    and not os.path.exists(path) else "not a regular file")
+        try:
+            status = os.stat(path)
+        except FileNotFoundError:
+            status = None
+        if status is None or not stat.S_ISREG(status.st_mode):
+            what = f"a link to {os.readlink(path)}, which does not exist" if status is None else "not a regular file"
             raise DataError(f"imagefolder:{top}: {os.path.relpath(path, top)}: {what}; rule: image files "
                             "(or links to image files) only")
-    return names
+        out.append((name, status))
+    return out
 
 
 def _is_within(here: str, link: str) -> bool:
@@ -339,14 +346,14 @@ def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
     for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for folder, files in _walk(class_dir):
-                for file in _image_files(folder, files, root):
+                for file, _ in _image_files(folder, files, root):
                     path = Path(folder, file)
                     members.setdefault(split_dir.name, []).append(
                         (class_dir.name, path.relative_to(class_dir).as_posix(), path))
     return members
 
 
-def _find_split_root(names: list[str]) -> str:
+def _find_split_root(names: list[str], where: str) -> str:
     """The prefix under which the training split's folder lives (``""``, ``cifar10/``, ...): the
     shallowest folder named like the training split that holds ``<class>/<image>``; a class
     named ``train`` (``test/train/0.png``) or a ``training/`` folder of other files is none."""
@@ -363,7 +370,7 @@ def _find_split_root(names: list[str]) -> str:
     depth = min(found)[0]
     prefixes = sorted({prefix for d, prefix in found if d == depth})
     if len(prefixes) > 1:  # as a directory holding two such folders is refused
-        raise DataError(f"found a training split under each of {', '.join(p + '/' for p in prefixes)}; rule: one "
+        raise DataError(f"{where}: found a training split under each of {', '.join(p + '/' for p in prefixes)}; rule: one "
                         "data set per archive: train/<class>/<image> and test/<class>/<image> under one folder")
     return prefixes[0]
 
@@ -451,10 +458,7 @@ def _archive_images(files: list[tuple[str, Any]], read: Callable[[Any], bytes],
     """{split: [(class, file name, bytes)]} of an archive's ``(name, member)`` files under the
     directory that holds ``train/``."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
-    try:
-        prefix = _find_split_root([name for name, _ in files])
-    except DataError as exc:
-        raise DataError(f"imagefolder:{path}: {exc}") from None
+    prefix = _find_split_root([name for name, _ in files], f"imagefolder:{path}")
     for name, member in files:
         if prefix and not name.startswith(prefix + "/"):
             continue
@@ -520,14 +524,13 @@ def _fingerprint(source: Path) -> str:
     file (relative path, size, time), since adding, changing or moving an image inside a class
     folder leaves the top directory's own time as it was."""
     if not source.is_dir():
-        stat = source.stat()
-        return f"{stat.st_size}|{stat.st_mtime_ns}"
+        status = source.stat()
+        return f"{status.st_size}|{status.st_mtime_ns}"
     digest = hashlib.sha1()
     for folder, files in _walk(source):  # as the images are read
-        for file in _image_files(folder, files, source):
-            stat = os.stat(os.path.join(folder, file))
-            digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{stat.st_size}|"
-                          f"{stat.st_mtime_ns}\n".encode())
+        for file, status in _image_files(folder, files, source):
+            digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{status.st_size}|"
+                          f"{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
