@@ -70,21 +70,21 @@ def define_by_run(trial):
     return {{"batch_size": {batch_size}, "fault": fault, "fault_step": step,
              "marker": f"{{MARKER_DIR}}/killed-{{trial.number}}" if fault == "sigkill" else "",
              "step_seconds": {step_seconds}, "tag": trial.number,
-             "started_dir": {started_dir!r}}}
+             "started_dir": {started_dir!r}, "hog_gb": {hog_gb}}}
 '''
 
 
 def write_space(path: Path, *, num_samples: int, max_epochs: int, scheduler: str = "none",
                 faults: dict[int, tuple[str, int]] | None = None, checkpoint_every: int = 1,
                 step_seconds: float = 0.0, started_dir: str = "",
-                max_concurrent: int = 0) -> Path:
+                max_concurrent: int = 0, hog_gb: float = 0.0) -> Path:
     marker_dir = path.parent / "markers"
     marker_dir.mkdir(exist_ok=True)
     path.write_text(SPACE_TEMPLATE.format(
         max_epochs=max_epochs, scheduler=scheduler, num_samples=num_samples,
         max_concurrent=max_concurrent, checkpoint_every=checkpoint_every,
         plugin=str(FAULT_MODELS), faults=faults or {}, marker_dir=str(marker_dir),
-        batch_size=BATCH_SIZE, step_seconds=step_seconds, started_dir=started_dir))
+        batch_size=BATCH_SIZE, step_seconds=step_seconds, started_dir=started_dir, hog_gb=hog_gb))
     return path
 
 
@@ -301,6 +301,33 @@ def test_out_of_memory_fails_that_trial_alone_with_its_reason(faulty_search):
     assert {n: r["state"] for n, r in records.items() if n not in (NAN, OOM)} == {
         0: "COMPLETE", SIGKILLED: "COMPLETE", 4: "COMPLETE"}
     assert all(records[n]["epochs"] == 4 for n in (0, SIGKILLED, 4))
+
+
+@pytest.mark.slow
+def test_a_trial_rays_memory_monitor_kills_fails_alone_with_its_reason(tmp_path, ray_env):
+    """Ray 2.60's Tune ended the whole search ("RuntimeError: Caught unexpected exception")
+    when its memory monitor killed a trial's worker while a task of the trial was pending."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+    total, available = (int(meminfo[key].split()[0]) * 1024 for key in ("MemTotal", "MemAvailable"))
+    hog_gb = 4.0
+    # the monitor's threshold: what is in use now, plus room for Ray and a trial, below the hog
+    threshold = (total - available + 2.5 * 2**30) / total
+    if threshold + hog_gb * 2**30 / total > 0.9:
+        pytest.skip(f"{available / 2**30:.1f} GB available: too little for a {hog_gb:g} GB hog")
+    env = {**ray_env, "RAY_memory_usage_threshold": f"{threshold:.4f}", "RAY_memory_monitor_refresh_ms": "100"}
+    space = write_space(tmp_path / "space.py", num_samples=3, max_epochs=2, faults={1: ("hog", 3)},
+                        hog_gb=hog_gb, max_concurrent=1)
+    proc = launch("--space", str(space), "--name", "hog", "--trials-dir", str(tmp_path / "trials"),
+                  env=env, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert "Caught unexpected exception" not in proc.stderr
+    records = trials_json(tmp_path / "trials" / "hog")
+    hog = records[1]
+    assert hog["state"] == "FAIL" and hog["retries"] == 2, hog
+    assert hog["reason"].startswith("out of memory: Ray's memory monitor killed the trial's worker ("), hog
+    assert "low on memory" in hog["reason"] and "\n" not in hog["reason"]
+    assert {n: (r["state"], r["epochs"]) for n, r in records.items() if n != 1} == {0: ("COMPLETE", 2), 2: ("COMPLETE", 2)}
+    assert load_study(tmp_path / "trials" / "hog").trials[1].user_attrs["error"] == hog["reason"]
 
 
 # ------------------------------------------------------------------- 2: the driver is killed

@@ -105,6 +105,86 @@ def test_a_trial_error_that_cannot_be_read_is_reported_not_hidden():
     assert _error_reason(Raised()) == "ValueError: width must be positive"
 
 
+OOM_TEXT = ("2 worker(s) were killed due to the node running low on memory. Memory on the node (IP: 10.0.0.1, "
+            "ID: ab12) was 22.53GB used / 23.54GB limit (0.957085)\nOOM kill reason: Memory usage 24134991872B "
+            "exceeded threshold\nTop 10 memory users: ...\nRefer to the documentation on how to address it.")
+
+
+def test_a_trial_error_is_read_from_the_drivers_copy_before_it_reaches_storage(tmp_path):
+    """Tune writes a trial's error.txt on the driver and copies it to storage later: a trial
+    whose worker died a moment ago has no stored error yet (``get_error`` is None)."""
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Failure # 1 (occurred at 2026-12-03_15-38-24)\nTraceback ...\nValueError: first\n"
+                          f"Failure # 2 (occurred at 2026-12-03_15-38-31)\n{OOM_TEXT}\n")
+
+    class Killed:
+        def __init__(self, path):
+            self.error_file = path
+
+        def get_error(self):
+            return None
+
+    reason = _error_reason(Killed(str(error_file)))
+    assert reason == ("out of memory: Ray's memory monitor killed the trial's worker (2 worker(s) were killed due "
+                      "to the node running low on memory. Memory on the node (IP: 10.0.0.1, ID: ab12) was 22.53GB "
+                      "used / 23.54GB limit (0.957085))")
+    error_file.write_text(f"Failure # 1 (occurred at 2026-12-03_15-38-24)\n{OOM_TEXT}\n"
+                          "Failure # 2 (occurred at 2026-12-03_15-38-31)\nTraceback ...\nValueError: second\n")
+    assert _error_reason(Killed(str(error_file))) == "ValueError: second"  # the latest failure's
+    assert _error_reason(Killed(str(tmp_path / "absent.txt"))) == "the trial's worker failed without an error message"
+
+
+class _TrackedActor:
+    def __init__(self, events):
+        self.actor_id, self.events = "actor-1", events
+
+    def _on_error(self, actor, exception):
+        self.events.append(("actor", exception))
+
+
+class _TrackedTask:
+    def __init__(self, actor):
+        self._tracked_actor = actor
+
+    def _on_error(self, actor, exception):
+        actor.events.append(("task", exception))
+
+
+class _Manager:
+    """What ``RayActorManager._actor_task_failed`` touches of its manager."""
+
+    def __init__(self):
+        self._failed_actor_ids, self.cleaned = set(), []
+
+    def _cleanup_actor(self, tracked_actor):
+        self.cleaned.append(tracked_actor)
+
+
+def test_a_worker_rays_memory_monitor_killed_reaches_tune_as_its_actors_death():
+    from ray import exceptions
+    from ray.air.execution._internal.actor_manager import RayActorManager
+
+    from tune_nas.ray_tune.worker_deaths import as_actor_death, worker_deaths_fail_trials
+
+    killed = exceptions.OutOfMemoryError("1 worker(s) were killed due to the node running low on memory.")
+    original = RayActorManager._actor_task_failed
+    with worker_deaths_fail_trials():
+        events = []
+        manager, actor = _Manager(), _TrackedActor(events)
+        RayActorManager._actor_task_failed(manager, _TrackedTask(actor), killed)  # Ray's own code, adapted
+    assert RayActorManager._actor_task_failed is original  # put back after the block
+    assert [kind for kind, _ in events] == ["actor", "task"]
+    assert manager._failed_actor_ids == {"actor-1"} and manager.cleaned == [actor]
+    death = events[0][1]
+    assert isinstance(death, exceptions.RayActorError) and death.__cause__ is killed
+    assert str(death) == "OutOfMemoryError: 1 worker(s) were killed due to the node running low on memory."
+    # a task's own error and an actor's death pass as they are
+    task_error = exceptions.RayActorError(error_msg="the actor died")
+    assert as_actor_death(task_error) is task_error
+    other = ValueError("not Ray's")
+    assert as_actor_death(other) is other
+
+
 def test_a_rerun_of_a_trial_the_study_already_closed_leaves_the_study_as_told():
     """After a driver restart Ray re-runs trials that ended after its last snapshot (minutes
     old on object storage); their results must not reach the finished Optuna trial."""

@@ -7,7 +7,8 @@ trial gets which fault (``define_by_run`` sees the Optuna trial number):
 * ``fault``: ``none``, ``sigkill`` (the worker process kills itself with SIGKILL, only on
   the first attempt: the retried trial runs in a new process, so the ``marker`` file is
   what remembers that the kill already happened), ``nan`` (the output, hence the loss,
-  turns NaN), ``oom`` (``torch.OutOfMemoryError`` is raised);
+  turns NaN), ``oom`` (``torch.OutOfMemoryError`` is raised), ``hog`` (the process takes
+  ``hog_gb`` GB of host memory and keeps it, so that Ray's memory monitor kills it);
 * ``fault_step``: the fault fires at this training forward (1-based), so a test that knows
   the number of batches per epoch places it mid-epoch;
 * ``marker``: a file path; ``sigkill`` creates it just before killing;
@@ -34,16 +35,17 @@ import torch
 
 from tune_nas.models import register_model
 
-FAULTS = ("none", "sigkill", "nan", "oom")
+FAULTS = ("none", "sigkill", "nan", "oom", "hog")
 
 
 class FaultLinear(torch.nn.Module):
     def __init__(self, num_classes: int, in_features: int, fault: str, fault_step: int,
-                 marker: str, step_seconds: float) -> None:
+                 marker: str, step_seconds: float, hog_gb: float = 0.0) -> None:
         super().__init__()
         self.fc = torch.nn.Linear(in_features, num_classes)
         self.fault, self.fault_step, self.marker = fault, fault_step, marker
         self.step_seconds = step_seconds
+        self.hog_gb, self._hog = hog_gb, []
         # training forwards of this trial; a buffer, so a checkpoint carries it
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self._logged = False
@@ -63,6 +65,8 @@ class FaultLinear(torch.nn.Module):
                 if not marker.exists():
                     marker.write_text(f"{os.getpid()}\n")
                     os.kill(os.getpid(), signal.SIGKILL)
+            if self.fault == "hog" and step >= self.fault_step and not self._hog:
+                self._hog.append(torch.ones(int(self.hog_gb * 2**30) // 4))  # written, so resident
             if self.fault == "oom" and step == self.fault_step:
                 raise torch.OutOfMemoryError(
                     "CUDA out of memory. Tried to allocate 64.00 GiB (injected by fault_linear)")
@@ -84,10 +88,10 @@ def _node_id() -> str:
 @register_model("fault_linear")
 def fault_linear(num_classes: int, in_channels: int, image_size: int, fault: str = "none",
                  fault_step: int = 0, marker: str = "", step_seconds: float = 0.0,
-                 tag: int = -1, started_dir: str = "") -> torch.nn.Module:
+                 tag: int = -1, started_dir: str = "", hog_gb: float = 0.0) -> torch.nn.Module:
     if fault not in FAULTS:
         raise ValueError(f"fault={fault!r}: rule: one of {FAULTS}")
     if started_dir:
         Path(started_dir, f"{tag}-{os.getpid()}-{_node_id()}").touch()
     return FaultLinear(num_classes, in_channels * image_size * image_size, fault, fault_step,
-                       marker, step_seconds)
+                       marker, step_seconds, hog_gb)

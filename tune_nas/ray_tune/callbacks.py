@@ -3,6 +3,9 @@ console; the final stage's bookkeeping; the object-storage mirror."""
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -26,15 +29,36 @@ def trial_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 
+_FAILURE_HEADER = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.MULTILINE)
+_MEMORY_KILL = "running low on memory"  # Ray's memory monitor's message for a worker it killed
+
+
+def _error_text(trial) -> str:
+    """The trial's error text: the driver's own copy first (Tune writes it at once and copies
+    it to the experiment's storage later, so ``get_error`` still finds nothing for a trial
+    whose worker was killed a moment ago), else the stored one."""
+    local = getattr(trial, "error_file", None)
+    if local and os.path.isfile(local):
+        return Path(local).read_text(errors="replace")
+    err = trial.get_error()
+    return str(err) if err else ""
+
+
 def _error_reason(trial) -> str:
-    """The last line of a trial's error (the exception's message), for humans and Optuna."""
+    """One line for humans and Optuna: of a trial's latest failure, the exception's message
+    (its last line), or, when Ray's memory monitor killed the trial's worker, its line saying
+    so (``out of memory: ...``, as a trial's own out-of-memory error reads)."""
     try:
-        err = trial.get_error()
+        text = _error_text(trial)
     except (OSError, ValueError) as exc:  # the error file is missing or unreadable: say so
         return (f"the trial failed and its error file could not be read "
                 f"({type(exc).__name__}: {exc})")[:500]
-    text = str(err) if err else ""
+    text = _FAILURE_HEADER.split(text)[-1]  # Tune appends one block per failure
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    killed = next((ln for ln in lines if _MEMORY_KILL in ln), None)
+    if killed is not None:
+        killed = killed.removeprefix("OutOfMemoryError: ")
+        return f"out of memory: Ray's memory monitor killed the trial's worker ({killed})"[:500]
     return lines[-1][:500] if lines else "the trial's worker failed without an error message"
 
 

@@ -37,6 +37,7 @@ from tune_nas.ray_tune.callbacks import (
 from tune_nas.ray_tune.cluster import concurrent_slots
 from tune_nas.ray_tune.optuna_bridge import CheckedSearchGenerator, ConstantSpace, RecordingOptunaSearch
 from tune_nas.ray_tune.scheduler_adapter import PolicyScheduler
+from tune_nas.ray_tune.worker_deaths import worker_deaths_fail_trials
 from tune_nas.record.bookkeeper import COMPLETE, Bookkeeper
 from tune_nas.record.console import ProgressPrinter
 from tune_nas.schedulers import create_policy
@@ -329,7 +330,7 @@ def _fit(tuner, keeper: Bookkeeper, events: TrialEvents | None = None,
     search's trials still running are ended (``events``); a stop signal raises
     :class:`SearchInterrupted`."""
     try:
-        with _StopSignal() as stop:
+        with _StopSignal() as stop, worker_deaths_fail_trials():
             tuner.fit()
         if events is not None and not stop.caught and time_budget_s:
             events.end_unfinished(f"stopped by the search's time budget ({time_budget_s:g} s)")
