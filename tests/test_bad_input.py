@@ -342,6 +342,7 @@ CASES: list = [
     pytest.param(launch("--num-samples", "many", needle="'many'"), id="num-samples-not-a-number"),
     pytest.param(launch("--max-epochs", "-1", needle="--max-epochs"), id="max-epochs-negative"),
     pytest.param(launch("--max-epochs", "2.5", needle="'2.5'"), id="max-epochs-fraction"),
+    pytest.param(launch("--max-epochs", "100001", needle="max_epochs=100001"), id="max-epochs-beyond-the-cap"),
     pytest.param(launch("--max-epochs", needle="--max-epochs"), id="max-epochs-without-value"),
     pytest.param(launch("--grace-period", "0", needle="--grace-period"), id="grace-period-zero"),
     pytest.param(launch("--grace-period", "20", needle="grace_period=20"), id="grace-period-above-max-epochs"),
@@ -501,6 +502,7 @@ CASES: list = [
     pytest.param(experiment_key("image_size", "-1"), id="exp-image-size-negative"),
     pytest.param(experiment_key("final_top_k", "-1"), id="exp-final-top-k-negative"),
     pytest.param(experiment_key("final_max_epochs", "-1"), id="exp-final-max-epochs-negative"),
+    pytest.param(experiment_key("final_max_epochs", "10**18"), id="exp-final-max-epochs-beyond-the-cap"),
     pytest.param(experiment_key("time_budget_s", "-1"), id="exp-time-budget-negative"),
     pytest.param(experiment_key("description", "42"), id="exp-description-not-a-string"),
     pytest.param(experiment_key("max_epoch", "3", "'max_epoch'"), id="exp-unknown-key"),
@@ -555,6 +557,15 @@ CASES: list = [
         def define_by_run(trial):
             raise KeyError("oops")
         """, needle="oops"), id="define-by-run-raises"),
+    pytest.param(space("""
+        EXPERIMENT = {}
+        define_by_run = dict
+        """, needle="define_by_run is a type"), id="define-by-run-a-builtin-type"),
+    pytest.param(space("""
+        EXPERIMENT = {"model": "morph_net", "searcher": "morphism", "scheduler": "none",
+                      "searcher_options": {"ops": {"widen", "deepen"}}}
+        PARAM_SPACE = {"width": 8, "depth": 2}
+        """, needle="searcher_options['ops']"), id="morphism-ops-a-set"),
     pytest.param(space("""
         EXPERIMENT = {}
         def define_by_run(trial):
@@ -619,6 +630,8 @@ CASES: list = [
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--grace", ","), "','", recorded_experiment),
                  id="replay-grace-empty-list"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--rf", "1"), "'1'", recorded_experiment), id="replay-rf-one"),
+    pytest.param(Bad("replay", ("{tmp}/trials/exp", "--rf", "2,1.0000001"), "'2,1.0000001'", recorded_experiment),
+                 id="replay-rf-below-a-searchs"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--rf", "nan"), "'nan'", recorded_experiment), id="replay-rf-nan"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--rf", "2,inf"), "'2,inf'", recorded_experiment),
                  id="replay-rf-infinite"),

@@ -660,13 +660,13 @@ def replay_fronts(trials: Sequence[RecordedTrial], policies: Sequence[PolicySpec
 # --------------------------------------------------------------------------- CLI
 
 
-def _number_list(flag: str, kind: type, low: float, rule: str):
+def _number_list(flag: str, kind: type, low: float, rule: str, inclusive: bool = False):
     def parse(text: str) -> list:
         try:
             values = [kind(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: rule: {rule}") from None
-        if not values or any(not (v > low and math.isfinite(v)) for v in values):
+        if not values or any(not ((v >= low if inclusive else v > low) and math.isfinite(v)) for v in values):
             raise argparse.ArgumentTypeError(f"{text!r}: rule: {rule}")
         return values
     return parse
@@ -699,7 +699,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=_number_list("--grace", int, 0, "integers >= 1, comma-separated"),
                    default=None, help="ASHA (or, with several objectives, MOASHA) grace periods, each "
                    "below the experiment's max_epochs (default: 1,2,3)")
-    p.add_argument("--rf", type=_number_list("--rf", float, 1, "numbers > 1, comma-separated"),
+    p.add_argument("--rf", type=_number_list("--rf", float, 2, "numbers >= 2, comma-separated (as a search's "
+                                             "reduction_factor)", inclusive=True),
                    default=[2, 3, 4], help="ASHA (or MOASHA) reduction factors")
     p.add_argument("--thresholds", type=_number_list("--thresholds", float, 0,
                                                      "numbers in (0, 1), comma-separated"),

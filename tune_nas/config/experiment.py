@@ -30,6 +30,9 @@ TABULAR_METRICS = ("table/train_s",)
 COLUMN_FILES = (".csv", ".parquet", ".pq")
 #: The smallest fraction of a CPU or GPU Ray reserves (``ray._raylet.RESOURCE_UNIT_SCALING``: 10⁴).
 RESOURCE_UNIT = 1e-4
+#: The most epochs a trial may be given: the status line's time-left estimate keeps per-epoch
+#: survival arrays (10**7 epochs took 785 MiB and 3.8 s a line), and no search trains longer.
+MAX_EPOCHS = 100_000
 #: The model an experiment trains when its space file names none.
 DEFAULT_MODELS = {"classification": "small_cnn", "regression": "mlp"}
 
@@ -161,7 +164,8 @@ class ExperimentSpec:
             ("outputs", isinstance(self.outputs, tuple) and all(isinstance(c, str) for c in self.outputs),
              "a list of a CSV data set's column names"),
             ("mode", self.mode in MODES, f"one of {MODES}"),
-            ("max_epochs", positive_int(self.max_epochs), "a positive integer"),
+            ("max_epochs", positive_int(self.max_epochs) and self.max_epochs <= MAX_EPOCHS,
+             f"an integer 1..{MAX_EPOCHS:,}"),
             ("grace_period", positive_int(self.grace_period), "a positive integer"),
             ("reduction_factor", nonneg_num(self.reduction_factor) and self.reduction_factor >= 2,
              "a finite number >= 2"),
@@ -192,8 +196,8 @@ class ExperimentSpec:
              "0 (native resolution) or the search-time image size in px"),
             ("final_top_k", nonneg_int(self.final_top_k),
              "an integer >= 0: the best k configurations retrained at full fidelity"),
-            ("final_max_epochs", nonneg_int(self.final_max_epochs),
-             "an integer >= 0 (0: the search's max_epochs)"),
+            ("final_max_epochs", nonneg_int(self.final_max_epochs) and self.final_max_epochs <= MAX_EPOCHS,
+             f"an integer 0..{MAX_EPOCHS:,} (0: the search's max_epochs)"),
             ("time_budget_s", nonneg_num(self.time_budget_s),
              "seconds >= 0 for the whole search (0: no limit; trials running then are stopped)"),
             ("curve_fit_min_epochs", positive_int(self.curve_fit_min_epochs), "a positive integer"),

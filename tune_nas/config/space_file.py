@@ -304,6 +304,14 @@ def _no_bytecode_files() -> Iterator[None]:
         sys.dont_write_bytecode = saved
 
 
+def _parameter_count(function: Any) -> int | None:
+    """How many parameters ``function`` takes; None when Python cannot tell (a builtin type)."""
+    try:
+        return len(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
 def _signature(function: Any) -> str:
     try:
         return str(inspect.signature(function))
@@ -365,7 +373,7 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
         found = "both PARAM_SPACE and" if param_space is not None else "neither PARAM_SPACE nor"
         raise SpaceError(f"{path}: defines {found} define_by_run; rule: exactly one of them")
     if define_by_run is not None:
-        if not callable(define_by_run) or len(inspect.signature(define_by_run).parameters) != 1:
+        if not callable(define_by_run) or _parameter_count(define_by_run) != 1:
             raise SpaceError(f"{path}: define_by_run{_signature(define_by_run)}: rule: a function "
                              "of one argument (the Optuna trial)")
         space = SearchSpace(path, spec, {}, define_by_run)

@@ -336,9 +336,9 @@ OPS_RULE = f"a non-empty list of {', '.join(MORPH_KEYS)}"
 
 
 def valid_ops(ops: Any) -> bool:
-    """Whether ``ops`` names operations to draw: a non-empty collection (not a string) of
-    :data:`MORPH_KEYS`."""
-    return (not isinstance(ops, str) and bool(ops) and all(isinstance(op, str) for op in ops)
+    """Whether ``ops`` names operations to draw: a non-empty list (or tuple) of :data:`MORPH_KEYS`
+    (a set would not survive the experiment's JSON files)."""
+    return (isinstance(ops, (list, tuple)) and bool(ops) and all(isinstance(op, str) for op in ops)
             and not set(ops) - set(MORPH_KEYS))
 
 
