@@ -50,7 +50,7 @@ BAD = [
     ("EXPERIMENT = {'max_epochs': 3}\n", "defines neither PARAM_SPACE nor define_by_run"),
     ("PARAM_SPACE = {'lr': 0.1}\n", "EXPERIMENT is NoneType"),
     ("EXPERIMENT = {'max_epoch': 3}\nPARAM_SPACE = {'lr': 0.1}\n", "unknown EXPERIMENT key 'max_epoch' (did you mean 'max_epochs'?)"),
-    ("EXPERIMENT = {'max_epochs': -1}\nPARAM_SPACE = {'lr': 0.1}\n", "max_epochs=-1: rule: a positive integer"),
+    ("EXPERIMENT = {'max_epochs': -1}\nPARAM_SPACE = {'lr': 0.1}\n", "max_epochs=-1: rule: an integer 1..100,000"),
     ("EXPERIMENT = {'num_samples': 0}\nPARAM_SPACE = {'lr': 0.1}\n", "num_samples=0"),
     ("EXPERIMENT = {'metric': 'val/accuracy'}\nPARAM_SPACE = {'lr': 0.1}\n", "metric='val/accuracy': rule: one of the reported metrics"),
     ("EXPERIMENT = {'mode': 'maximize'}\nPARAM_SPACE = {'lr': 0.1}\n", "mode='maximize'"),
