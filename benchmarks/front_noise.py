@@ -28,10 +28,9 @@ KEPT = ("dataset", "model", "objectives", "constraints", "max_epochs", "train_fr
         "inputs", "outputs", "cpus_per_trial", "gpus_per_trial", "evaluation")
 
 
-def rerun_space(experiment: Path) -> str:
+def rerun_space(experiment: Path, spec: dict) -> str:
     """A space file that trains, for trial number n, the configuration trial n of ``experiment``
-    trained, to the full budget."""
-    spec = json.loads((experiment / "experiment.json").read_text())["spec"]
+    (whose resolved settings are ``spec``) trained, to the full budget."""
     trials = json.loads((experiment / "summary.json").read_text())["trials"]
     configs = [t["config"] for t in sorted(trials, key=lambda t: t["number"])]
     settings = {k: spec[k] for k in KEPT if spec.get(k) not in (None, [], {}, "")}
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         rerun = trials_dir / f"{args.experiment.name}-rerun{seed}"
         trials_dir.mkdir(parents=True, exist_ok=True)
         space = trials_dir / f"{rerun.name}.py"
-        space.write_text(rerun_space(args.experiment))
+        space.write_text(rerun_space(args.experiment, spec))
         proc = subprocess.run([sys.executable, "-m", "tune_nas.launch", "--space", str(space), "--seed", str(seed),
                                "--name", rerun.name, "--trials-dir", str(trials_dir)], capture_output=True, text=True)
         if proc.returncode != 0:

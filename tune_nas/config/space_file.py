@@ -304,19 +304,17 @@ def _no_bytecode_files() -> Iterator[None]:
         sys.dont_write_bytecode = saved
 
 
-def _parameter_count(function: Any) -> int | None:
-    """How many parameters ``function`` takes; None when Python cannot tell (a builtin type)."""
+def _signature_of(function: Any) -> inspect.Signature | None:
+    """``function``'s signature; None when Python cannot tell (a builtin type)."""
     try:
-        return len(inspect.signature(function).parameters)
+        return inspect.signature(function)
     except (TypeError, ValueError):
         return None
 
 
 def _signature(function: Any) -> str:
-    try:
-        return str(inspect.signature(function))
-    except (TypeError, ValueError):
-        return f" is a {type(function).__name__}"
+    signature = _signature_of(function)
+    return f" is a {type(function).__name__}" if signature is None else str(signature)
 
 
 def load_space(space: str | None = None, base_dir: str | Path | None = None) -> SearchSpace:
@@ -373,7 +371,8 @@ def load_space(space: str | None = None, base_dir: str | Path | None = None) -> 
         found = "both PARAM_SPACE and" if param_space is not None else "neither PARAM_SPACE nor"
         raise SpaceError(f"{path}: defines {found} define_by_run; rule: exactly one of them")
     if define_by_run is not None:
-        if not callable(define_by_run) or _parameter_count(define_by_run) != 1:
+        signature = _signature_of(define_by_run) if callable(define_by_run) else None
+        if signature is None or len(signature.parameters) != 1:
             raise SpaceError(f"{path}: define_by_run{_signature(define_by_run)}: rule: a function "
                              "of one argument (the Optuna trial)")
         space = SearchSpace(path, spec, {}, define_by_run)
