@@ -692,6 +692,24 @@ CASES: list = [
     pytest.param(Bad("compare", ("--final-epochs", "0"), "--final-epochs"), id="compare-final-epochs-zero"),
     pytest.param(Bad("compare", ("--models", "resnet50", "--datasets", "mnist", "--data-dir", "{tmp}/afile/data"),
                      "afile/data", a_file("afile")), id="compare-data-dir-below-a-file"),
+    # ---- ~USER of a user this machine does not have (Path.expanduser raised a bare RuntimeError)
+    *[pytest.param(case, id=f"tilde-unknown-user-{name}") for name, case in (
+        ("launch-trials-dir", launch("--trials-dir", "~tune_nas_nobody/t", needle="--trials-dir ~tune_nas_nobody/t")),
+        ("launch-space", launch("--space", "~tune_nas_nobody/s.py", needle="~tune_nas_nobody/s.py")),
+        ("launch-imagefolder", launch("--dataset", "imagefolder:~tune_nas_nobody/d",
+                                      needle="imagefolder:~tune_nas_nobody/d")),
+        ("launch-arrays", launch("--dataset", "arrays:~tune_nas_nobody/d.npz", needle="arrays:~tune_nas_nobody/d.npz")),
+        ("launch-warm-start", launch("--warm-start", "~tune_nas_nobody/old", needle="--warm-start: ~tune_nas_nobody/old")),
+        ("launch-storage", launch("--storage", "sqlite:///~tune_nas_nobody/s.db", needle="~tune_nas_nobody/s.db")),
+        ("study", Bad("study", ("~tune_nas_nobody/exp",), "~tune_nas_nobody/exp")),
+        ("study-storage", Bad("study", ("--storage", "sqlite:///~tune_nas_nobody/s.db"), "~tune_nas_nobody/s.db")),
+        ("study-plots", Bad("study", ("{tmp}/trials/exp", "--plots", "~tune_nas_nobody/p"), "--plots ~tune_nas_nobody/p",
+                            recorded_experiment)),
+        ("compare-imagefolder", Bad("compare", ("--models", "superkernel", "--datasets", "imagefolder:~tune_nas_nobody/d"),
+                                    "~tune_nas_nobody/d")),
+        ("compare-trials-dir", Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix",
+                                               "_tiny", "--trials-dir", "~tune_nas_nobody/t"), "--trials-dir ~tune_nas_nobody/t")),
+    )],
 ]
 
 # --------------------------------------------------------------------------- running a case

@@ -54,6 +54,7 @@ from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load
 from tune_nas.data.sources import DataError, check_dataset_name, load_splits
 from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, is_number
+from tune_nas.paths import UnknownHome, expand_user
 from tune_nas.record import formatting
 from tune_nas.record.bookkeeper import strict_json
 from tune_nas.states import TrialState
@@ -165,7 +166,10 @@ def parse_datasets(text: str) -> list[DataChoice]:
         except DataError as exc:
             raise CompareError(f"--datasets {item!r}: {exc}") from None
         if dataset.startswith("imagefolder:"):
-            path = Path(dataset.split(":", 1)[1]).expanduser()
+            try:
+                path = expand_user(dataset.split(":", 1)[1])
+            except UnknownHome as exc:
+                raise CompareError(f"--datasets {item!r}: {exc}") from None
             if not path.exists():
                 raise CompareError(f"--datasets {item!r}: {path} does not exist; rule: "
                                    "imagefolder:PATH names a directory, .tar.gz or .zip")
@@ -778,13 +782,13 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"--trials-dir {args.trials_dir}: rule: a comparison is written "
                                "to a local (or mounted) directory; object storage is for "
                                "python -m tune_nas.launch")
-        unwritable = unwritable_reason(Path(args.trials_dir).expanduser().resolve() / name)
+        unwritable = unwritable_reason(expand_user(args.trials_dir, "--trials-dir").resolve() / name)
         if unwritable:
             raise CompareError(f"--trials-dir {args.trials_dir}: {unwritable}; rule: a directory this "
                                "user may write (created if missing)")
-    except CompareError as exc:
+    except (CompareError, UnknownHome) as exc:
         _fail(str(exc))
-    root = Path(args.trials_dir).expanduser().resolve() / name
+    root = expand_user(args.trials_dir).resolve() / name
     launch_flags: list[str] = []
     for flag, value in (("--num-samples", args.num_samples),
                         ("--time-budget-s", args.time_budget_s),

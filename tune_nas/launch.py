@@ -36,6 +36,7 @@ from tune_nas.data.sources import DataError, load_splits, reduce_fidelity
 from tune_nas.layout import EXPERIMENT_FILE, FORMAT_VERSION, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
 from tune_nas.metric_keys import TEST_HEADLINE
 from tune_nas.objectives import Objective, feasible, pareto_front
+from tune_nas.paths import UnknownHome, expand_user
 from tune_nas.record import formatting
 from tune_nas.search import list_searchers
 from tune_nas.storage.trials_dir import LOCAL_MIRROR, RemoteTrialsDir, TrialsDirError, is_uri
@@ -109,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _space_argument(text: str) -> str:
     """``--space``: a path to a .py file or a preset name; an existing path of another kind
     (a directory, a text file) is refused here, since it would be imported as Python."""
-    path = Path(text).expanduser()
+    try:
+        path = expand_user(text)
+    except UnknownHome as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     rule = "rule: --space is a path to a .py space file or the name of a preset"
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is empty; {rule}")
@@ -157,7 +161,7 @@ def _versions() -> dict[str, str]:
 def prepare(args: argparse.Namespace):
     """Validate everything a run needs; raises SystemExit(2) with one line on bad input."""
     remote = _remote_trials_dir(args.trials_dir)
-    trials_dir = (LOCAL_MIRROR if remote else Path(args.trials_dir).expanduser()).resolve()
+    trials_dir = (LOCAL_MIRROR if remote else expand_user(args.trials_dir, "--trials-dir")).resolve()
     _check_trials_dir(str(LOCAL_MIRROR) if remote else args.trials_dir, trials_dir)
     if args.resume:
         if not args.name:
@@ -418,7 +422,7 @@ def _new_sqlite_file(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or \
             database.startswith("file:"):
         return None
-    path = Path(database).expanduser()
+    path = expand_user(database, "--storage")
     return None if path.exists() else path
 
 
@@ -708,7 +712,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    space, (splits, full_splits), name, experiment_dir, storage, remote = prepare(args)
+    try:
+        space, (splits, full_splits), name, experiment_dir, storage, remote = prepare(args)
+    except UnknownHome as exc:  # a ~USER path of any flag: found while validating, nothing written yet
+        _fail(str(exc))
     if args.resume:  # before any Ray work: a second driver would interleave the first one's records
         _hold_driver_lock(experiment_dir, name)
 

@@ -37,6 +37,7 @@ from tune_nas.bad_input import EXIT_BAD_INPUT, DefaultsHelp, OneLineParser, numb
 from tune_nas.layout import EXPERIMENT_FILE, STUDY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, hypervolume, is_number
 from tune_nas.objectives import reference_point as objectives_reference_point
+from tune_nas.paths import UnknownHome, expand_user
 from tune_nas.record import formatting
 from tune_nas.states import FINISHED, TrialState
 from tune_nas.storage.masking import mask_url
@@ -100,7 +101,7 @@ def _sqlite_file(url: str) -> Path | None:
     database = parsed.database or ""
     if not database or database == ":memory:" or database.startswith("file:") or parsed.query:
         return None  # memory or a URI the user spelled out: passed on as given
-    return Path(database).expanduser()
+    return expand_user(database)
 
 
 def open_storage(url: str, flag: str = "--storage"):
@@ -111,6 +112,8 @@ def open_storage(url: str, flag: str = "--storage"):
     shown = mask_url(url)
     try:
         db_file = _sqlite_file(url)
+    except UnknownHome as exc:
+        raise StudyInputError(f"{flag} {shown!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and friends
         raise StudyInputError(f"{flag} {shown!r}: not a database URL ({formatting.first_line(exc)}); "
                               "rule: a SQLAlchemy URL such as sqlite:///trials/NAME/optuna.db"
@@ -153,7 +156,10 @@ def resolve_source(experiment: str | None, storage: str | None, study: str | Non
     if not experiment:
         raise StudyInputError("no study given; rule: pass an experiment directory "
                               "(trials/NAME) or --storage URL [--study NAME]")
-    layout = ExperimentLayout(Path(experiment).expanduser().resolve())
+    try:
+        layout = ExperimentLayout(expand_user(experiment).resolve())
+    except UnknownHome as exc:
+        raise StudyInputError(str(exc)) from None
     if not layout.root.exists():
         raise StudyInputError(f"{experiment}: no such directory; rule: an experiment directory "
                               f"(trials/NAME) holding {STUDY_FILE}")
@@ -728,7 +734,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _check_plots_dir(plots: str, source: Source) -> Path:
-    out = Path(plots).expanduser().resolve()
+    out = expand_user(plots, "--plots").resolve()
     if out.exists() and not out.is_dir():
         _fail(f"--plots {plots}: is a file; rule: a directory (created if missing)")
     inside = source.experiment_dir is not None and (
@@ -766,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
         plots_dir = _check_plots_dir(args.plots, source) if args.plots else None
         study = load_study(source, explicit_name=args.study is not None)
         report = summarize(study, source)
-    except StudyInputError as exc:
+    except (StudyInputError, UnknownHome) as exc:
         _fail(str(exc))
 
     out: dict[str, Any] = report.as_dict(args.top) if args.json else {}

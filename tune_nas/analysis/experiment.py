@@ -30,6 +30,7 @@ from tune_nas.config.experiment import ExperimentSpec
 from tune_nas.layout import CURVE_KEY_COLUMNS, EXPERIMENT_FILE, ExperimentLayout
 from tune_nas.metric_keys import task_of_keys
 from tune_nas.objectives import Objective
+from tune_nas.paths import expand_user
 from tune_nas.record.bookkeeper import Bookkeeper, TrialRecord, curve_metric_columns
 from tune_nas.record.formatting import first_line as _first_line
 from tune_nas.states import TrialState
@@ -93,7 +94,7 @@ def load_experiment(path: str | Path, *, curves: bool = True) -> Experiment:
     ``curves=False`` skips reading the learning curves (``Experiment.curves`` is then None)
     for a reader that needs only the settings. Raises :class:`ExperimentError`.
     """
-    layout = ExperimentLayout(Path(path).expanduser())
+    layout = ExperimentLayout(expand_user(path))
     if not layout.root.is_dir():
         what = "not a directory" if layout.root.exists() else "no such directory"
         raise ExperimentError(f"{layout.root}: {what}; rule: {_WHAT_LAUNCH_WRITES}")

@@ -31,6 +31,7 @@ from tune_nas.config.plugins import PluginError, import_plugins
 from tune_nas.config.training import TrainingConfig
 from tune_nas.metric_keys import RESERVED_KEYS
 from tune_nas.models import architecture_args
+from tune_nas.paths import expand_user
 
 #: Training settings that only mean something for image classification (augmentation, label
 #: smoothing, the memory layout of image batches).
@@ -286,7 +287,7 @@ def resolve_space_path(space: str | None) -> Path:
     """``None`` → the default preset; a bare name → ``search_spaces/<name>.py``; else a path."""
     if space is None:
         return SPACES_DIR / f"{DEFAULT_SPACE}.py"
-    path = Path(space).expanduser()
+    path = expand_user(space)
     if path.suffix != ".py" and not path.exists():
         path = SPACES_DIR / f"{space}.py"
     return path

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from tune_nas.data.sources import SPLIT_SEED, VAL_FRACTION, DataError
+from tune_nas.paths import expand_user
 
 TEST_FRACTION = 0.2
 MIN_ROWS = 20  #: fewer rows leave one validation row (its R² is no number) or fill no three splits
@@ -460,7 +461,7 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
 
 def missing_array_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path; :class:`DataError` when it is no file."""
-    source = Path(path).expanduser()
+    source = expand_user(path, "arrays:")
     if not source.is_file():
         raise DataError(f"arrays:{path}: no such file; rule: arrays:PATH names an existing .npz, .csv or .parquet file")
     return source

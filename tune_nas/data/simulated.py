@@ -20,6 +20,7 @@ import numpy as np
 
 from tune_nas.data.arrays import MIN_ROWS, RegressionSplits, split_arrays
 from tune_nas.data.sources import DataError
+from tune_nas.paths import expand_user
 from tune_nas.simulators import SIMULATORS, SimulatorError, simulator_named
 
 PREFIX = "sim:"
@@ -83,7 +84,7 @@ def simulate_many(name: str, inputs: np.ndarray, workers: int | None = None) -> 
 def _cache_paths(name: str, version: int, samples: int, data_dir: str | os.PathLike) -> list[Path]:
     file = f"sim-{name}-v{version}-n{samples}.npz"
     home = Path(os.environ.get("TUNE_NAS_CACHE", Path.home() / ".cache" / "tune_nas"))
-    return [Path(data_dir).expanduser() / file, home / file]
+    return [expand_user(data_dir, "data_dir") / file, home / file]
 
 
 def load_simulated(dataset: str, data_dir: str | os.PathLike = "data") -> RegressionSplits:

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from tune_nas.paths import expand_user
+
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagefolder:PATH", "arrays:PATH",
             "sim:NAME[:SAMPLES]")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -179,7 +181,7 @@ def load_torchvision_splits(name: str, data_dir: str | os.PathLike) -> ArraySpli
     import torchvision
 
     cls = getattr(torchvision.datasets, _TORCHVISION[name])
-    root = Path(data_dir).expanduser()
+    root = expand_user(data_dir, "data_dir")
 
     def split(train: bool):
         try:
@@ -551,7 +553,7 @@ _ARRAY_NAMES = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
 
 def _missing_imagefolder(path: str | os.PathLike) -> Path:
-    source = Path(path).expanduser()
+    source = expand_user(path, "imagefolder:")
     if not source.exists():
         raise DataError(f"imagefolder:{path}: no such directory or file; rule: imagefolder:PATH needs an "
                         "existing directory, .tar.gz or .zip with train/<class>/ and test/<class>/")
