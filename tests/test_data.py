@@ -314,6 +314,24 @@ def test_linked_folders_are_followed_but_a_link_back_to_a_folder_above_is_not(tm
     assert (s.train_x[s.train_y == 1] == 200).all()  # no image read twice into another class
 
 
+def test_folders_beside_the_splits_are_not_read_and_links_between_class_folders_end(tmp_path, monkeypatch):
+    """A folder beside train/ and test/ that is no split is not walked (it was: a link to / there
+    read the whole file system, a link to /proc/self never ended); links that lead from one
+    class folder into another and back are walked once each, not until the link limit."""
+    monkeypatch.setenv("TUNE_NAS_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "pets"
+    _make_tree(root)
+    (root / "notes").mkdir()
+    (root / "notes" / "broken.png").symlink_to(tmp_path / "nothing.png")  # read, it would be refused
+    (root / "rootlink").symlink_to("/")
+    (root / "train" / "cat" / "to_dog").symlink_to(root / "train" / "dog")
+    (root / "train" / "dog" / "to_cat").symlink_to(root / "train" / "cat")
+    s = load_splits(f"imagefolder:{root}")
+    # each class: its own 6 and, through its link, the other's 6, once (the link back is not followed)
+    assert np.bincount(np.concatenate([s.train_y, s.val_y])).tolist() == [12, 12]
+    assert len(s.test_y) == 4
+
+
 def test_a_split_folder_given_for_the_whole_folder_is_named_so(tmp_path):
     _make_tree(tmp_path / "pets")
     with pytest.raises(DataError, match=r"found splits none \(train/ is itself a train split folder: name the "

@@ -306,12 +306,20 @@ def split_of(folder: str) -> str | None:
 
 def _walk(top: Path):
     """(folder, file names) of ``top`` and every folder below it, sorted, following links (as
-    torchvision's ImageFolder does) but not hidden folders (``.ipynb_checkpoints``) nor a link
-    back to a folder it is in (``cat/all -> ..``), which would read the same images again and
-    again until the system's link limit."""
+    torchvision's ImageFolder does) but not hidden folders (``.ipynb_checkpoints``), nor a link
+    back to a folder it is in (``cat/all -> ..``), nor a folder already read through another
+    name (``a/to_b -> ../b`` beside ``b/to_a -> ../a``): either would read the same images again
+    and again until the system's link limit."""
+    seen = {os.path.realpath(top)}
     for folder, dirs, files in os.walk(top, followlinks=True):
         here = os.path.realpath(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _is_within(here, os.path.join(folder, d)))
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, d))
+            if not d.startswith(".") and not _is_within(here, os.path.join(folder, d)) and real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
         yield folder, files
 
 
@@ -341,17 +349,38 @@ def _is_within(here: str, link: str) -> bool:
     return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
 
 
-def _folder_members(root: Path) -> dict[str, list[tuple[str, str, Path]]]:
-    """{split folder: [(class, path below the class folder, file)]}: every image of each class
-    folder, in its subfolders too (as torchvision's ImageFolder reads them)."""
-    members: dict[str, list[tuple[str, str, Path]]] = {}
-    for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for folder, files in _walk(class_dir):
-                for file, _ in _image_files(folder, files, root):
-                    path = Path(folder, file)
-                    members.setdefault(split_dir.name, []).append(
-                        (class_dir.name, path.relative_to(class_dir).as_posix(), path))
+def _folder_members(path: Path) -> dict[str, list[tuple[str, str, Path, os.stat_result]]]:
+    """{split folder: [(class, path below the class folder, file, its status)]}: every image of
+    each class folder, in its subfolders too (as torchvision's ImageFolder reads them), of the
+    directory ``path`` or of its only subfolder that holds a training split. A folder not named
+    like a split is not read (it may be anything, a link to ``/`` even); it is listed, empty,
+    when it holds split folders itself (a second data set beside the first: the caller's
+    message names it). :class:`DataError` for a folder that cannot be read."""
+
+    def holds_train(folder: Path) -> bool:
+        return any(p.is_dir() and split_of(p.name) == "train" for p in folder.iterdir())
+
+    members: dict[str, list[tuple[str, str, Path, os.stat_result]]] = {}
+    try:
+        root = path
+        if not holds_train(root):
+            subdirs = [p for p in root.iterdir() if p.is_dir() and holds_train(p)]
+            if len(subdirs) == 1:
+                root = subdirs[0]
+        for split_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            if split_of(split_dir.name) is None:
+                if any(p.is_dir() and split_of(p.name) for p in split_dir.iterdir()):
+                    members[split_dir.name] = []
+                continue
+            for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                for folder, files in _walk(class_dir):
+                    for file, status in _image_files(folder, files, root):
+                        file_path = Path(folder, file)
+                        members.setdefault(split_dir.name, []).append(
+                            (class_dir.name, file_path.relative_to(class_dir).as_posix(), file_path, status))
+    except OSError as exc:
+        raise DataError(f"imagefolder:{path}: cannot be read ({exc.strerror or type(exc).__name__}: "
+                        f"{exc.filename}); rule: a directory of readable image files") from None
     return members
 
 
@@ -384,18 +413,9 @@ def _read_image_tree(path: Path) -> tuple[dict[str, tuple[list[np.ndarray], list
     is not one or a file that is not an image."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
     if path.is_dir():
-        root = path
-
-        def holds_train(folder: Path) -> bool:
-            return any(p.is_dir() and split_of(p.name) == "train" for p in folder.iterdir())
-
         try:
-            if not holds_train(root):
-                subdirs = [p for p in root.iterdir() if p.is_dir() and holds_train(p)]
-                if len(subdirs) == 1:
-                    root = subdirs[0]
-            for split, items in _folder_members(root).items():
-                raw[split] = [(c, n, f.read_bytes()) for c, n, f in items]
+            for split, items in _folder_members(path).items():
+                raw[split] = [(c, n, f.read_bytes()) for c, n, f, _ in items]
         except OSError as exc:
             raise DataError(f"imagefolder:{path}: cannot be read ({exc.strerror or type(exc).__name__}: "
                             f"{exc.filename}); rule: a directory of readable image files") from None
@@ -529,15 +549,15 @@ def _fingerprint(source: Path) -> str:
         status = source.stat()
         return f"{status.st_size}|{status.st_mtime_ns}"
     digest = hashlib.sha1()
-    for folder, files in _walk(source):  # as the images are read
-        for file, status in _image_files(folder, files, source):
-            digest.update(f"{os.path.relpath(os.path.join(folder, file), source)}|{status.st_size}|"
-                          f"{status.st_mtime_ns}\n".encode())
+    for split, items in _folder_members(source).items():  # the files that are read, and only those
+        digest.update(f"{split}/\n".encode())
+        for cls, below, _, status in items:
+            digest.update(f"{split}/{cls}/{below}|{status.st_size}|{status.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
 #: Bumped whenever what an image folder decodes to changes (a cache of an older rule is not read).
-_CACHE_FORMAT = 4
+_CACHE_FORMAT = 5
 
 
 def _cache_dir(source: Path) -> Path:
