@@ -684,6 +684,13 @@ CASES: list = [
     pytest.param(Bad("compare", ("--final-train-fraction", "0"), "--final-train-fraction"),
                  id="compare-final-fraction-zero"),
     pytest.param(Bad("compare", ("--final-image-size", "-1"), "--final-image-size"), id="compare-final-image-size"),
+    pytest.param(Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix", "_tiny",
+                                 "--final-image-size", "100000"), "--final-image-size 100000"),
+                 id="compare-final-image-size-beyond-memory-before-the-search"),
+    pytest.param(Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix", "_tiny",
+                                 "--final-train-fraction", "0.001"), "--final-train-fraction 0.001"),
+                 id="compare-final-fraction-keeping-no-image-of-a-class-before-the-search"),
+    pytest.param(Bad("compare", ("--final-epochs", "1000000"), "--final-epochs"), id="compare-final-epochs-beyond-cap"),
     pytest.param(Bad("compare", ("--final-cpus", "0"), "--final-cpus"), id="compare-final-cpus-zero"),
     pytest.param(Bad("compare", ("--seed", "x"), "'x'"), id="compare-seed-not-a-number"),
     pytest.param(Bad("compare", ("--seed", "4294967296"), "4294967296"), id="compare-seed-beyond-32-bits"),
@@ -708,7 +715,8 @@ CASES: list = [
         ("compare-imagefolder", Bad("compare", ("--models", "superkernel", "--datasets", "imagefolder:~tune_nas_nobody/d"),
                                     "~tune_nas_nobody/d")),
         ("compare-trials-dir", Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix",
-                                               "_tiny", "--trials-dir", "~tune_nas_nobody/t"), "--trials-dir ~tune_nas_nobody/t")),
+                                               "_tiny", "--trials-dir", "~tune_nas_nobody/t"),
+                                   "--trials-dir ~tune_nas_nobody/t")),
     )],
 ]
 

@@ -50,8 +50,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, SEED_MAX, DefaultsHelp, OneLineParser, number, plain_name, unwritable_reason
+from tune_nas.config.experiment import MAX_EPOCHS
 from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load_space
-from tune_nas.data.sources import DataError, check_dataset_name, load_splits
+from tune_nas.data.sources import DataError, check_dataset_name, check_reduced_fidelity, load_splits
 from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
 from tune_nas.objectives import Objective, is_number
 from tune_nas.paths import UnknownHome, expand_user
@@ -694,7 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per search (default: the preset's; 0: no limit)")
     p.add_argument("--max-epochs", type=number("--max-epochs", int, 0, exclusive=True), default=None,
                    help="epochs of a full search trial (default: the preset's)")
-    p.add_argument("--final-epochs", type=number("--final-epochs", int, 0, exclusive=True), default=None,
+    p.add_argument("--final-epochs", type=number("--final-epochs", int, 0, exclusive=True, maximum=MAX_EPOCHS),
+                   default=None,
                    help="epochs of the final retraining (default: the preset's "
                    "final_max_epochs, else its max_epochs)")
     p.add_argument("--final-cpus", type=number("--final-cpus", float, 0, exclusive=True),
@@ -731,15 +733,22 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _check_data(datasets: Sequence[DataChoice], data_dir: str | None,
-                pairs: Sequence[Pair]) -> None:
-    """Every data set must load (offline: already there) before any search starts."""
+def _check_data(datasets: Sequence[DataChoice], data_dir: str | None, pairs: Sequence[Pair],
+                final_train_fraction: float = 1.0, final_image_size: int = 0) -> None:
+    """Every data set must load (offline: already there), and take the final retraining's
+    fraction and image size, before any search starts."""
     for data in datasets:
         where = next(p.space.spec.data_dir for p in pairs if p.data == data)
         try:
-            load_splits(data.dataset, data_dir or where)
+            splits = load_splits(data.dataset, data_dir or where)
         except DataError as exc:
             raise CompareError(f"--datasets {data.label}: {exc}") from None
+        try:
+            check_reduced_fidelity(splits, final_train_fraction, final_image_size)
+        except DataError as exc:  # worded for a space file's keys: named as this command's flags
+            text = str(exc).replace("image_size=", "--final-image-size ").replace(
+                "train_fraction=", "--final-train-fraction ")
+            raise CompareError(f"--datasets {data.label}: {text}") from None
 
 
 def _absence(label: str, data_dir: str) -> str:
@@ -777,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"--final-cpus {args.final_cpus:g}: this machine has {cpus} CPU(s) and the final "
                                "trial runs on it; rule: at most its CPUs (or RAY_ADDRESS of a cluster that has them)")
         pairs = resolve_pairs(models, datasets, args.preset_suffix, overrides)
-        _check_data(datasets, args.data_dir, pairs)
+        _check_data(datasets, args.data_dir, pairs, args.final_train_fraction, args.final_image_size)
         if is_uri(args.trials_dir):
             raise CompareError(f"--trials-dir {args.trials_dir}: rule: a comparison is written "
                                "to a local (or mounted) directory; object storage is for "

@@ -729,6 +729,34 @@ def _check_resized_size(splits: ArraySplits, train_images: int, image_size: int)
                         "size whose images fit in half of it")
 
 
+def check_reduced_fidelity(splits, train_fraction: float = 1.0, image_size: int = 0,
+                           seed: int = SPLIT_SEED) -> np.ndarray | None:
+    """:class:`DataError` when :func:`reduce_fidelity` would refuse ``train_fraction`` or
+    ``image_size`` for ``splits`` (without resizing anything: a command checks its settings so
+    before it starts); else the indices of the training images kept (None: all)."""
+    if not 0 < train_fraction <= 1:
+        raise DataError(f"train_fraction={train_fraction}: rule: 0 < train_fraction <= 1")
+    if getattr(splits, "task", "classification") == "regression":
+        if image_size:
+            raise DataError(f"image_size={image_size}: {splits.name} is no image data set; rule: 0")
+        return None
+    if image_size < 0:
+        raise DataError(f"image_size={image_size}: rule: 0 (native) or a positive size in px")
+    keep = None
+    if train_fraction < 1:
+        _, keep = stratified_split(splits.train_y, train_fraction, seed)
+        counts, kept = np.bincount(splits.train_y, minlength=splits.num_classes), np.bincount(
+            splits.train_y[keep], minlength=splits.num_classes)
+        if ((counts > 0) & (kept == 0)).any():
+            smallest = int(counts[counts > 0].min())
+            raise DataError(f"train_fraction={train_fraction:g}: keeps no training image of a class of "
+                            f"{splits.name} (the smallest has {smallest}); rule: a fraction that keeps one "
+                            f"image of every class, above {0.5 / smallest:.2g}")
+    if image_size not in (0, splits.image_size):
+        _check_resized_size(splits, len(splits.train_y) if keep is None else len(keep), image_size)
+    return keep
+
+
 def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size: int = 0,
                     seed: int = SPLIT_SEED) -> ArraySplits:
     """A cheaper proxy of ``splits`` for search: a stratified ``train_fraction`` of the training
@@ -737,30 +765,13 @@ def reduce_fidelity(splits: ArraySplits, train_fraction: float = 1.0, image_size
     Validation and test keep all their images, so that proxy scores stay comparable across
     trials; they are resized too, since the model sees one resolution.
     """
-    if not 0 < train_fraction <= 1:
-        raise DataError(f"train_fraction={train_fraction}: rule: 0 < train_fraction <= 1")
     if getattr(splits, "task", "classification") == "regression":
-        if image_size:
-            raise DataError(f"image_size={image_size}: {splits.name} is no image data set; rule: 0")
+        check_reduced_fidelity(splits, train_fraction, image_size, seed)
         return splits.reduced(train_fraction, seed)
-    if image_size < 0:
-        raise DataError(f"image_size={image_size}: rule: 0 (native) or a positive size in px")
-    if train_fraction == 1 and image_size in (0, splits.image_size):
+    keep = check_reduced_fidelity(splits, train_fraction, image_size, seed)
+    if keep is None and image_size in (0, splits.image_size):
         return splits
-    train_x, train_y = splits.train_x, splits.train_y
-    if train_fraction < 1:
-        _, keep = stratified_split(train_y, train_fraction, seed)
-        counts, kept = np.bincount(train_y, minlength=splits.num_classes), np.bincount(
-            train_y[keep], minlength=splits.num_classes)
-        if ((counts > 0) & (kept == 0)).any():
-            smallest = int(counts[counts > 0].min())
-            raise DataError(f"train_fraction={train_fraction:g}: keeps no training image of a class of "
-                            f"{splits.name} (the smallest has {smallest}); rule: a fraction that keeps one "
-                            f"image of every class, above {0.5 / smallest:.2g}")
-        train_x, train_y = train_x[keep], train_y[keep]
-
-    if image_size not in (0, splits.image_size):
-        _check_resized_size(splits, len(train_x), image_size)
+    train_x, train_y = (splits.train_x, splits.train_y) if keep is None else (splits.train_x[keep], splits.train_y[keep])
 
     def resize(x: np.ndarray) -> np.ndarray:
         if image_size in (0, x.shape[2]):
