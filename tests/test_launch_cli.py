@@ -146,3 +146,30 @@ def test_the_default_name_of_a_long_space_file_is_a_valid_directory_name():
         assert len(name.encode()) <= 255 and re.search(r"-\d{8}-\d{6}$", name), name
         assert stem.startswith(name[:-16]) and name[:-16], name
     assert _default_name("short").startswith("short-")
+
+
+def _sqlite_with_a_table(path):
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (text)")
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p.write_bytes(b""), "empty (0 bytes)"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 8), "not a SQLite database"),
+    (_sqlite_with_a_table, "a SQLite database without Optuna's tables (it has: notes)"),
+])
+def test_resume_refuses_a_study_file_that_is_none_without_writing_to_it(tmp_path, capsys, make, needle):
+    """The resume check opens optuna.db read-only: a file that is no study stays byte for byte
+    as it was (an empty one used to be given Optuna's tables before the refusal)."""
+    from tune_nas.launch import _check_saved_study
+
+    db = tmp_path / "optuna.db"
+    make(db)
+    before = db.read_bytes()
+    with pytest.raises(SystemExit) as info:
+        _check_saved_study(tmp_path, "exp")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert db.read_bytes() == before

@@ -9,6 +9,7 @@ and before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -372,21 +373,42 @@ def _alias_space_module(space, original: Path) -> None:
 
 def _check_saved_study(experiment_dir: Path, name: str) -> None:
     """On resume, the experiment's own SQLite study must load (a truncated or corrupt
-    optuna.db would otherwise fail deep inside Ray's restore, with a traceback)."""
+    optuna.db would otherwise fail deep inside Ray's restore, with a traceback). Read only: a
+    file that is no study (an empty one) is refused as it is, not given Optuna's tables."""
     import optuna
 
-    from tune_nas.storage.study_db import open_storage
+    from tune_nas.study import readonly_sqlite_storage
 
     path = ExperimentLayout(experiment_dir).study
     if not path.is_file():
         _fail(f"{path}: missing; rule: resume needs the Optuna study the first run wrote")
+    if path.stat().st_size == 0:
+        _fail(f"{path}: empty (0 bytes); rule: resume needs the Optuna study the first run wrote")
+    problem = _not_an_optuna_database(path)
+    if problem:
+        _fail(f"{path}: {problem}; rule: resume needs the Optuna study the first run wrote")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        optuna.load_study(study_name=name, storage=open_storage(f"sqlite:///{path}"))
+        optuna.load_study(study_name=name, storage=readonly_sqlite_storage(path))
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _fail(f"{path}: cannot be read back as study {name!r} ({type(exc).__name__}: "
               f"{reason[:300]}); rule: resume needs the Optuna study the first run wrote")
+
+
+def _not_an_optuna_database(path: Path) -> str | None:
+    """Why the file ``path`` (opened read-only) is no Optuna SQLite database, or None."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        return f"not a SQLite database ({exc})"
+    if "studies" not in tables:
+        return f"a SQLite database without Optuna's tables (it has: {', '.join(sorted(tables)) or 'none'})"
+    return None
 
 
 def _check_storage(url: str) -> None:
