@@ -423,6 +423,9 @@ CASES: list = [
     pytest.param(launch("--storage", "sqlite:///:memory:", needle=":memory:"), id="storage-sqlite-memory-file"),
     pytest.param(launch("--scheduler", "none", "--grace-period", "100", needle="--grace-period 100"),
                  id="grace-period-with-no-scheduler"),
+    pytest.param(launch("--name", "dangling", needle="--name dangling",
+                        setup=lambda tmp: ((tmp / "trials").mkdir(), (tmp / "trials" / "dangling").symlink_to(
+                            tmp / "nowhere"))), id="name-a-link-to-nothing"),
     pytest.param(launch("--resume", needle="--resume"), id="resume-without-name"),
     pytest.param(launch("--resume", "--name", "old", "--num-samples", "3", "--searcher", "random",
                         needle="--num-samples, --searcher", setup=saved_experiment("{}")),

@@ -214,6 +214,9 @@ def prepare(args: argparse.Namespace):
         if experiment_dir.exists():
             _fail(f"--name {name}: {experiment_dir} already exists; rule: use --resume to "
                   "continue it, or a new name")
+        if experiment_dir.is_symlink():  # a link to nothing: exists() is False, yet mkdir would fail
+            _fail(f"--name {name}: {experiment_dir} is a link to {os.readlink(experiment_dir)}, which does "
+                  "not exist; rule: a new name, or remove the link")
         if remote and remote.exists(name):
             _fail(f"--name {name}: {remote.display(name)} already exists; rule: use --resume "
                   "to continue it, or a new name")
