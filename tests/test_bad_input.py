@@ -459,6 +459,16 @@ CASES: list = [
     pytest.param(experiment_key("searcher", "'bayes'"), id="exp-searcher-unknown"),
     pytest.param(experiment_key("searcher_options", "{'n_ei_candidates': 0}", "n_ei_candidates"),
                  id="exp-tpe-option-out-of-range"),
+    pytest.param(experiment_key("searcher_options", "{'n_ei_candidates': 10**30}", "n_ei_candidates"),
+                 id="exp-tpe-candidates-beyond-memory"),
+    pytest.param(experiment_key("searcher", "'reinforce', 'searcher_options': {'learning_rate': 1e308}",
+                                "learning_rate"), id="exp-reinforce-rate-overflowing-the-logits"),
+    pytest.param(experiment_key("searcher", "'reinforce', 'searcher_options': {'bins': 10**12}", "bins"),
+                 id="exp-reinforce-bins-beyond-memory"),
+    pytest.param(space("""
+        EXPERIMENT = {"max_epochs": 1, "num_samples": 1}
+        PARAM_SPACE = {"crop_pad": 8, "lr": 0.01}
+        """, needle="crop_pad=8"), id="crop-pad-as-large-as-the-digits-images"),
     pytest.param(experiment_key("searcher_options", "{'multivariate': 'yes'}", "multivariate"),
                  id="exp-tpe-option-wrong-type"),
     pytest.param(experiment_key("searcher_options", "{'n_ei_candidate': 5}", "n_ei_candidate"),

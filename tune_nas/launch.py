@@ -492,6 +492,11 @@ def _check_model_builds(space, splits) -> None:
         _fail(f"{space.path}: batch_size {', '.join(map(str, sizes))} (train set of {images}) with "
               f"workers_per_trial={workers}: no trial could run; rule: every worker gets at least one image "
               "of each batch (batch_size >= workers_per_trial)")
+    side = getattr(splits, "image_size", 0)
+    pads = sorted({split_config(c)[0].crop_pad for c in configs})
+    if side and pads[-1] >= side:
+        _fail(f"{space.path}: crop_pad={pads[-1]} on {splits.describe()}: a crop could hold padding only; rule: "
+              f"crop_pad below the images' side ({side} px; 4 is usual for 32 px)")
     for config in configs:
         _, arch = split_config(config)
         key = repr(sorted(arch.items(), key=lambda item: str(item[0])))
