@@ -660,6 +660,8 @@ CASES: list = [
                      both(recorded_experiment, a_file("afile"))), id="replay-out-below-a-file"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--out", "/proc/tune_nas_replay.json"), "--out /proc/tune_nas_replay",
                      recorded_experiment), id="replay-out-where-no-file-can-be-made"),
+    pytest.param(Bad("replay", ("{tmp}/trials/exp", "--out", "{tmp}/trials/exp/curves.csv"), "inside the experiment",
+                     recorded_experiment), id="replay-out-over-the-experiments-own-file"),
     # ---- compare
     pytest.param(Bad("compare", ("--models", "vgg", "--datasets", "digits"), "'vgg'"), id="compare-model-unknown"),
     pytest.param(Bad("compare", ("--models", "small_cnn", "--datasets", "digits", "--final-cpus", "100000"),

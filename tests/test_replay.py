@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,6 +126,19 @@ def test_cli_rejects_bad_input_with_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path), "--rf", "1"])
     assert exc.value.code == EXIT_BAD_INPUT
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_out_on_a_full_disk_is_one_line_after_the_printed_report(tmp_path, capsys):
+    exp = write_experiment(tmp_path / "exp", LATE_BLOOMER, 4, grace=1, rf=2)
+    with pytest.raises(SystemExit) as exc:
+        main([str(exp), "--grace", "1", "--rf", "2", "--out", "/dev/full"])
+    captured = capsys.readouterr()
+    assert exc.value.code == EXIT_BAD_INPUT
+    assert "asha(g=1,rf=2)" in captured.out  # the report is not lost
+    assert captured.err.strip().splitlines() == [
+        "tune_nas.replay: error: --out /dev/full: cannot be written (No space left on device); the report is "
+        "above; rule: a file in a directory with room for it"]
 
 
 def test_replay_experiment_complete_only_drops_pruned_trials(tmp_path):

@@ -672,12 +672,17 @@ def _number_list(flag: str, kind: type, low: float, rule: str, inclusive: bool =
     return parse
 
 
-def _out_file(out: Path) -> Path:
-    """Where ``--out`` writes: a file in an existing directory (or ``DIR/replay.json``), checked
-    before the replay runs rather than found unwritable after it."""
+def _out_file(out: Path, experiment: Path) -> Path:
+    """Where ``--out`` writes: a file in an existing directory (or ``DIR/replay.json``), outside
+    the experiment (whose files only the launcher writes: ``--out trials/x/curves.csv`` would
+    have replaced the curves), checked before the replay runs rather than found unwritable
+    after it."""
     target = out / REPLAY_FILE if out.is_dir() else out
     if target.is_dir():
         _fail(f"--out {out}: {target} is a directory; rule: a file, or a directory for {REPLAY_FILE}")
+    if target.resolve().is_relative_to(experiment.resolve()):
+        _fail(f"--out {out}: inside the experiment {experiment}; rule: a file outside the experiment directory, "
+              "whose files the launcher writes")
     if not target.parent.is_dir():
         _fail(f"--out {out}: {target.parent} is not a directory; rule: a file in an existing "
               f"directory, or a directory for {REPLAY_FILE}")
@@ -728,7 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.experiment.is_dir():
         _fail(f"{args.experiment}: no such directory; rule: an experiment directory "
               "(trials/<name>) holding curves.csv")
-    out = _out_file(args.out) if args.out is not None else None
+    out = _out_file(args.out, args.experiment) if args.out is not None else None
     try:
         experiment = load_experiment(args.experiment)
         grace = args.grace or [1, 2, 3]
@@ -750,7 +755,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = strict_json(report.as_dict())
     print(json.dumps(data, indent=2) if args.json else report.text(), end="\n" if args.json else "")
     if out is not None:
-        out.write_text(json.dumps(data, indent=2) + "\n")
+        try:
+            out.write_text(json.dumps(data, indent=2) + "\n")
+        except OSError as exc:  # checked writable before; a full disk shows only now
+            _fail(f"--out {args.out}: cannot be written ({exc.strerror or exc}); the report is above; rule: a file "
+                  "in a directory with room for it")
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
