@@ -189,6 +189,10 @@ def _broken(tmp_path: Path, name: str, files: dict[str, str]) -> Path:
     ("unknown state", "curves.csv: state 'DONE' (rule: one of RUNNING, PAUSED, COMPLETE"),
     ("trials.json garbage", "trials.json) cannot be read (JSONDecodeError"),
     ("summary.json garbage", "summary.json: cannot be read as JSON ("),
+    ("epoch below one", "curves.csv: trial 0 epoch -3; rule: curves as the bookkeeper writes them: trial numbers >= 0, "
+                        "epochs 1..max_epochs"),
+    ("epoch beyond max_epochs", "curves.csv: trial 0 epoch 1000000000; rule: "),
+    ("negative trial number", "curves.csv: trial -1 epoch 1; rule: "),
 ])
 def test_what_is_not_an_experiment_is_one_clear_error(tmp_path, case, needle):
     good = json.dumps({"name": "exp", "spec": SPEC})
@@ -208,6 +212,12 @@ def test_what_is_not_an_experiment_is_one_clear_error(tmp_path, case, needle):
             ",".join(CURVE_KEY_COLUMNS) + "\nt0,0,r,DONE,1,1\n")}),
         "trials.json garbage": lambda: _broken(tmp_path, "e", {"trials.json": "[{"}),
         "summary.json garbage": lambda: _broken(tmp_path, "e", {"summary.json": "{"}),
+        "epoch below one": lambda: _broken(tmp_path, "e", {"curves.csv": (
+            ",".join(CURVE_KEY_COLUMNS) + "\nt0,0,r,COMPLETE,1,-3\n")}),
+        "epoch beyond max_epochs": lambda: _broken(tmp_path, "e", {"curves.csv": (
+            ",".join(CURVE_KEY_COLUMNS) + "\nt0,0,r,COMPLETE,1,1000000000\n")}),
+        "negative trial number": lambda: _broken(tmp_path, "e", {"curves.csv": (
+            ",".join(CURVE_KEY_COLUMNS) + "\nt0,-1,r,COMPLETE,1,1\n")}),
     }
     root = roots[case]()
     with pytest.raises(ExperimentError) as info:

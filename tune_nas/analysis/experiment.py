@@ -112,7 +112,7 @@ def load_experiment(path: str | Path, *, curves: bool = True) -> Experiment:
     return Experiment(
         layout=layout, name=str(saved.get("name") or layout.name), spec=spec,
         format=written_format, storage=storage if isinstance(storage, str) and storage else None,
-        curves=_curves_frame(layout, keeper.curves.values()) if curves else None,
+        curves=_curves_frame(layout, keeper.curves.values(), spec.max_epochs) if curves else None,
         trials=tuple(sorted(keeper.trials.values(), key=lambda t: t.number)),
         summary=_read_json(layout.summary, dict, "the summary the launcher writes at the end")
         if layout.summary.is_file() else None)
@@ -165,7 +165,7 @@ def _bookkeeper(layout: ExperimentLayout, spec: ExperimentSpec) -> Bookkeeper:
     return keeper
 
 
-def _curves_frame(layout: ExperimentLayout, rows: Any) -> pd.DataFrame:
+def _curves_frame(layout: ExperimentLayout, rows: Any, max_epochs: int) -> pd.DataFrame:
     """The curve rows (text from curves.csv, JSON values from the journal) as typed columns,
     in the order curves.csv has them."""
     import pandas as pd
@@ -188,6 +188,11 @@ def _curves_frame(layout: ExperimentLayout, rows: Any) -> pd.DataFrame:
         raise ExperimentError(f"{layout.curves}: {problem}; rule: curves as the bookkeeper writes them")
     frame["epoch"] = frame["epoch"].astype(int)
     frame["trial_number"] = frame["trial_number"].astype(int)
+    bad = frame[(frame["epoch"] < 1) | (frame["epoch"] > max_epochs) | (frame["trial_number"] < 0)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ExperimentError(f"{layout.curves}: trial {row['trial_number']} epoch {row['epoch']}; rule: curves as the "
+                              f"bookkeeper writes them: trial numbers >= 0, epochs 1..max_epochs ({max_epochs})")
     return frame.sort_values(["trial_number", "epoch"], kind="stable").reset_index(drop=True)
 
 
