@@ -426,6 +426,8 @@ CASES: list = [
     pytest.param(launch("--name", "dangling", needle="--name dangling",
                         setup=lambda tmp: ((tmp / "trials").mkdir(), (tmp / "trials" / "dangling").symlink_to(
                             tmp / "nowhere"))), id="name-a-link-to-nothing"),
+    *[pytest.param(launch(flag, "", needle=f"rule: {flag} is"), id=f"empty{flag}")
+      for flag in ("--model", "--scheduler", "--searcher", "--dataset", "--data-dir")],
     pytest.param(launch("--resume", needle="--resume"), id="resume-without-name"),
     pytest.param(launch("--resume", "--name", "old", "--num-samples", "3", "--searcher", "random",
                         needle="--num-samples, --searcher", setup=saved_experiment("{}")),

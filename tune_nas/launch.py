@@ -48,17 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=DefaultsHelp)
     p.add_argument("--space", type=_space_argument, default=None,
                    help="space file (path) or preset name in search_spaces/ (default: default)")
-    p.add_argument("--dataset", default=None, help="digits, mnist, fashion_mnist, cifar10 or "
+    p.add_argument("--dataset", type=_not_empty("--dataset", "a data set"), default=None,
+                   help="digits, mnist, fashion_mnist, cifar10 or "
                    "imagefolder:PATH (a directory, .tar.gz or .zip with train/ and test/); regression "
                    "data: arrays:PATH (.npz with x, y, .csv or .parquet) or sim:NAME[:SAMPLES] (sim:burgers); with "
                    "evaluation 'tabular' the NAS-Bench-201 table: cifar10, cifar100, imagenet16; "
                    "overrides the space file")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=_not_empty("--data-dir", "a directory"), default=None,
                    help="where torchvision data sets live / are downloaded to")
-    p.add_argument("--model", default=None, help="model name in the registry (small_cnn, resnet50, ...)")
-    p.add_argument("--searcher", default=None,
+    p.add_argument("--model", type=_not_empty("--model", "a model of the registry"), default=None,
+                   help="model name in the registry (small_cnn, resnet50, ...)")
+    p.add_argument("--searcher", type=_not_empty("--searcher", "a search strategy"), default=None,
                    help=f"search strategy: {', '.join(list_searchers())} (default: the space file's, else tpe)")
-    p.add_argument("--scheduler", default=None,
+    p.add_argument("--scheduler", type=_not_empty("--scheduler", "a scheduler"), default=None,
                    help=f"when to stop (or pause) trials early: {', '.join(SCHEDULERS)} (default: the "
                    "space file's, else asha)")
     p.add_argument("--num-samples", type=number("--num-samples", int, 0, exclusive=True), default=None,
