@@ -428,6 +428,8 @@ CASES: list = [
                             tmp / "nowhere"))), id="name-a-link-to-nothing"),
     *[pytest.param(launch(flag, "", needle=f"rule: {flag} is"), id=f"empty{flag}")
       for flag in ("--model", "--scheduler", "--searcher", "--dataset", "--data-dir")],
+    pytest.param(launch("--name", "two\nlines", needle="'two\\nlines'"), id="name-with-a-newline"),
+    pytest.param(Bad("compare", ("--name", "tab\tbed"), "'tab\\tbed'"), id="compare-name-with-a-tab"),
     pytest.param(launch("--resume", needle="--resume"), id="resume-without-name"),
     pytest.param(launch("--resume", "--name", "old", "--num-samples", "3", "--searcher", "random",
                         needle="--num-samples, --searcher", setup=saved_experiment("{}")),

@@ -20,7 +20,8 @@ from typing import NoReturn
 EXIT_BAD_INPUT = 2
 #: The largest seed NumPy's and Optuna's generators take (they are seeded with 32 bits).
 SEED_MAX = 2**32 - 1
-NAME_RULE = "a plain directory name: not empty, no '/' or NUL, not '.' or '..', at most 255 bytes"
+NAME_RULE = ("a plain directory name: not empty, no '/' and no control character (newline, tab, NUL), "
+             "not '.' or '..', at most 255 bytes")
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -72,7 +73,7 @@ def plain_name(flag: str) -> Callable[[str], str]:
     """An argparse type for a name that becomes one directory (an experiment, a comparison)."""
 
     def parse(text: str) -> str:
-        if (not text or "/" in text or "\0" in text or text in (".", "..")
+        if (not text or "/" in text or any(ord(c) < 32 or ord(c) == 127 for c in text) or text in (".", "..")
                 or len(text.encode(errors="surrogateescape")) > 255):
             raise argparse.ArgumentTypeError(f"{text!r} is not allowed; rule: {flag} is {NAME_RULE}")
         return text
