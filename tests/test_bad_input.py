@@ -591,6 +591,13 @@ CASES: list = [
     pytest.param(space("""
         EXPERIMENT = {}
         def define_by_run(trial):
+            trial.suggest_float("lr", 0.001, 0.002, step=0.5)
+            return {"bogus_key": 1}
+        """, needle="trial.suggest_float('lr', low=0.001, high=0.002, step=0.5)"),
+        id="define-by-run-step-beyond-the-range-no-warning-before-the-line"),
+    pytest.param(space("""
+        EXPERIMENT = {}
+        def define_by_run(trial):
             return [trial.suggest_float("lr", 0.001, 0.1)]
         """, needle="returned list"), id="define-by-run-returns-a-list"),
     # ---- study

@@ -10,6 +10,7 @@ set of keys has appeared for a while: the keys and constants of every branch it 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial
 
+#: What Optuna warns when a range is no multiple of its step (it then lowers ``high``).
+STEP_WARNING = ".*the range is not divisible by `step`"
 EXPLORE_RUNS = 64  # at most this many calls of the function
 PATIENCE = 16  # stop after this many calls without a new set of keys (once every choice was tried)
 
@@ -61,7 +64,12 @@ class Branch:
 def call(define_by_run: DefineByRun, trial: optuna.trial.Trial) -> Branch:
     """Call ``define_by_run(trial)`` once; raise :class:`DefineByRunError` if it misbehaves."""
     try:
-        constants = define_by_run(trial)
+        with warnings.catch_warnings():  # Optuna would shrink the range and only warn
+            warnings.filterwarnings("error", message=STEP_WARNING, category=UserWarning)
+            constants = define_by_run(trial)
+    except UserWarning as exc:
+        raise DefineByRunError(f"define_by_run{_failed_suggestion(exc)}: {' '.join(str(exc).split())}; rule: "
+                               "high - low must be a multiple of step", _made_so_far(trial)) from None
     except Exception as exc:
         raise DefineByRunError(f"define_by_run{_failed_suggestion(exc)} raised {type(exc).__name__}: "
                                f"{' '.join(str(exc).split())}; rule: it must only call trial.suggest_* (with "
