@@ -30,6 +30,15 @@ NATURAL_DIRECTIONS = {
     "acc": "max", "r2": "max", "loss": "min", "mse": "min", "mae": "min",
     "model/params": "min", "model/flops": "min", "model/latency_ms": "min", "time/epoch_s": "min",
 }
+#: The values a reported metric can take, by its last part (accuracies are fractions; R² is at
+#: most 1 and unbounded below); any other reported metric (a loss, an error, a count, a time, a
+#: learning rate) is never negative.
+METRIC_RANGES = {"acc": (0.0, 1.0), "r2": (float("-inf"), 1.0)}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """(lowest, highest) value a reported ``metric`` can take (a constraint outside it cannot be met)."""
+    return METRIC_RANGES.get(metric.rsplit("/", 1)[-1], (0.0, float("inf")))
 
 
 def _check_task(task: str) -> str:

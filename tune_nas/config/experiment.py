@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from tune_nas.metric_keys import TASKS, metrics_of, natural_direction
+from tune_nas.metric_keys import TASKS, metric_range, metrics_of, natural_direction
 from tune_nas.objectives import CONSTRAINT_OPS, DIRECTIONS, Constraint, Objective, is_number
 from tune_nas.schedulers import SchedulerError, create_policy, list_schedulers
 from tune_nas.search import SearcherError, create_sampler, list_searchers
@@ -282,6 +282,12 @@ class ExperimentSpec:
                       ("constraints", isinstance(pair, (tuple, list)) and len(pair) == 2 and pair[0] in CONSTRAINT_OPS
                        and is_number(pair[1]), f"each value a pair (op, bound), op one of {CONSTRAINT_OPS}, bound a "
                        f"finite number; {metric!r} has {pair!r}")]
+            if rules[-1][1] and metric in allowed:
+                low, high = metric_range(metric)
+                op, bound = pair[0], float(pair[1])
+                rules.append(("constraints", bound >= low if op == "<=" else bound <= high,
+                              f"{metric!r} {op} {pair[1]!r} can never hold: {metric} lies in [{low:g}, {high:g}]"
+                              f"{' (a fraction, not a percentage)' if high == 1.0 and bound > 1 else ''}"))
         return rules
 
     @property
