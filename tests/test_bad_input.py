@@ -331,7 +331,7 @@ CASES: list = [
     # ---- launch: --model, --searcher, --scheduler
     pytest.param(launch("--model", "vgg", needle="'vgg'"), id="model-unknown"),
     pytest.param(launch("--searcher", "bayes", needle="'bayes'"), id="searcher-unknown"),
-    pytest.param(launch("--searcher", "", needle="searcher=''"), id="searcher-empty"),
+    pytest.param(launch("--searcher", "", needle="'' is empty; rule: --searcher"), id="searcher-empty"),
     pytest.param(launch("--scheduler", "hyperband", needle="'hyperband'"), id="scheduler-unknown"),
     pytest.param(launch("--scheduler", "asha_promotion", "--max-concurrent-trials", "2",
                         needle="max_concurrent_trials=2: paused trials"), id="asha-promotion-concurrency-limit"),
@@ -467,10 +467,33 @@ CASES: list = [
                  id="exp-constraint-accuracy-as-a-percentage"),
     pytest.param(experiment_key("constraints", "{'model/params': ('<=', -1)}", "'model/params' <= -1 can never hold"),
                  id="exp-constraint-below-any-count"),
+    # ---- integers beyond a float's range (math.isfinite raised OverflowError: a traceback)
+    *[pytest.param(experiment_key(key, value, needle), id=f"exp-{key}-10**400")
+      for key, value, needle in (
+          ("reduction_factor", "10**400", "reduction_factor="),
+          ("time_budget_s", "10**400", "time_budget_s="),
+          ("image_size", "10**400", "image_size="),
+          ("constraints", "{'model/params': ('<=', 10**400)}", "constraints="),
+          ("searcher", "'nsga2', 'objectives': {'val/acc': 'max', 'model/params': 'min'}, 'scheduler': 'none', "
+                       "'searcher_options': {'mutation_prob': 10**400}", "mutation_prob"),
+          ("searcher", "'reinforce', 'searcher_options': {'entropy_weight': 10**400}", "entropy_weight"),
+          ("model", "'morph_net', 'searcher': 'morphism', 'scheduler': 'none', "
+                    "'searcher_options': {'child_warmup_epochs': 10**400}", "child_warmup_epochs"))],
+    pytest.param(space("""
+        EXPERIMENT = {"max_epochs": 1, "num_samples": 1}
+        PARAM_SPACE = {"width": 100000, "depth": 3, "lr": 0.01}
+        """, needle="GiB of float32 weights alone"), id="model-whose-weights-cannot-fit-counted-without-building"),
+    pytest.param(space("""
+        EXPERIMENT = {"max_epochs": 1, "num_samples": 1}
+        PARAM_SPACE = {"width": 10**30, "lr": 0.01}
+        """, needle="width=1000000000000000000000000000000: rule: architecture integers at most 1,000,000"),
+        id="architecture-integer-whose-build-would-not-end"),
     pytest.param(experiment_key("searcher_options", "{'n_ei_candidates': 10**30}", "n_ei_candidates"),
                  id="exp-tpe-candidates-beyond-memory"),
     pytest.param(experiment_key("searcher", "'reinforce', 'searcher_options': {'learning_rate': 1e308}",
                                 "learning_rate"), id="exp-reinforce-rate-overflowing-the-logits"),
+    pytest.param(experiment_key("searcher", "'reinforce', 'searcher_options': {'entropy_weight': 1e308}",
+                                "entropy_weight"), id="exp-reinforce-entropy-weight-locking-the-policy"),
     pytest.param(experiment_key("searcher", "'reinforce', 'searcher_options': {'bins': 10**12}", "bins"),
                  id="exp-reinforce-bins-beyond-memory"),
     pytest.param(space("""
@@ -669,6 +692,8 @@ CASES: list = [
                  id="replay-two-worker-counts"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--min-epochs", "0"), "'0'", recorded_experiment),
                  id="replay-min-epochs-zero"),
+    pytest.param(Bad("replay", ("{tmp}/trials/exp", "--min-epochs", "100000000000000000000"), "--min-epochs 1000",
+                     recorded_experiment), id="replay-min-epochs-at-or-beyond-max-epochs"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--trials", "best"), "'best'", recorded_experiment),
                  id="replay-trial-set-unknown"),
     pytest.param(Bad("replay", ("{tmp}/trials/exp", "--out", "{tmp}/afile/replay.json"), "afile",
@@ -715,7 +740,7 @@ CASES: list = [
                  id="compare-final-fraction-zero"),
     pytest.param(Bad("compare", ("--final-image-size", "-1"), "--final-image-size"), id="compare-final-image-size"),
     pytest.param(Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix", "_tiny",
-                                 "--final-image-size", "100000"), "--final-image-size 100000"),
+                                 "--final-image-size", "60000"), "--final-image-size 60000"),
                  id="compare-final-image-size-beyond-memory-before-the-search"),
     pytest.param(Bad("compare", ("--models", "superkernel", "--datasets", "digits", "--preset-suffix", "_tiny",
                                  "--final-train-fraction", "0.001"), "--final-train-fraction 0.001"),

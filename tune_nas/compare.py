@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tune_nas.analysis.experiment import Experiment, ExperimentError, load_experiment
 from tune_nas.bad_input import EXIT_BAD_INPUT, SEED_MAX, DefaultsHelp, OneLineParser, number, plain_name, unwritable_reason
-from tune_nas.config.experiment import MAX_EPOCHS
+from tune_nas.config.experiment import MAX_EPOCHS, MAX_IMAGE_SIZE
 from tune_nas.config.space_file import SPACES_DIR, SearchSpace, SpaceError, load_space
 from tune_nas.data.sources import DataError, check_dataset_name, check_reduced_fidelity, load_splits
 from tune_nas.layout import CURVES_FILE, SPACE_COPY, SUMMARY_FILE, ExperimentLayout
@@ -705,7 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-train-fraction", type=_fraction, default=1.0,
                    help="share of the training images of the final retraining (1: all; less "
                    "only where the full budget cannot run, e.g. on a CPU: it is reported)")
-    p.add_argument("--final-image-size", type=number("--final-image-size", int, 0), default=0,
+    p.add_argument("--final-image-size", type=number("--final-image-size", int, 0, maximum=MAX_IMAGE_SIZE), default=0,
                    help="image size of the final retraining in px (0: native; it is reported)")
     p.add_argument("--data-dir", default=None, help="where torchvision data sets live")
     p.add_argument("--seed", type=number("--seed", int, 0, maximum=SEED_MAX), default=None,

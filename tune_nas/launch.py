@@ -475,6 +475,31 @@ def _check_table_lookup(space):
 MAX_BUILDS_CHECKED = 48
 
 
+#: No architecture argument (a width, a depth, a count of cells) is larger than this.
+MAX_ARCH_INT = 1_000_000
+
+
+def _check_model_size(space, splits, arch: dict[str, Any], shown: str) -> None:
+    """Refuse an architecture whose weights alone would not fit in this machine's memory,
+    counted on PyTorch's meta device (no memory is allocated); a model that cannot be built so
+    is left to the real build that follows."""
+    import torch
+
+    from tune_nas.data.sources import _available_memory
+    from tune_nas.models import create_model_for
+
+    try:
+        with torch.device("meta"):
+            params = sum(p.numel() for p in create_model_for(space.spec.model, splits, **arch).parameters())
+    except Exception:  # noqa: BLE001 - the real build below names what is wrong
+        return
+    available = _available_memory()
+    if params * 4 > available:
+        _fail(f"{space.path}: model {space.spec.model!r} with {shown}: {params:,} parameters, "
+              f"{params * 4 / 2**30:,.1f} GiB of float32 weights alone, this machine has {available / 2**30:,.1f} GiB "
+              "available; rule: a model whose weights fit in memory")
+
+
 def _check_model_builds(space, splits) -> None:
     """Build the model for a sampled config and for the space's edges (every choice of an
     architecture argument, both ends of its range), so that a value no trial could build fails
@@ -505,11 +530,16 @@ def _check_model_builds(space, splits) -> None:
         if key in built or len(built) >= MAX_BUILDS_CHECKED:
             continue
         built.add(key)
+        shown = ", ".join(f"{k}={v!r}" for k, v in arch.items())
+        huge = next((f"{k}={v!r}" for k, v in arch.items() if isinstance(v, int) and abs(v) > MAX_ARCH_INT), None)
+        if huge:  # a count of layers or channels so large that building would not end
+            _fail(f"{space.path}: model {space.spec.model!r} with {huge}: rule: architecture integers at most "
+                  f"{MAX_ARCH_INT:,}")
+        _check_model_size(space, splits, arch, shown)
         try:
             create_model_for(space.spec.model, splits, **arch)
         except (ValueError, TypeError, RuntimeError) as exc:
             rule = "" if "rule:" in str(exc) else "; rule: the space's architecture arguments must build the model"
-            shown = ", ".join(f"{k}={v!r}" for k, v in arch.items())
             _fail(f"{space.path}: model {space.spec.model!r} cannot be built for {splits.describe()} "
                   f"with {shown or 'its defaults'}: {exc}{rule}")
 

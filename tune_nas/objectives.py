@@ -23,8 +23,14 @@ DIRECTIONS = ("max", "min")
 
 
 def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool): something an objective can compare."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool): something an objective can compare. An int beyond
+    a float's range (``10**400``) is none: every float computation with it would overflow."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -672,6 +672,21 @@ def _number_list(flag: str, kind: type, low: float, rule: str, inclusive: bool =
     return parse
 
 
+DEFAULT_MIN_EPOCHS = [4]
+
+
+def _below_max_epochs(flag: str, values: Sequence[int], max_epochs: int, what: str, there: str) -> None:
+    """Values of ``flag`` at or above the experiment's ``max_epochs`` stop nothing: all of them
+    is bad input (one line, exit 2), some of them are left out, said on stderr."""
+    beyond = [v for v in values if v >= max_epochs]
+    if len(beyond) == len(values):
+        _fail(f"{flag} {','.join(map(str, values))}: the experiment's trials train {max_epochs} "
+              f"epoch(s); rule: {what} below max_epochs ({max_epochs})")
+    if beyond:
+        print(f"tune_nas.replay: {flag} {','.join(map(str, beyond))} left out: at or above the "
+              f"experiment's max_epochs ({max_epochs}), {there} stops nothing", file=sys.stderr)
+
+
 def _out_file(out: Path, experiment: Path) -> Path:
     """Where ``--out`` writes: a file in an existing directory (or ``DIR/replay.json``), outside
     the experiment (whose files only the launcher writes: ``--out trials/x/curves.csv`` would
@@ -712,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[0.01, 0.05, 0.2], help="curve-fit stopping probabilities (one objective only)")
     p.add_argument("--min-epochs", type=_number_list("--min-epochs", int, 0,
                                                      "integers >= 1, comma-separated"),
-                   default=[4], help="curve-fit: epochs before any stop (one objective only)")
+                   default=DEFAULT_MIN_EPOCHS, help="curve-fit: epochs before any stop (one objective only)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--out", type=Path, default=None,
                    help=f"also write the JSON here (a file, or a directory for {REPLAY_FILE})")
@@ -738,14 +753,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         experiment = load_experiment(args.experiment)
         grace = args.grace or [1, 2, 3]
         if args.grace:  # asked for: one at or above max_epochs would stop nothing, and is said
-            max_epochs = experiment.spec.max_epochs
-            beyond = [g for g in args.grace if g >= max_epochs]
-            if len(beyond) == len(args.grace):
-                _fail(f"--grace {','.join(map(str, args.grace))}: the experiment's trials train {max_epochs} "
-                      f"epoch(s); rule: grace periods below max_epochs ({max_epochs})")
-            if beyond:
-                print(f"tune_nas.replay: --grace {','.join(map(str, beyond))} left out: at or above the "
-                      f"experiment's max_epochs ({max_epochs}), a rung there stops nothing", file=sys.stderr)
+            _below_max_epochs("--grace", args.grace, experiment.spec.max_epochs, "grace periods", "a rung")
+        if args.min_epochs != DEFAULT_MIN_EPOCHS:
+            _below_max_epochs("--min-epochs", args.min_epochs, experiment.spec.max_epochs, "minimums",
+                              "a curve fit from there")
         report = replay_experiment(experiment, trial_set=args.trials,
                                    workers=args.workers[0], grace_periods=grace,
                                    reduction_factors=args.rf, thresholds=args.thresholds,

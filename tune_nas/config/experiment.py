@@ -5,7 +5,6 @@ and schedulers are asked only when a spec is checked.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,6 +32,9 @@ RESOURCE_UNIT = 1e-4
 #: The most epochs a trial may be given: the status line's time-left estimate keeps per-epoch
 #: survival arrays (10**7 epochs took 785 MiB and 3.8 s a line), and no search trains longer.
 MAX_EPOCHS = 100_000
+#: The largest ``image_size`` (px): far beyond any image a trial can hold, and small enough that
+#: the memory estimate of a resize stays a number.
+MAX_IMAGE_SIZE = 65_536
 #: The model an experiment trains when its space file names none.
 DEFAULT_MODELS = {"classification": "small_cnn", "regression": "mlp"}
 
@@ -138,7 +140,7 @@ class ExperimentSpec:
             return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
         def nonneg_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            return is_number(v) and v >= 0
 
         from tune_nas.data.sources import DataError, check_dataset_exists, check_dataset_name
         from tune_nas.models import list_models, model_task  # imports torch: only when a spec is checked
@@ -192,8 +194,8 @@ class ExperimentSpec:
             ("n_startup_trials", nonneg_int(self.n_startup_trials), "an integer >= 0"),
             ("train_fraction", nonneg_num(self.train_fraction) and 0 < self.train_fraction <= 1,
              "0 < train_fraction <= 1 (the share of training images a search trial sees)"),
-            ("image_size", nonneg_int(self.image_size),
-             "0 (native resolution) or the search-time image size in px"),
+            ("image_size", nonneg_int(self.image_size) and self.image_size <= MAX_IMAGE_SIZE,
+             f"0 (native resolution) or the search-time image size in px, at most {MAX_IMAGE_SIZE:,}"),
             ("final_top_k", nonneg_int(self.final_top_k),
              "an integer >= 0: the best k configurations retrained at full fidelity"),
             ("final_max_epochs", nonneg_int(self.final_max_epochs) and self.final_max_epochs <= MAX_EPOCHS,

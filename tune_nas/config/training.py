@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from tune_nas.metric_keys import RESERVED_KEYS
+from tune_nas.objectives import is_number
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -47,7 +48,7 @@ class TrainingConfig:
             if kind in ("float", "int") and not (isinstance(value, (int, float))
                                                  and not isinstance(value, bool)):
                 raise ValueError(f"{f.name}={value!r}: rule: a number")
-            if kind in ("float", "int") and not math.isfinite(value):
+            if kind in ("float", "int") and not is_number(value):
                 raise ValueError(f"{f.name}={value!r}: rule: a finite number")
             if kind == "bool" and not (isinstance(value, bool) or value in (0, 1)):
                 raise ValueError(f"{f.name}={value!r}: rule: true or false")

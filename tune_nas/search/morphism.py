@@ -44,6 +44,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from tune_nas.objectives import is_number
 from tune_nas.search.registry import CONFIG_ATTR, SearcherError, SearcherSettings
 from tune_nas.spaces.morph_spec import (
     DEFAULT_OPS,
@@ -80,8 +81,8 @@ def create_sampler(settings: SearcherSettings):
     ops = settings.take("ops", list(DEFAULT_OPS), valid_ops, OPS_RULE)
     lr_scale = settings.take("child_lr_scale", CHILD_LR_SCALE, lambda v: isinstance(v, (int, float))
                              and not isinstance(v, bool) and 0 < v <= 1, "a number in (0, 1]")
-    warmup = settings.take("child_warmup_epochs", None, lambda v: v is None or (
-        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")), "a number >= 0")
+    warmup = settings.take("child_warmup_epochs", None, lambda v: v is None or (is_number(v) and v >= 0),
+                           "a finite number >= 0")
     values = {}
     for name, default in zip(names, (4, 3, 2, 2, 8, 128, 7)):
         values[name] = settings.take(name, default, _positive_int, "an integer >= 1")

@@ -27,12 +27,12 @@ of 6 parameters per child: in a space of many parameters, null (1/n) may suit be
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
 import optuna
 
+from tune_nas.objectives import is_number
 from tune_nas.search.registry import SearcherSettings
 
 
@@ -57,8 +57,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_probability(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and 0.0 <= value <= 1.0)
+    return is_number(value) and 0.0 <= value <= 1.0
 
 
 def create_sampler(settings: SearcherSettings):
