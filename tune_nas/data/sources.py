@@ -710,7 +710,14 @@ def _available_memory() -> int:
         import psutil
 
         return int(psutil.virtual_memory().available)
-    except ImportError:  # psutil comes with Ray; without it, the pages the OS reports free
+    except ImportError:  # without psutil: Linux's own estimate, else the pages the OS reports free
+        try:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
