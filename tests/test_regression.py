@@ -119,6 +119,19 @@ def test_csv_files_from_spreadsheets_load_alike(tmp_path):
         np.testing.assert_array_equal(splits.test_y, loaded["plain.csv"].test_y, err_msg=file)
 
 
+def test_a_header_holding_a_unicode_line_separator_is_one_line_as_pandas_reads_it(tmp_path):
+    """CSV ends lines at \\n and \\r only; str.splitlines also at U+2028, which cut this header
+    into ['a', 'b'] and lost the output column (names are stripped of white space, U+2028 too)."""
+    import pandas as pd
+
+    path = tmp_path / "uni.csv"
+    path.write_text("a,b\u2028,out\n" + "".join(f"{i % 5},{i % 7},{i}\n" for i in range(30)), encoding="utf-8")
+    splits = load_array_file(path, outputs=("out",))
+    assert len(pd.read_csv(path).columns) == 3
+    assert splits.input_names == ("a", "b")
+    assert len(splits.train_y) + len(splits.val_y) + len(splits.test_y) == 30
+
+
 @pytest.mark.parametrize("text, message", [
     ("a,a,out\n" + "1,2,3\n" * 12, "column 'a' appears 2 times"),
     ("a,b,out\n" + "1,2,3\n" * 5 + "\n1,x,3\n" + "1,2,3\n" * 6, "line 8, column 'b': 'x'"),

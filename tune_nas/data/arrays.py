@@ -271,6 +271,16 @@ def _without_comment_lines(lines: list[str]) -> tuple[list[str], int]:
 _OTHER_LINE_ENDS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
+def _csv_lines(text: str) -> list[str]:
+    """The lines of a CSV file's ``text``, ended as CSV ends them (``\n``, ``\r\n``, ``\r``) and not
+    also at the :data:`_OTHER_LINE_ENDS` that ``str.splitlines`` breaks at (a header holding a
+    U+2028 was cut there)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def _whole_columns(text: str, lines: list[str], header: list[str], used: list[str]) -> dict[str, np.ndarray] | None:
     """The ``used`` columns of a comma-separated ``text`` (``lines``: no quotes, lines ended by
     ``\n`` or ``\r``) read at once by pandas' C reader (benchmarks/csv_loading.py), or None
@@ -432,7 +442,7 @@ def load_csv(path: Path, name: str, inputs: tuple[str, ...], outputs: tuple[str,
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{name}: cannot be read ({type(exc).__name__}: {exc}); rule: a text CSV file") from None
-    lines = text.splitlines()
+    lines = _csv_lines(text)
     cleaned, header_line = _without_comment_lines(lines)
     if cleaned is not lines:  # what pandas reads at once too
         lines, text = cleaned, "\n".join(cleaned) + "\n"
