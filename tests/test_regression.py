@@ -119,6 +119,14 @@ def test_csv_files_from_spreadsheets_load_alike(tmp_path):
         np.testing.assert_array_equal(splits.test_y, loaded["plain.csv"].test_y, err_msg=file)
 
 
+def test_outputs_that_never_vary_are_refused():
+    x = np.arange(60, dtype=float).reshape(30, 2)
+    with pytest.raises(DataError, match=r"every output is the same in every row \(y0 = 3, y1 = -1\); rule: an output that"):
+        split_arrays("arrays:flat.npz", x, np.tile([3.0, -1.0], (30, 1)))
+    one_varies = np.stack([np.full(30, 3.0), np.arange(30.0)], axis=1)  # a fixed boundary beside a field: kept
+    assert split_arrays("arrays:ok.npz", x, one_varies).output_names == ("y0", "y1")
+
+
 def test_a_header_holding_a_unicode_line_separator_is_one_line_as_pandas_reads_it(tmp_path):
     """CSV ends lines at \\n and \\r only; str.splitlines also at U+2028, which cut this header
     into ['a', 'b'] and lost the output column (names are stripped of white space, U+2028 too)."""
@@ -363,7 +371,7 @@ def test_emulator_model_arguments_change_the_net_and_bad_ones_are_refused():
 
 
 def test_a_model_of_the_wrong_task_is_refused_for_the_data():
-    splits = split_arrays("t", np.zeros((20, 2)), np.zeros((20, 1)))
+    splits = split_arrays("t", np.zeros((20, 2)), np.arange(20.0).reshape(20, 1))
     with pytest.raises(ValueError, match="small_cnn.*classification model"):
         create_model_for("small_cnn", splits)
     assert create_model_for("mlp", splits, width=4)(torch.zeros(1, 2)).shape == (1, 1)

@@ -185,6 +185,11 @@ def split_arrays(name: str, x: np.ndarray, y: np.ndarray, *, input_names=None, o
             raise DataError(f"{name}: {what} {where} holds values up to {np.abs(a[:, col]).max():g}, too large to "
                             "standardise (the squares overflow); rule: values below 1e150 in magnitude")
 
+    if (y.max(axis=0) == y.min(axis=0)).all():  # nothing to learn, and R² (1 - error / variance) is no number
+        shown = ", ".join(f"{n} = {v:g}" for n, v in zip(output_names[:3], y[0, :3]))
+        raise DataError(f"{name}: every output is the same in every row ({shown}{', ...' if y.shape[1] > 3 else ''}); "
+                        "rule: an output that varies across the samples")
+
     def standard(a, mean, std):
         return np.ascontiguousarray((a - mean) / std, dtype=np.float32)
 
