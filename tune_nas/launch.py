@@ -485,7 +485,7 @@ def _check_model_size(space, splits, arch: dict[str, Any], shown: str) -> None:
     is left to the real build that follows."""
     import torch
 
-    from tune_nas.data.sources import _available_memory
+    from tune_nas.data.sources import available_memory
     from tune_nas.models import create_model_for
 
     try:
@@ -493,7 +493,7 @@ def _check_model_size(space, splits, arch: dict[str, Any], shown: str) -> None:
             params = sum(p.numel() for p in create_model_for(space.spec.model, splits, **arch).parameters())
     except Exception:  # noqa: BLE001 - the real build below names what is wrong
         return
-    available = _available_memory()
+    available = available_memory()
     if params * 4 > available:
         _fail(f"{space.path}: model {space.spec.model!r} with {shown}: {params:,} parameters, "
               f"{params * 4 / 2**30:,.1f} GiB of float32 weights alone, this machine has {available / 2**30:,.1f} GiB "

@@ -703,7 +703,7 @@ def check_dataset_exists(dataset: str) -> None:
 # ---------------------------------------------------------------- low fidelity
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
     """Bytes of memory this machine can still give (Linux's MemAvailable; physical memory where
     that cannot be read)."""
     try:
@@ -728,7 +728,7 @@ def _check_resized_size(splits: ArraySplits, train_images: int, image_size: int)
     counts = (train_images, len(splits.val_x), len(splits.test_x))
     pixels = channels * image_size * image_size
     needed = sum(counts) * pixels + max(counts) * pixels * 4
-    available = _available_memory()
+    available = available_memory()
     if needed > available // 2:
         raise DataError(f"image_size={image_size}: {splits.name} resized to {image_size} px needs "
                         f"{needed / 2**30:,.1f} GiB of memory ({sum(counts)} images × {channels} × "
