@@ -404,10 +404,11 @@ def _check_saved_study(experiment_dir: Path, name: str) -> None:
 def _not_an_optuna_database(path: Path) -> str | None:
     """Why the file ``path`` (opened read-only) is no Optuna SQLite database, or None."""
     import sqlite3
-    from urllib.parse import quote
+
+    from tune_nas.study import readonly_sqlite_connection
 
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+        with contextlib.closing(readonly_sqlite_connection(path)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         return f"not a SQLite database ({exc})"

@@ -672,9 +672,6 @@ def _number_list(flag: str, kind: type, low: float, rule: str, inclusive: bool =
     return parse
 
 
-DEFAULT_MIN_EPOCHS = [4]
-
-
 def _below_max_epochs(flag: str, values: Sequence[int], max_epochs: int, what: str, there: str) -> None:
     """Values of ``flag`` at or above the experiment's ``max_epochs`` stop nothing: all of them
     is bad input (one line, exit 2), some of them are left out, said on stderr."""
@@ -727,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=[0.01, 0.05, 0.2], help="curve-fit stopping probabilities (one objective only)")
     p.add_argument("--min-epochs", type=_number_list("--min-epochs", int, 0,
                                                      "integers >= 1, comma-separated"),
-                   default=DEFAULT_MIN_EPOCHS, help="curve-fit: epochs before any stop (one objective only)")
+                   default=None, help="curve-fit: epochs before any stop (one objective only; default: 4)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--out", type=Path, default=None,
                    help=f"also write the JSON here (a file, or a directory for {REPLAY_FILE})")
@@ -754,13 +751,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace = args.grace or [1, 2, 3]
         if args.grace:  # asked for: one at or above max_epochs would stop nothing, and is said
             _below_max_epochs("--grace", args.grace, experiment.spec.max_epochs, "grace periods", "a rung")
-        if args.min_epochs != DEFAULT_MIN_EPOCHS:
+        if args.min_epochs:  # asked for, as --grace
             _below_max_epochs("--min-epochs", args.min_epochs, experiment.spec.max_epochs, "minimums",
                               "a curve fit from there")
         report = replay_experiment(experiment, trial_set=args.trials,
                                    workers=args.workers[0], grace_periods=grace,
                                    reduction_factors=args.rf, thresholds=args.thresholds,
-                                   min_epochs=args.min_epochs)
+                                   **({"min_epochs": args.min_epochs} if args.min_epochs else {}))
     except ValueError as exc:  # ExperimentError among them: not an experiment, no curves yet
         _fail(str(exc))
     data = strict_json(report.as_dict())

@@ -67,6 +67,13 @@ class StudyInputError(ValueError):
 # --------------------------------------------------------------------------- opening
 
 
+def readonly_sqlite_connection(db_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection to the SQLite file ``db_path`` that cannot write to it (SQLite's
+    ``file:...?mode=ro`` URI, the path quoted)."""
+    uri = f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
+
+
 def readonly_sqlite_storage(db_path: Path, timeout_s: float = LOCK_TIMEOUT_S):
     """An ``RDBStorage`` on ``db_path`` that cannot write to it.
 
@@ -81,10 +88,9 @@ def readonly_sqlite_storage(db_path: Path, timeout_s: float = LOCK_TIMEOUT_S):
     import optuna
 
     path = Path(db_path).resolve()
-    uri = f"file:{quote(str(path))}?mode=ro"
 
     def connect() -> sqlite3.Connection:
-        return sqlite3.connect(uri, uri=True, timeout=timeout_s, check_same_thread=False)
+        return readonly_sqlite_connection(path, timeout_s)
 
     return optuna.storages.RDBStorage(
         f"sqlite:///{path}", engine_kwargs={"creator": connect},

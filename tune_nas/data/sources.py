@@ -406,15 +406,17 @@ def _find_split_root(names: list[str], where: str) -> str:
     return prefixes[0]
 
 
-def _read_image_tree(path: Path) -> tuple[dict[str, tuple[list[np.ndarray], list[str]]], dict[str, list[str]]]:
-    """{split folder: (images, class names)} decoded from a directory or an archive, in sorted
-    order (float images still float: :func:`_scale_float_images` scales them), and {split
-    folder: where each image came from, for messages}; :class:`DataError` for an archive that
-    is not one or a file that is not an image."""
+def _read_image_tree(path: Path, members: dict | None
+                     ) -> tuple[dict[str, tuple[list[np.ndarray], list[str]]], dict[str, list[str]]]:
+    """{split folder: (images, class names)} decoded from a directory (its
+    :func:`_folder_members`, ``members``) or an archive (``members`` None), in sorted order
+    (float images still float: :func:`_scale_float_images` scales them), and {split folder: where
+    each image came from, for messages}; :class:`DataError` for an archive that is not one or a
+    file that is not an image."""
     raw: dict[str, list[tuple[str, str, bytes]]] = {}
-    if path.is_dir():
+    if members is not None:
         try:
-            for split, items in _folder_members(path).items():
+            for split, items in members.items():
                 raw[split] = [(c, n, f.read_bytes()) for c, n, f, _ in items]
         except OSError as exc:
             raise DataError(f"imagefolder:{path}: cannot be read ({exc.strerror or type(exc).__name__}: "
@@ -541,15 +543,16 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def _fingerprint(source: Path) -> str:
-    """What the decoded images depend on: an archive's size and time; a directory's every image
-    file (relative path, size, time), since adding, changing or moving an image inside a class
-    folder leaves the top directory's own time as it was."""
-    if not source.is_dir():
+def _fingerprint(source: Path, members: dict | None) -> str:
+    """What the decoded images depend on: an archive's size and time (``members`` None); a
+    directory's every image file that is read (its :func:`_folder_members`: relative path, size,
+    time), since adding, changing or moving an image inside a class folder leaves the top
+    directory's own time as it was."""
+    if members is None:
         status = source.stat()
         return f"{status.st_size}|{status.st_mtime_ns}"
     digest = hashlib.sha1()
-    for split, items in _folder_members(source).items():  # the files that are read, and only those
+    for split, items in members.items():
         digest.update(f"{split}/\n".encode())
         for cls, below, _, status in items:
             digest.update(f"{split}/{cls}/{below}|{status.st_size}|{status.st_mtime_ns}\n".encode())
@@ -560,8 +563,8 @@ def _fingerprint(source: Path) -> str:
 _CACHE_FORMAT = 5
 
 
-def _cache_dir(source: Path) -> Path:
-    key = hashlib.sha1(f"{source.resolve()}|{_fingerprint(source)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
+def _cache_dir(source: Path, members: dict | None) -> Path:
+    key = hashlib.sha1(f"{source.resolve()}|{_fingerprint(source, members)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
     beside = source.parent / f".{source.name.split('.')[0]}.tune_nas-cache-{key}"
     if os.access(source.parent, os.W_OK):
         return beside
@@ -584,7 +587,8 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
     """An ImageFolder tree (directory, tar.gz or zip), decoded once and cached as .npy files."""
     source = _missing_imagefolder(path)
     name = f"imagefolder:{path}"
-    cache = _cache_dir(source)
+    members = _folder_members(source) if source.is_dir() else None  # walked once: fingerprint, then read
+    cache = _cache_dir(source, members)
     if (cache / "classes.txt").exists():
         try:
             arrays = {k: np.load(cache / f"{k}.npy", mmap_mode="r") for k in _ARRAY_NAMES}
@@ -593,7 +597,7 @@ def load_imagefolder_splits(path: str | os.PathLike) -> ArraySplits:
             return ArraySplits(name, **arrays, classes=tuple(classes), note=note)
         except (OSError, ValueError):
             pass  # a cache cut short (a full disk, a killed run): decoded again below
-    found, wheres = _read_image_tree(source)
+    found, wheres = _read_image_tree(source, members)
     tree: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     folder_of: dict[str, str] = {}  # split -> the folder it was read from (for messages)
     for folder in sorted(found):

@@ -59,17 +59,13 @@ MAX_BINS = 10_000
 MAX_ENTROPY_WEIGHT = 10.0
 
 
-def _is_number(value: Any) -> bool:
-    return is_number(value)
-
-
 def create_sampler(settings: SearcherSettings):
     settings.check_known("reinforce", ("learning_rate", "baseline_decay", "entropy_weight", "bins"))
     settings.check_single_objective("reinforce")
-    rate = settings.take("learning_rate", 0.3, lambda v: _is_number(v) and 0 < v <= MAX_LEARNING_RATE,
+    rate = settings.take("learning_rate", 0.3, lambda v: is_number(v) and 0 < v <= MAX_LEARNING_RATE,
                          f"a number in (0, {MAX_LEARNING_RATE:g}]")
-    decay = settings.take("baseline_decay", 0.9, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-    entropy = settings.take("entropy_weight", 0.0, lambda v: _is_number(v) and 0 <= v <= MAX_ENTROPY_WEIGHT,
+    decay = settings.take("baseline_decay", 0.9, lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+    entropy = settings.take("entropy_weight", 0.0, lambda v: is_number(v) and 0 <= v <= MAX_ENTROPY_WEIGHT,
                             f"a number in [0, {MAX_ENTROPY_WEIGHT:g}]")
     bins = settings.take("bins", 10, lambda v: isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= MAX_BINS,
                          f"an integer 2..{MAX_BINS:,}")
